@@ -1,0 +1,205 @@
+"""The ``work-clusters`` command line, thin over the plan module and the flows.
+
+Exit status: 0 integrated and verified (or the command did what it says), 1 a run that did not
+integrate or an expected failure, 2 bad input (nothing created), 3 an internal error.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+import traceback
+from collections.abc import Mapping
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Annotated
+
+# The temporary local server must not try to phone home from machines without a network.
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+
+import typer  # noqa: E402
+from rich.console import Console  # noqa: E402
+
+from tasks.errors import BadInput, WorkClustersError  # noqa: E402
+from tasks.gitops import GitError  # noqa: E402
+
+app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, no_args_is_help=True,
+                  help="Run one coding agent per work cluster in its own git worktree, then integrate.")
+out = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
+
+PlanArg = Annotated[Path, typer.Argument(help="Plan file (.yaml, .yml or .md), relative to the current directory.")]
+RepoOpt = Annotated[Path, typer.Option("--repo", help="The git repository to work on.")]
+
+
+@app.command()
+def validate(plan: PlanArg, repo: RepoOpt = Path(".")) -> None:
+    """Parse and validate a plan; print its cluster tree and how well it fits the pattern."""
+    from tasks.plan_load import load_plan
+    from tasks.plan_view import fit_assessment, render_tree
+
+    loaded = load_plan(plan.resolve(), repo.resolve())
+    out.print(render_tree(loaded))
+    out.print()
+    for line in fit_assessment(loaded):
+        out.print(f"  {line}")
+    out.print(f"\n[green]valid[/green]: {plan}")
+
+
+@app.command()
+def run(
+    plan: PlanArg,
+    repo: RepoOpt = Path("."),
+    agent: Annotated[str | None, typer.Option(help="Agent preset or saved block for every role.")] = None,
+    agent_cmd: Annotated[str | None, typer.Option(help="Agent command line (split as a shell would).")] = None,
+    integration_agent: Annotated[str | None, typer.Option(help="Agent for the integration role.")] = None,
+    integration_agent_cmd: Annotated[str | None, typer.Option(help="Integration agent command line.")] = None,
+    base: Annotated[str | None, typer.Option(help="Ref the clusters start from.")] = None,
+    workspace: Annotated[Path | None, typer.Option(help="Where worktrees and run records go.")] = None,
+    concurrency: Annotated[int | None, typer.Option(min=1, help="Agents running at once.")] = None,
+    timeout: Annotated[float | None, typer.Option(min=0.001, help="Seconds per agent attempt.")] = None,
+    retries: Annotated[int | None, typer.Option(min=0, help="Further attempts after a failed one.")] = None,
+    land: Annotated[bool, typer.Option(help="Fast-forward the base branch when all is green.")] = False,
+    rerun: Annotated[bool, typer.Option(help="Run finished clusters' agents again.")] = False,
+    keep_worktrees: Annotated[bool, typer.Option(help="Keep cluster worktrees after the run.")] = True,
+) -> None:
+    """Run the whole flow: worktrees, agents in parallel, contract check, integration, report."""
+    from tasks.identify import resolve_run
+
+    options = dict(agent=agent, agent_cmd=agent_cmd, integration_agent=integration_agent,
+                   integration_agent_cmd=integration_agent_cmd, base=base,
+                   workspace=str(workspace.resolve()) if workspace else None, concurrency=concurrency,
+                   timeout=timeout, retries=retries, land=land, rerun=rerun, keep_worktrees=keep_worktrees)
+    # Validate before Prefect starts: bad input costs no server start and creates nothing.
+    ctx = resolve_run(plan, repo, relative_to=Path.cwd(), **options)  # type: ignore[arg-type]
+    _execute(str(ctx.plan_file), str(ctx.repo), options, ctx.runs_dir)
+
+
+def _execute(plan: str, repo: str, options: Mapping[str, object], runs_dir: Path) -> None:
+    from flows.work_clusters import work_clusters
+
+    err.print(f"[bold]work-clusters[/bold]: running {plan} (Prefect logs follow)")
+    since = datetime.now(timezone.utc)
+    state = work_clusters(plan=plan, repo=repo, return_state=True, **options)
+    _report_outcome(runs_dir, since, state.message)
+
+
+def _report_outcome(runs_dir: Path, since: datetime, message: str | None) -> None:
+    from tasks.report import RunReport
+
+    report_file = runs_dir / "report.json"
+    report = RunReport.model_validate_json(report_file.read_text()) if report_file.exists() else None
+    if report is None or report.started_at < since:
+        raise WorkClustersError(f"the run stopped before writing its report: {message}")
+    _print_summary(report, runs_dir)
+    if not report.ok:
+        raise typer.Exit(1)
+
+
+def _print_summary(report: object, runs_dir: Path) -> None:
+    from rich.table import Table
+
+    from tasks.report import RunReport
+
+    assert isinstance(report, RunReport)
+    table = Table(title=f"plan {report.plan}")
+    for col in ("cluster", "status", "attempts", "duration (s)", "merge"):
+        table.add_column(col)
+    merges = {s.cluster: s.status for s in (report.integration.steps if report.integration else [])}
+    for c in report.clusters:
+        table.add_row(c.cluster, c.status + (" (resumed)" if c.resumed else ""), str(c.attempts),
+                      f"{c.duration:.1f}", merges.get(c.cluster, "-"))
+    out.print(table)
+    integ = report.integration
+    if integ and integ.instructions:
+        out.print(integ.instructions)
+    verdict = "[green]integrated and verified[/green]" if report.ok else "[red]not integrated[/red]"
+    out.print(f"{verdict}; final commit {integ.final_sha if integ and integ.final_sha else '-'}")
+    out.print(f"report: {runs_dir / 'merge-report.md'} (and report.json)")
+
+
+@app.command()
+def demo(keep: Annotated[bool, typer.Option(help="Keep the demo's temp dir.")] = True) -> None:
+    """Build a small example repo in a temp dir and run the whole flow on it with a scripted agent."""
+    from flows.demo.build import build_demo_repo, scripted_agent_cmd
+
+    dest = Path(tempfile.mkdtemp(prefix="work-clusters-demo-"))
+    repo, plan = build_demo_repo(dest)
+    err.print(f"demo repo: {repo}\n"
+              "The agent in this demo is SCRIPTED: a small program that writes prepared code for each\n"
+              "cluster, not an LLM. To run the same plan with a real agent:\n"
+              f"  work-clusters run {plan} --repo {repo} --agent claude   (or codex, aider, --agent-cmd ...)\n")
+    options: dict[str, object] = dict(agent_cmd=scripted_agent_cmd())
+    from tasks.context import default_workspace
+
+    _execute(str(plan), str(repo), options, default_workspace(repo, "auth-system") / ".runs")
+
+
+@app.command()
+def integrate(
+    plan: PlanArg,
+    repo: RepoOpt = Path("."),
+    integration_agent: Annotated[str | None, typer.Option(help="Agent for the integration role.")] = None,
+    integration_agent_cmd: Annotated[str | None, typer.Option(help="Integration agent command line.")] = None,
+    land: Annotated[bool, typer.Option(help="Fast-forward the base branch when all is green.")] = False,
+) -> None:
+    """Re-run only the integration from the cluster branches an earlier run recorded."""
+    from flows.work_clusters import integrate_clusters
+    from tasks.identify import resolve_run
+    from tasks.worktrees import recorded
+
+    ctx = resolve_run(plan, repo, relative_to=Path.cwd(), integration_agent=integration_agent,
+                      integration_agent_cmd=integration_agent_cmd, land=land, agents_needed=False)
+    recorded(ctx)  # fail fast, before Prefect starts, when there is nothing to integrate
+    since = datetime.now(timezone.utc)
+    state = integrate_clusters(plan=str(ctx.plan_file), repo=str(ctx.repo), integration_agent=integration_agent,
+                       integration_agent_cmd=integration_agent_cmd, land=land, return_state=True)
+    _report_outcome(ctx.runs_dir, since, state.message)
+
+
+@app.command()
+def status(plan: PlanArg, repo: RepoOpt = Path(".")) -> None:
+    """Show the plan's clusters, branches, worktrees and the last result."""
+    from flows.housekeeping import status_table
+
+    out.print(status_table(plan, repo))
+
+
+@app.command()
+def clean(
+    plan: PlanArg,
+    repo: RepoOpt = Path("."),
+    branches: Annotated[bool, typer.Option("--branches", help="Also delete the plan's branches.")] = False,
+    force: Annotated[bool, typer.Option("--force", help="Delete branches even with unmerged commits.")] = False,
+) -> None:
+    """Remove the plan's worktrees (and, with --branches, its branches); nothing else."""
+    from flows.housekeeping import clean_plan
+
+    for line in clean_plan(plan, repo, branches=branches, force=force):
+        out.print(line)
+
+
+def main() -> None:
+    """Entry point: every failure becomes one clear line and an exit status."""
+    try:
+        app()
+    except BadInput as exc:
+        err.print(f"error: {exc}", highlight=False, markup=False)
+        sys.exit(exc.exit_code)
+    except (WorkClustersError, GitError) as exc:
+        err.print(f"error: {exc}", highlight=False, markup=False)
+        sys.exit(getattr(exc, "exit_code", 1))
+    except KeyboardInterrupt:
+        err.print("interrupted")
+        sys.exit(130)
+    except Exception as exc:  # noqa: BLE001 - the last line of defence: no bare traceback for users
+        log = Path(tempfile.gettempdir()) / "work-clusters-error.log"
+        log.write_text(traceback.format_exc())
+        err.print(f"internal error: {exc.__class__.__name__}: {exc} (traceback in {log}; please report it)",
+                  highlight=False, markup=False)
+        sys.exit(3)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Backend cluster: the token API."""

@@ -1,0 +1,1 @@
+"""Data cluster: persistence of users and password hashes."""

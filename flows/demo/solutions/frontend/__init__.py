@@ -1,0 +1,1 @@
+"""Frontend cluster: the client-side session and forms."""

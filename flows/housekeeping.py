@@ -1,0 +1,92 @@
+"""``status`` and ``clean``: look at a plan's git state, and remove it, without losing work."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from rich.table import Table
+
+from tasks import gitops
+from tasks.context import RunContext, load_record
+from tasks.identify import resolve_run
+
+
+def _ctx(plan: Path, repo: Path) -> RunContext:
+    return resolve_run(plan, repo, relative_to=Path.cwd(), agents_needed=False)
+
+
+def status_table(plan: Path, repo: Path) -> Table:
+    """Clusters, their branches and worktrees, and the last recorded result."""
+    ctx = _ctx(plan, repo)
+    base = gitops.resolve_ref(ctx.repo, f"refs/heads/{ctx.base_branch}")
+    registered = {wt.path.resolve() for wt in gitops.worktrees(ctx.repo)}
+    last = ctx.runs_dir / "report.json"
+    verdict = "no run yet"
+    if last.exists():
+        data = json.loads(last.read_text())
+        verdict = ("integrated and verified" if data.get("ok") else "not integrated") + \
+            f" (finished {data.get('finished_at', '?')})"
+    table = Table(title=f"plan {ctx.plan.name}: {verdict}")
+    for col in ("cluster", "branch", "head", "finished", "worktree", "last status", "attempts"):
+        table.add_column(col)
+    for cluster in ctx.plan.clusters:
+        branch = ctx.branch(cluster.name)
+        tip = gitops.resolve_ref(ctx.repo, f"refs/heads/{branch}")
+        record = load_record(ctx, cluster.name)
+        start = record.base_sha if record else base
+        finished = bool(tip and start and gitops.finished_commit(ctx.repo, start, branch))
+        wt = ctx.worktree(cluster.name)
+        table.add_row(cluster.name, branch if tip else f"{branch} (none)", (tip or "-")[:12],
+                      "yes" if finished else "no", str(wt) if wt.resolve() in registered else "-",
+                      record.status if record else "-", str(len(record.attempts)) if record else "0")
+    return table
+
+
+def clean_plan(plan: Path, repo: Path, *, branches: bool = False, force: bool = False) -> list[str]:
+    """Remove the plan's worktrees and, with ``branches``, its branches. A worktree with
+    uncommitted changes, or a branch with commits found nowhere else, is kept unless forced."""
+    ctx = _ctx(plan, repo)
+    done: list[str] = []
+    registered = {wt.path.resolve(): wt for wt in gitops.worktrees(ctx.repo)}
+    places = [ctx.worktree(c.name) for c in ctx.plan.clusters] + [ctx.integration_worktree]
+    kept: list[str] = []
+    for path in places:
+        if path.resolve() not in registered:
+            continue
+        if gitops.has_changes(path) and not force:
+            kept.append(f"kept {path}: it has uncommitted changes (commit them, or pass --force)")
+            continue
+        gitops.remove_worktree(ctx.repo, path, force=True)
+        done.append(f"removed worktree {path}")
+    gitops.prune_worktrees(ctx.repo)
+    if branches:
+        done += _clean_branches(ctx, force, kept)
+    return done + kept
+
+
+def _clean_branches(ctx: RunContext, force: bool, kept: list[str]) -> list[str]:
+    done: list[str] = []
+    target = ctx.plan.base or gitops.current_branch(ctx.repo) or "HEAD"
+
+    def contained(branch: str, homes: list[str]) -> bool:
+        return any(gitops.resolve_ref(ctx.repo, h) and gitops.is_ancestor(ctx.repo, branch, h) for h in homes)
+
+    order = [(ctx.branch(c.name), [ctx.integration_branch, ctx.base_branch, target]) for c in ctx.plan.clusters]
+    order += [(ctx.integration_branch, [target]), (ctx.base_branch, [target, ctx.integration_branch])]
+    for branch, homes in order:
+        if not gitops.branch_exists(ctx.repo, branch):
+            continue
+        if any(wt.branch == branch for wt in gitops.worktrees(ctx.repo)):
+            kept.append(f"kept branch {branch}: a worktree still uses it")
+            continue
+        if not force and not contained(f"refs/heads/{branch}", [h for h in homes if h != branch]):
+            kept.append(f"kept branch {branch}: it has commits found on no other branch (pass --force to delete)")
+            continue
+        gitops.delete_branch(ctx.repo, branch)
+        done.append(f"deleted branch {branch}")
+    if not done and not kept:
+        done.append("nothing to clean")
+    return done
+
+

@@ -1,0 +1,169 @@
+"""The ``work-clusters`` flow: identify → worktrees → agents (mapped) → contract check →
+integrate → report. Each step is a Prefect task; the logic under them lives in ``tasks/``."""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime, timezone
+from typing import Any, cast
+
+from prefect import flow, get_run_logger, unmapped
+from prefect.client.schemas.objects import State
+from prefect.futures import wait
+from prefect.states import Completed, Failed
+from prefect.task_runners import ThreadPoolTaskRunner
+
+from tasks import gitops
+from tasks import land as landing
+from tasks.context import ClusterRecord, RunContext, load_record
+from tasks.contract_check import contract_check
+from tasks.identify import identify
+from tasks.integrate import integrate
+from tasks.report import ClusterSummary, RunReport, publish_report
+from tasks.run_agents import agent_for, run_agent
+from tasks.worktrees import Prepared, create_worktrees, recorded
+
+
+def _run_agents(ctx: RunContext, prepared: Prepared) -> list[ClusterRecord]:
+    """Run every unfinished cluster's agent, at most ``limits.concurrency`` at once; wait for all,
+    then read each state, so one failing cluster never stops the others."""
+    records = {r.cluster: r for r in prepared.records}
+    pending = prepared.pending()
+    if pending:
+        retries = max(
+            (a.retries if a.retries is not None else ctx.plan.limits.retries)
+            for a in (agent_for(ctx, ctx.plan.cluster(name).agent) for name in pending)
+        )
+        agent_task = run_agent.with_options(retries=retries)
+        workers = min(ctx.plan.limits.concurrency, len(pending))
+        runner: ThreadPoolTaskRunner[Any]
+        with ThreadPoolTaskRunner(max_workers=workers) as runner:
+            # cast: mypy picks the coroutine overload of map() for a sync task
+            futures: list[Any] = runner.map(cast(Any, agent_task), {"ctx": unmapped(ctx), "cluster": pending})
+            wait(futures)
+        for name, future in zip(pending, futures, strict=True):
+            if future.state.is_completed():
+                records[name] = future.result()
+                continue
+            record = load_record(ctx, name) or records[name]
+            if record.status in ("pending", "succeeded"):
+                record = record.model_copy(update={"status": "failed", "error": future.state.message})
+            records[name] = record
+    return [records[c.name] for c in ctx.plan.clusters]
+
+
+def _finish(ctx: RunContext, prepared: Prepared, records: list[ClusterRecord], phases: dict[str, float],
+            started: datetime) -> State[Any]:
+    """Contract check → integrate → land → report, shared by the full run and ``integrate``."""
+    logger = get_run_logger()
+    t = time.monotonic()
+    checks = contract_check(ctx, records)
+    phases["check"] = time.monotonic() - t
+
+    result = integrate(ctx, prepared.base_sha, checks)
+    phases["integrate"], phases["verify"] = result.merge_seconds, result.verify_seconds
+
+    landed = landing.land(ctx, result) if ctx.land else None
+    if not ctx.keep_worktrees:
+        for rec in records:
+            gitops.remove_worktree(ctx.repo, rec.worktree, force=True)
+
+    costs = [r.cost_usd for r in records if r.cost_usd is not None]
+    ok = result.ok and (landed is None or landed.landed)
+    report = RunReport(
+        plan=ctx.plan.name, goal=ctx.plan.goal, repo=str(ctx.repo), workspace=str(ctx.workspace),
+        base_ref=ctx.plan.base or "HEAD", base_ref_sha=prepared.base_ref_sha, base_sha=prepared.base_sha,
+        started_at=started, finished_at=datetime.now(timezone.utc), ok=ok,
+        phases={k: round(v, 3) for k, v in phases.items()},
+        clusters=[ClusterSummary.of(ctx, r) for r in records], checks=checks, integration=result,
+        land=landed, notes=prepared.notes, total_cost_usd=sum(costs) if costs else None,
+    )
+    path = publish_report(ctx, report)
+    logger.info("merge report: %s", path)
+    if ok:
+        return Completed(message=f"integrated and verified; report at {path}", data=report)
+    failed = [c.cluster for c in report.clusters if c.status != "succeeded"]
+    why = (f"clusters not finished: {', '.join(failed)}" if failed else
+           "merge stopped on a conflict" if result.instructions else
+           "integration verification failed" if not result.verified else
+           landed.message if landed and not landed.landed else "not every cluster merged")
+    return Failed(message=f"{why}; report at {path}", data=report)
+
+
+@flow(name="work-clusters", log_prints=True)
+def work_clusters(
+    plan: str,
+    repo: str = ".",
+    agent: str | None = None,
+    agent_cmd: str | None = None,
+    integration_agent: str | None = None,
+    integration_agent_cmd: str | None = None,
+    base: str | None = None,
+    workspace: str | None = None,
+    concurrency: int | None = None,
+    timeout: float | None = None,
+    retries: int | None = None,
+    land: bool = False,
+    rerun: bool = False,
+    keep_worktrees: bool = True,
+) -> State[Any]:
+    """Run one agent per cluster of a plan in its own worktree, then integrate their branches.
+
+    Args:
+        plan: Path of the plan file (.yaml, .yml or .md); a relative path is taken from the repo.
+        repo: Path of the git repository to work on.
+        agent: Agent for every role the plan does not set otherwise: a preset (claude, codex,
+            aider) or a saved agent block's name.
+        agent_cmd: An agent command line instead of a preset, split as a shell would; may hold
+            {prompt}, {prompt_file}, {cluster}, {worktree}, {plan}, {branch}.
+        integration_agent: Agent for the integration role (conflicts, failed verification).
+        integration_agent_cmd: Integration agent command line instead of a preset.
+        base: Ref the clusters start from; default: the plan's base, else the repo's HEAD.
+        workspace: Where worktrees and run records go; default <repo>.clusters/<plan> beside the repo.
+        concurrency: Agents running at once (overrides the plan's limits.concurrency).
+        timeout: Seconds an agent attempt may run before its process group is killed.
+        retries: Further attempts after a failed one.
+        land: Fast-forward the base branch to the integrated result when all is green.
+        rerun: Run every cluster's agent again, even those that finished in an earlier run.
+        keep_worktrees: Keep the cluster worktrees after the run (the branches are always kept).
+    """
+    phases: dict[str, float] = {}
+    started = datetime.now(timezone.utc)
+
+    t = time.monotonic()
+    ctx = identify(plan, repo, agent=agent, agent_cmd=agent_cmd, integration_agent=integration_agent,
+                   integration_agent_cmd=integration_agent_cmd, base=base, workspace=workspace,
+                   concurrency=concurrency, timeout=timeout, retries=retries, land=land, rerun=rerun,
+                   keep_worktrees=keep_worktrees)
+    phases["identify"] = time.monotonic() - t
+
+    t = time.monotonic()
+    prepared = create_worktrees(ctx)
+    phases["worktrees"] = time.monotonic() - t
+
+    t = time.monotonic()
+    records = _run_agents(ctx, prepared)
+    phases["agents"] = time.monotonic() - t
+
+    return _finish(ctx, prepared, records, phases, started)
+
+
+@flow(name="work-clusters-integrate", log_prints=True)
+def integrate_clusters(plan: str, repo: str = ".", integration_agent: str | None = None,
+                       integration_agent_cmd: str | None = None, land: bool = False) -> State[Any]:
+    """Re-run only the integration of a plan from the cluster branches an earlier run recorded.
+
+    Args:
+        plan: Path of the plan file; a relative path is taken from the repo.
+        repo: Path of the git repository.
+        integration_agent: Agent for the integration role.
+        integration_agent_cmd: Integration agent command line instead of a preset.
+        land: Fast-forward the base branch to the integrated result when all is green.
+    """
+    started = datetime.now(timezone.utc)
+    t = time.monotonic()
+    ctx = identify(plan, repo, integration_agent=integration_agent,
+                   integration_agent_cmd=integration_agent_cmd, land=land, agents_needed=False)
+    phases = {"identify": time.monotonic() - t, "worktrees": 0.0, "agents": 0.0}
+    prepared = recorded(ctx)
+    return _finish(ctx, prepared, prepared.records, phases, started)

@@ -1,0 +1,326 @@
+"""Every git call of the project, through gitpython's command wrapper.
+
+Why the command wrapper and not gitpython's object API: ``repo.index.add`` changes the
+process's working directory and is not thread-safe (files land in the wrong worktree when
+agents finish together), and a held ``IndexFile`` goes stale after a command-line merge.
+Plumbing commands are exact, thread-safe and fast; ``git.Git(path)`` spawns no long-lived
+``cat-file`` processes, and where a ``Repo`` is opened it is closed at once.
+
+This module imports nothing of ours.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+
+import git
+from filelock import FileLock
+
+# Variables that tie git to one repository (`git rev-parse --local-env-vars`). A hook or a test
+# runner may have set them; if they leaked into our git calls every command would act on the
+# wrong repository. gitpython only adds to os.environ when it spawns git, so they are dropped
+# from our own process once, here.
+LOCAL_ENV_VARS = (
+    "GIT_ALTERNATE_OBJECT_DIRECTORIES", "GIT_CONFIG", "GIT_CONFIG_PARAMETERS", "GIT_CONFIG_COUNT",
+    "GIT_OBJECT_DIRECTORY", "GIT_DIR", "GIT_WORK_TREE", "GIT_IMPLICIT_WORK_TREE", "GIT_GRAFT_FILE",
+    "GIT_INDEX_FILE", "GIT_NO_REPLACE_OBJECTS", "GIT_REPLACE_REF_BASE", "GIT_PREFIX",
+    "GIT_INTERNAL_SUPER_PREFIX", "GIT_SHALLOW_FILE", "GIT_COMMON_DIR",
+)
+for _name in LOCAL_ENV_VARS:
+    os.environ.pop(_name, None)
+
+FALLBACK_IDENTITY = {
+    "GIT_AUTHOR_NAME": "work-clusters",
+    "GIT_AUTHOR_EMAIL": "work-clusters@localhost",
+    "GIT_COMMITTER_NAME": "work-clusters",
+    "GIT_COMMITTER_EMAIL": "work-clusters@localhost",
+}
+FINISHED_TRAILER = "Work-Clusters-Finished"
+
+
+class GitError(Exception):
+    """A git command failed; ``str()`` gives the command and git's own message."""
+
+    def __init__(self, argv: Sequence[str], status: int, stderr: str) -> None:
+        self.argv = list(argv)
+        self.status = status
+        self.stderr = stderr.strip()
+        super().__init__(f"git {' '.join(argv)} failed ({status}): {self.stderr.splitlines()[-1:] or ''}")
+
+
+@dataclass
+class Result:
+    status: int
+    stdout: str
+    stderr: str
+
+
+def run(cwd: Path, *args: str, env: Mapping[str, str] | None = None, check: bool = True) -> Result:
+    """Run ``git args`` in ``cwd``; raise GitError on a non-zero exit when ``check``."""
+    status, stdout, stderr = git.Git(str(cwd)).execute(
+        ["git", *args], with_extended_output=True, with_exceptions=False, env=dict(env or {}),
+        strip_newline_in_stdout=False,
+    )
+    if check and status != 0:
+        raise GitError(args, status, stderr or stdout)
+    return Result(status, stdout, stderr)
+
+
+def out(cwd: Path, *args: str, env: Mapping[str, str] | None = None) -> str:
+    return run(cwd, *args, env=env).stdout.strip()
+
+
+# -- repository facts ------------------------------------------------------------------------
+
+
+def is_git_repo(path: Path) -> bool:
+    if not path.is_dir():
+        return False
+    return run(path, "rev-parse", "--is-inside-work-tree", check=False).stdout.strip() == "true"
+
+
+def toplevel(path: Path) -> Path:
+    return Path(out(path, "rev-parse", "--show-toplevel"))
+
+
+def common_dir(repo: Path) -> Path:
+    return Path(out(repo, "rev-parse", "--path-format=absolute", "--git-common-dir"))
+
+
+def resolve_ref(repo: Path, ref: str) -> str | None:
+    """The commit SHA ``ref`` names, or None when it names no commit."""
+    res = run(repo, "rev-parse", "--verify", "--quiet", "--end-of-options", f"{ref}^{{commit}}", check=False)
+    return res.stdout.strip() or None if res.status == 0 else None
+
+
+def branch_name_ok(repo: Path, name: str) -> bool:
+    return run(repo, "check-ref-format", "--branch", name, check=False).status == 0
+
+
+def branch_exists(repo: Path, branch: str) -> bool:
+    return resolve_ref(repo, f"refs/heads/{branch}") is not None
+
+
+def current_branch(repo: Path) -> str | None:
+    res = run(repo, "symbolic-ref", "--quiet", "--short", "HEAD", check=False)
+    return res.stdout.strip() or None
+
+
+def is_ancestor(repo: Path, ancestor: str, descendant: str) -> bool:
+    return run(repo, "merge-base", "--is-ancestor", ancestor, descendant, check=False).status == 0
+
+
+@cache
+def _identity_env(common: Path) -> tuple[tuple[str, str], ...]:
+    """Commit identity for our own commits: the user's if git has one, else a clear fallback."""
+    res = run(common, "config", "user.email", check=False)
+    return () if res.stdout.strip() else tuple(FALLBACK_IDENTITY.items())
+
+
+def identity_env(repo: Path) -> dict[str, str]:
+    """Environment that lets a commit succeed on a machine with no git identity configured."""
+    return dict(_identity_env(common_dir(repo)))
+
+
+# -- history ---------------------------------------------------------------------------------
+
+
+def changed_files(repo: Path, base: str, head: str) -> list[str]:
+    """Files ``head`` changed since it left ``base``; renames count as delete + add."""
+    text = out(repo, "diff", "--name-only", "--no-renames", "-z", f"{base}...{head}")
+    return [p for p in text.split("\0") if p]
+
+
+def commits(repo: Path, base: str, head: str) -> list[tuple[str, str]]:
+    """(sha, subject) of each commit in base..head, oldest first."""
+    text = out(repo, "log", "--reverse", "--format=%H%x09%s", f"{base}..{head}")
+    return [tuple(line.split("\t", 1)) for line in text.splitlines() if line]  # type: ignore[misc]
+
+
+def finished_commit(repo: Path, base: str, head: str) -> str | None:
+    """The newest commit in base..head that marks a finished agent, if any."""
+    text = out(repo, "log", "--format=%H", f"--grep=^{FINISHED_TRAILER}:", f"{base}..{head}")
+    return text.splitlines()[0] if text else None
+
+
+def diffstat(repo: Path, base: str, head: str) -> str:
+    return out(repo, "diff", "--shortstat", f"{base}...{head}")
+
+
+# -- the base branch -------------------------------------------------------------------------
+
+
+def commit_files_on(repo: Path, parent: str, files: Mapping[str, bytes], message: str) -> str:
+    """A commit of ``parent`` plus ``files`` (repo-relative path -> content), or ``parent`` itself
+    when nothing differs. Built with a private index: the user's index and tree are not touched."""
+    with tempfile.TemporaryDirectory(prefix="wc-index-") as tmp:
+        env = {"GIT_INDEX_FILE": str(Path(tmp) / "index")}
+        run(repo, "read-tree", parent, env=env)
+        for n, (rel, content) in enumerate(files.items()):
+            staged = Path(tmp) / f"blob-{n}"
+            staged.write_bytes(content)
+            blob = out(repo, "hash-object", "-w", f"--path={rel}", str(staged))
+            run(repo, "update-index", "--add", "--cacheinfo", f"100644,{blob},{rel}", env=env)
+        tree = out(repo, "write-tree", env=env)
+    if tree == out(repo, "rev-parse", f"{parent}^{{tree}}"):
+        return parent
+    env = identity_env(repo)
+    return out(repo, "commit-tree", tree, "-p", parent, "-m", message, env=env)
+
+
+def set_branch(repo: Path, branch: str, sha: str, reason: str) -> None:
+    run(repo, "update-ref", "-m", reason, f"refs/heads/{branch}", sha)
+
+
+def delete_branch(repo: Path, branch: str) -> None:
+    run(repo, "branch", "-D", "--", branch)
+
+
+# -- worktrees -------------------------------------------------------------------------------
+
+
+@contextmanager
+def worktree_lock(repo: Path) -> Iterator[None]:
+    """Serialize worktree add/remove: parallel `git worktree add` corrupts .git/worktrees."""
+    with FileLock(str(common_dir(repo) / "work-clusters-worktrees.lock")):
+        yield
+
+
+@dataclass
+class Worktree:
+    path: Path
+    branch: str | None
+    head: str
+
+
+def worktrees(repo: Path) -> list[Worktree]:
+    found: list[Worktree] = []
+    entry: dict[str, str] = {}
+    for line in (out(repo, "worktree", "list", "--porcelain") + "\n\n").splitlines():
+        if not line.strip():
+            if "worktree" in entry:
+                branch = entry.get("branch", "").removeprefix("refs/heads/") or None
+                found.append(Worktree(Path(entry["worktree"]), branch, entry.get("HEAD", "")))
+            entry = {}
+            continue
+        key, _, value = line.partition(" ")
+        entry[key] = value
+    return found
+
+
+@dataclass
+class WorktreeInfo:
+    path: Path
+    branch: str
+    start_sha: str
+    created: bool
+    sparse_dirs: list[str] = field(default_factory=list)
+
+
+def ensure_worktree(repo: Path, path: Path, branch: str, start: str,
+                    sparse_dirs: Sequence[str] | None = None) -> WorktreeInfo:
+    """A worktree at ``path`` on ``branch`` (created from ``start`` if the branch is new).
+
+    An existing worktree of that branch at that path is reused, so a second run resumes. With
+    ``sparse_dirs`` the checkout holds only those folders plus top-level files; the final
+    ``checkout`` fills the index, without which `git status` shows every other file deleted.
+    """
+    path = path.resolve()
+    with worktree_lock(repo):
+        for wt in worktrees(repo):
+            if wt.path.resolve() == path:
+                if wt.branch != branch:
+                    raise GitError(["worktree", "add", str(path)], 1,
+                                   f"{path} is already a worktree of branch {wt.branch}")
+                return WorktreeInfo(path, branch, wt.head, created=False, sparse_dirs=list(sparse_dirs or []))
+        if path.exists() and any(path.iterdir()):
+            raise GitError(["worktree", "add", str(path)], 1,
+                           f"{path} exists and is not empty; remove it or choose another --workspace")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        args = ["worktree", "add"]
+        if sparse_dirs is not None:
+            args.append("--no-checkout")
+        if branch_exists(repo, branch):
+            run(repo, *args, str(path), branch)
+        else:
+            run(repo, *args, "-b", branch, str(path), start)
+    if sparse_dirs is not None:
+        run(path, "sparse-checkout", "set", "--cone", "--", *sparse_dirs)
+        run(path, "checkout")
+    return WorktreeInfo(path, branch, out(path, "rev-parse", "HEAD"), created=True,
+                        sparse_dirs=list(sparse_dirs or []))
+
+
+def remove_worktree(repo: Path, path: Path, force: bool = False) -> None:
+    with worktree_lock(repo):
+        run(repo, "worktree", "remove", *(["--force"] if force else []), str(path))
+
+
+def prune_worktrees(repo: Path) -> None:
+    with worktree_lock(repo):
+        run(repo, "worktree", "prune")
+
+
+# -- commits and merges in a worktree --------------------------------------------------------
+
+
+def has_changes(worktree: Path) -> bool:
+    return bool(out(worktree, "status", "--porcelain", "--untracked-files=all"))
+
+
+def commit_all(worktree: Path, message: str) -> str | None:
+    """Stage everything the agent left and commit it; the new SHA, or None if nothing was left."""
+    run(worktree, "add", "-A")
+    if run(worktree, "diff", "--cached", "--quiet", check=False).status == 0:
+        return None
+    run(worktree, "commit", "--no-verify", "-q", "-m", message, env=identity_env(worktree))
+    return head(worktree)
+
+
+def commit_empty(worktree: Path, message: str) -> str:
+    run(worktree, "commit", "--no-verify", "--allow-empty", "-q", "-m", message, env=identity_env(worktree))
+    return head(worktree)
+
+
+def head(worktree: Path) -> str:
+    return out(worktree, "rev-parse", "HEAD")
+
+
+def reset_hard(worktree: Path, sha: str) -> None:
+    run(worktree, "reset", "-q", "--hard", sha)
+
+
+@dataclass
+class MergeOutcome:
+    ok: bool
+    conflicts: list[str]
+    output: str
+
+
+def merge_no_ff(worktree: Path, branch: str, message: str) -> MergeOutcome:
+    """A real ``git merge --no-ff``; on conflict the worktree is left mid-merge for resolution."""
+    res = run(worktree, "merge", "--no-ff", "--no-edit", "-m", message, "--", branch,
+              env=identity_env(worktree), check=False)
+    conflicts = unmerged_files(worktree)
+    if res.status != 0 and not conflicts:
+        raise GitError(["merge", "--no-ff", branch], res.status, res.stderr or res.stdout)
+    return MergeOutcome(ok=not conflicts, conflicts=conflicts, output=(res.stdout + res.stderr).strip())
+
+
+def unmerged_files(worktree: Path) -> list[str]:
+    text = out(worktree, "diff", "--name-only", "--diff-filter=U", "-z")
+    return [p for p in text.split("\0") if p]
+
+
+def merge_in_progress(worktree: Path) -> bool:
+    return run(worktree, "rev-parse", "--verify", "--quiet", "MERGE_HEAD", check=False).status == 0
+
+
+def merge_abort(worktree: Path) -> None:
+    run(worktree, "merge", "--abort")

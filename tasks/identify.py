@@ -1,0 +1,106 @@
+"""Identify the clusters: load and validate the plan, apply the caller's overrides, fix the places."""
+
+from __future__ import annotations
+
+import os
+import shlex
+from pathlib import Path
+
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+
+from tasks import gitops
+from tasks.agents import resolve_agent
+from tasks.context import RunContext, default_workspace
+from tasks.errors import BadInput, WorkClustersError
+from tasks.plan import AgentRef, CommandAgent, Plan
+from tasks.plan_load import load_plan
+from tasks.runner import find_executable
+
+
+def _agent(name: str | None, cmd: str | None, flag: str) -> AgentRef | None:
+    if cmd:
+        try:
+            argv = shlex.split(cmd)
+        except ValueError as exc:
+            raise BadInput(f"{flag}-cmd: cannot split {cmd!r} ({exc}); quote it as a shell would") from exc
+        if not argv:
+            raise BadInput(f"{flag}-cmd is empty; give the agent's command line, "
+                           "e.g. --agent-cmd 'my-agent {prompt_file}'")
+        return CommandAgent(command=argv)
+    return name
+
+
+def apply_overrides(plan: Plan, *, agent: AgentRef | None = None, integration_agent: AgentRef | None = None,
+                    concurrency: int | None = None, timeout: float | None = None,
+                    retries: int | None = None) -> Plan:
+    """The plan as the caller asked to run it. A command-line agent replaces the plan's default
+    agent; clusters and the integration keep an agent the plan set for them explicitly."""
+    update: dict[str, object] = {}
+    if agent is not None:
+        update["agent"] = agent
+    if integration_agent is not None:
+        update["integration"] = plan.integration.model_copy(update={"agent": integration_agent})
+    limits: dict[str, object] = {}
+    for key, value in (("concurrency", concurrency), ("timeout_seconds", timeout), ("retries", retries)):
+        if value is not None:
+            limits[key] = value
+    if limits:
+        update["limits"] = plan.limits.model_validate({**plan.limits.model_dump(), **limits})
+    return plan.model_copy(update=update) if update else plan
+
+
+def check_agents(plan: Plan) -> None:
+    """Every cluster's agent must resolve and its executable exist before anything is created."""
+    for cluster in plan.clusters:
+        backend = resolve_agent(cluster.agent if cluster.agent is not None else plan.agent)
+        exe = backend.argv[0]
+        if "/" in exe and not exe.startswith("/"):
+            continue  # relative to the worktree; checked when the agent starts
+        try:
+            find_executable(exe, os.environ, hint="install it, or pass --agent / --agent-cmd")
+        except WorkClustersError as exc:
+            raise BadInput(f"cluster {cluster.name}: {exc}") from exc
+    if plan.integration.agent is not None:
+        resolve_agent(plan.integration.agent)
+
+
+def resolve_run(plan: str | Path, repo: str | Path = ".", *, relative_to: Path | None = None,
+                agent: str | None = None, agent_cmd: str | None = None,
+                integration_agent: str | None = None, integration_agent_cmd: str | None = None,
+                base: str | None = None, workspace: str | Path | None = None,
+                concurrency: int | None = None, timeout: float | None = None, retries: int | None = None,
+                land: bool = False, rerun: bool = False, keep_worktrees: bool = True,
+                agents_needed: bool = True) -> RunContext:
+    """Everything a run needs, validated; raises BadInput (nothing created) when input is wrong.
+
+    ``relative_to`` is where a relative plan path is taken from: the current directory on the
+    command line, the repo for a flow parameter (SPEC 5).
+    """
+    repo_path = Path(repo).expanduser().resolve()
+    if not gitops.is_git_repo(repo_path):
+        raise BadInput(f"{repo_path} is not a git repository; pass --repo with the repository to work on")
+    repo_path = gitops.toplevel(repo_path)
+    plan_path = Path(plan).expanduser()
+    if not plan_path.is_absolute():
+        plan_path = (relative_to or repo_path) / plan_path
+    loaded = load_plan(plan_path.resolve(), repo_path, base=base)
+    loaded = apply_overrides(
+        loaded,
+        agent=_agent(agent, agent_cmd, "--agent"),
+        integration_agent=_agent(integration_agent, integration_agent_cmd, "--integration-agent"),
+        concurrency=concurrency, timeout=timeout, retries=retries,
+    )
+    if agents_needed:
+        check_agents(loaded)
+    ws = Path(workspace).expanduser().resolve() if workspace else default_workspace(repo_path, loaded.name)
+    if ws == repo_path or repo_path in ws.parents:
+        raise BadInput(f"workspace {ws} lies inside the repository; choose a --workspace outside {repo_path}")
+    return RunContext(plan=loaded, plan_file=plan_path.resolve(), repo=repo_path, workspace=ws,
+                      rerun=rerun, land=land or loaded.integration.land, keep_worktrees=keep_worktrees)
+
+
+@task(name="identify-clusters", cache_policy=NO_CACHE)
+def identify(plan: str, repo: str, **options: object) -> RunContext:
+    """Load and validate the plan and resolve the run; a relative plan path is taken from the repo."""
+    return resolve_run(plan, repo, **options)  # type: ignore[arg-type]

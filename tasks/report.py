@@ -1,0 +1,151 @@
+"""The run's report: ``report.json`` and ``merge-report.md`` in ``.runs/``, and the artifact."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+
+from prefect import task
+from prefect.artifacts import create_markdown_artifact
+from prefect.cache_policies import NO_CACHE
+from pydantic import BaseModel, Field
+
+from tasks.context import ClusterRecord, CommandResult, RunContext, write_json_atomic
+from tasks.contract_check import ClusterCheck
+from tasks.integrate import IntegrationResult
+from tasks.land import LandResult
+
+PHASES = ("identify", "worktrees", "agents", "check", "integrate", "verify")
+
+
+class ClusterSummary(BaseModel):
+    cluster: str
+    status: str
+    resumed: bool
+    attempts: int
+    exit_code: int | None
+    duration: float
+    cost_usd: float | None
+    input_tokens: int | None
+    output_tokens: int | None
+    branch: str
+    worktree: str
+    base_sha: str
+    head_sha: str | None
+    log: str
+    failure: str | None = None
+
+    @classmethod
+    def of(cls, ctx: RunContext, rec: ClusterRecord) -> ClusterSummary:
+        def total(field: str) -> int | None:
+            values = [getattr(a, field) for a in rec.attempts if getattr(a, field) is not None]
+            return sum(values) if values else None
+
+        last = rec.attempts[-1] if rec.attempts else None
+        return cls(cluster=rec.cluster, status=rec.status, resumed=rec.resumed, attempts=len(rec.attempts),
+                   exit_code=rec.exit_code, duration=round(rec.duration, 3), cost_usd=rec.cost_usd,
+                   input_tokens=total("input_tokens"), output_tokens=total("output_tokens"),
+                   branch=rec.branch, worktree=str(rec.worktree), base_sha=rec.base_sha, head_sha=rec.head_sha,
+                   log=str(ctx.log_file(rec.cluster)), failure=rec.error or (last.failure if last else None))
+
+
+class RunReport(BaseModel):
+    plan: str
+    goal: str
+    repo: str
+    workspace: str
+    base_ref: str
+    base_ref_sha: str
+    base_sha: str
+    started_at: datetime
+    finished_at: datetime
+    ok: bool
+    phases: dict[str, float]
+    clusters: list[ClusterSummary]
+    checks: list[ClusterCheck]
+    integration: IntegrationResult | None
+    land: LandResult | None = None
+    notes: list[str] = Field(default_factory=list)
+    total_cost_usd: float | None = None
+
+
+def _trim(text: str, limit: int = 3000) -> str:
+    text = text.strip()
+    return text if len(text) <= limit else "…" + text[-limit:]
+
+
+def _verify_md(results: list[CommandResult]) -> list[str]:
+    lines: list[str] = []
+    for v in results:
+        verdict = "passed" if v.ok else ("timed out" if v.timed_out else f"failed (exit {v.exit_code})")
+        lines += [f"- `{v.command}`: **{verdict}** in {v.duration:.1f} s", ""]
+        if v.output_tail.strip():
+            lines += ["```", _trim(v.output_tail, 1500), "```", ""]
+    return lines
+
+
+def render_markdown(report: RunReport) -> str:
+    integ = report.integration
+    verdict = "integrated and verified" if report.ok else "NOT integrated"
+    lines = [f"# Merge report: {report.plan}", "", f"**{verdict}**", "", f"Goal: {report.goal or '-'}", "",
+             f"- Base: `{report.base_ref}` at `{report.base_ref_sha[:12]}`; clusters started from "
+             f"`{report.base_sha[:12]}` (`clusters/{report.plan}/base`)",
+             f"- Final commit: `{integ.final_sha if integ and integ.final_sha else '-'}` on "
+             f"`clusters/{report.plan}/integration`"]
+    if report.total_cost_usd is not None:
+        lines.append(f"- Agent cost: ${report.total_cost_usd:.4f}")
+    if report.land:
+        lines.append(f"- Land: {report.land.message}")
+    lines += ["", "## Clusters", "", "| cluster | status | attempts | exit | duration (s) | cost (USD) | base | head |",
+              "|---|---|---|---|---|---|---|---|"]
+    for c in report.clusters:
+        status = c.status + (" (resumed)" if c.resumed else "")
+        cost = f"{c.cost_usd:.4f}" if c.cost_usd is not None else "-"
+        lines.append(f"| {c.cluster} | {status} | {c.attempts} | {c.exit_code if c.exit_code is not None else '-'} "
+                     f"| {c.duration:.1f} | {cost} | `{c.base_sha[:12]}` | `{(c.head_sha or '-')[:12]}` |")
+    failures = [c for c in report.clusters if c.failure]
+    if failures:
+        lines += ["", *[f"- **{c.cluster}**: {c.failure} (log: `{c.log}`)" for c in failures]]
+    if integ:
+        lines += ["", "## Merges", "", "| cluster | branch | result | commit | diffstat |", "|---|---|---|---|---|"]
+        for s in integ.steps:
+            result = s.status + (f": {s.reason}" if s.reason else "")
+            commit = (s.commit or "-")[:12]
+            lines.append(f"| {s.cluster} | `{s.branch}` | {result} | `{commit}` | {s.diffstat or '-'} |")
+        conflicts = [s for s in integ.steps if s.conflicts]
+        if conflicts:
+            lines += ["", "## Conflicts", ""]
+            for s in conflicts:
+                lines += [f"- `{s.branch}`: " + ", ".join(f"`{f}`" for f in s.conflicts) + " — not resolved "
+                          "(automatic resolution arrives with the resolver ladder); left for a person"]
+            lines += ["", "```", integ.instructions.strip(), "```"]
+        lines += ["", "## Verification", ""]
+        lines += _verify_md(integ.verify) if integ.verify else ["(no integration verify commands ran)"]
+    lines += ["", "## Contract check", "",
+              "| cluster | status | files changed | outside scope | contracts touched | verify |",
+              "|---|---|---|---|---|---|"]
+    for k in report.checks:
+        lines.append(f"| {k.cluster} | {k.status} | {len(k.files_changed)} | {', '.join(k.outside_scope) or '-'} "
+                     f"| {', '.join(k.contracts_touched) or '-'} | {k.verify} |")
+    lines += ["", "## Phases", "", " · ".join(f"{p} {report.phases.get(p, 0.0):.2f} s" for p in PHASES)]
+    if report.notes:
+        lines += ["", "## Notes", "", *[f"- {n}" for n in report.notes]]
+    return "\n".join(lines) + "\n"
+
+
+def write_report(ctx: RunContext, report: RunReport) -> Path:
+    """Write ``report.json`` and ``merge-report.md``; return the markdown's path."""
+    ctx.runs_dir.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(ctx.runs_dir / "report.json", report.model_dump(mode="json"))
+    md = ctx.runs_dir / "merge-report.md"
+    md.write_text(render_markdown(report))
+    return md
+
+
+@task(name="merge-report", cache_policy=NO_CACHE)
+def publish_report(ctx: RunContext, report: RunReport) -> str:
+    """Write the report files and the ``merge-report-<plan>`` artifact; return the markdown path."""
+    path = write_report(ctx, report)
+    create_markdown_artifact(key=f"merge-report-{ctx.plan.name}", markdown=path.read_text(),
+                             description=f"Merge report of plan {ctx.plan.name}")
+    return str(path)

@@ -1,0 +1,199 @@
+"""One agent attempt per call: prompt, environment, the process, leftovers committed, verify.
+
+``run_attempt`` is plain Python (tested without Prefect); ``run_agent`` is the mapped Prefect
+task around it, whose retries are the agent's further attempts (``WC_ATTEMPT`` is Prefect's run
+count). Each attempt rewrites the cluster's record in ``.runs/clusters/`` so the next attempt's
+prompt can say why the last one failed, and a killed run can be reported and resumed.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from jinja2 import Environment, FileSystemLoader, StrictUndefined
+from prefect import get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+from prefect.runtime import task_run as runtime_task_run
+
+from tasks import gitops
+from tasks.agents import AgentBackend, render_argv, resolve_agent
+from tasks.context import Attempt, ClusterRecord, CommandResult, RunContext, load_record, save_record
+from tasks.errors import WorkClustersError
+from tasks.plan import AgentRef
+from tasks.runner import run_process
+
+PROMPTS = Environment(loader=FileSystemLoader(Path(__file__).parent / "prompts"), undefined=StrictUndefined,
+                      keep_trailing_newline=True, autoescape=False)  # noqa: S701 - markdown, not HTML
+LANGS = {".py": "python", ".ts": "typescript", ".tsx": "tsx", ".js": "javascript", ".json": "json",
+         ".yaml": "yaml", ".yml": "yaml", ".proto": "protobuf", ".graphql": "graphql", ".sql": "sql"}
+
+
+class AgentFailed(WorkClustersError):
+    """An attempt failed; ``retryable`` says whether another attempt may fix it."""
+
+    def __init__(self, record: ClusterRecord, retryable: bool) -> None:
+        self.record, self.retryable = record, retryable
+        last = record.attempts[-1] if record.attempts else None
+        super().__init__(f"cluster {record.cluster}: {last.failure if last else record.error}")
+
+
+def contracts_for_prompt(ctx: RunContext) -> list[dict[str, str]]:
+    return [{"path": rel, "lang": LANGS.get(Path(rel).suffix, ""),
+             "text": (ctx.repo / rel).read_text(errors="replace").rstrip()} for rel in ctx.plan.contracts]
+
+
+def agent_for(ctx: RunContext, ref: AgentRef | None) -> AgentBackend:
+    return resolve_agent(ref if ref is not None else ctx.plan.agent)
+
+
+def base_env(ctx: RunContext, worktree: Path) -> dict[str, str]:
+    """The inherited environment, minus git's repository variables, plus a commit identity when
+    the machine has none (an agent's own `git commit` must not fail for want of one)."""
+    env = {k: v for k, v in os.environ.items() if k not in gitops.LOCAL_ENV_VARS}
+    for key, value in gitops.identity_env(ctx.repo).items():
+        env.setdefault(key, value)
+    return env
+
+
+def run_commands(commands: list[str], cwd: Path, env: dict[str, str], timeout: float,
+                 log_path: Path, on_line: Callable[[str], None] | None = None) -> list[CommandResult]:
+    """Run verify/setup commands (split as a shell would, run without one); stop at the first failure."""
+    results: list[CommandResult] = []
+    for command in commands:
+        argv = shlex.split(command)
+        try:
+            res = run_process(argv, cwd=cwd, env=env, timeout=timeout, log_path=log_path, on_line=on_line)
+        except WorkClustersError as exc:
+            results.append(CommandResult(command=command, exit_code=None, output_tail=str(exc)))
+            break
+        results.append(CommandResult(command=command, exit_code=res.exit_code, timed_out=res.timed_out,
+                                     duration=res.duration, output_tail=res.output_tail))
+        if not results[-1].ok:
+            break
+    return results
+
+
+def _feedback(record: ClusterRecord) -> str:
+    if not record.attempts:
+        return ""
+    last = record.attempts[-1]
+    tail = last.output_tail[-2000:].strip()
+    return f"{last.failure}\n\nLast output:\n\n```\n{tail}\n```" if tail else str(last.failure)
+
+
+def _log_segment(path: Path, offset: int) -> str:
+    with path.open("rb") as fh:
+        fh.seek(offset)
+        return fh.read().decode(errors="replace")
+
+
+def run_attempt(ctx: RunContext, cluster: str, attempt: int,
+                on_line: Callable[[str], None] | None = None) -> ClusterRecord:
+    """Run the cluster's agent once; return its updated record, or raise AgentFailed."""
+    spec = ctx.plan.cluster(cluster)
+    record = load_record(ctx, cluster)
+    if record is None:
+        raise WorkClustersError(f"cluster {cluster} has no worktree record; run the worktrees step first")
+    if attempt == 1 and record.attempts and not record.resumed:
+        record = record.model_copy(update={"attempts": []})  # a new run starts its count again
+    agent = agent_for(ctx, spec.agent)
+    limits = ctx.plan.limits
+    timeout = agent.timeout_seconds or limits.timeout_seconds
+    max_attempts = 1 + (agent.retries if agent.retries is not None else limits.retries)
+    wt, log = record.worktree, ctx.log_file(cluster)
+    log.parent.mkdir(parents=True, exist_ok=True)
+    env = base_env(ctx, wt)
+
+    if not record.setup_done and ctx.plan.worktree.setup:
+        setup = run_commands(ctx.plan.worktree.setup, wt, env, timeout, log, on_line)
+        if not all(r.ok for r in setup):
+            record.error = f"worktree setup failed: {setup[-1].command} (see {log})"
+            record.status = "failed"
+            save_record(ctx, record)
+            raise AgentFailed(record, retryable=False)
+        record.setup_done = True
+
+    feedback = _feedback(record) if attempt > 1 else ""
+    prompt = PROMPTS.get_template("cluster.md.j2").render(
+        plan=ctx.plan, cluster=spec, branch=record.branch, contracts=contracts_for_prompt(ctx),
+        feedback=feedback, attempt=attempt)
+    prompt_file = ctx.prompt_file(cluster, attempt)
+    prompt_file.parent.mkdir(parents=True, exist_ok=True)
+    prompt_file.write_text(prompt)
+    values = {"prompt": prompt, "prompt_file": str(prompt_file), "cluster": cluster, "worktree": str(wt),
+              "plan": ctx.plan.name, "branch": record.branch}
+    env.update(agent.env)
+    env.update({
+        "WC_ROLE": "cluster", "WC_PLAN": ctx.plan.name, "WC_CLUSTER": cluster, "WC_WORKTREE": str(wt),
+        "WC_BRANCH": record.branch, "WC_PROMPT_FILE": str(prompt_file), "WC_ATTEMPT": str(attempt),
+        "WC_OWNED_PATHS": "\n".join(spec.paths), "WC_CONTRACT_FILES": "\n".join(ctx.plan.contracts),
+    })
+    if feedback:
+        feedback_file = ctx.runs_dir / "feedback" / f"{cluster}-{attempt}.md"
+        feedback_file.parent.mkdir(parents=True, exist_ok=True)
+        feedback_file.write_text(feedback)
+        env["WC_FEEDBACK_FILE"] = str(feedback_file)
+
+    with log.open("a") as fh:
+        fh.write(f"\n=== {cluster}: attempt {attempt} ===\n")
+    offset = log.stat().st_size
+    res = run_process(render_argv(agent.argv, values), cwd=wt, env=env, timeout=timeout,
+                      log_path=log, on_line=on_line)
+    gitops.commit_all(wt, f"work-clusters: {cluster} attempt {attempt} (left uncommitted by the agent)")
+    usage = agent.parse_usage(_log_segment(log, offset))
+    entry = Attempt(attempt=attempt, exit_code=res.exit_code, timed_out=res.timed_out, duration=res.duration,
+                    output_tail=res.output_tail,
+                    cost_usd=usage.cost_usd if usage else None,
+                    input_tokens=usage.input_tokens if usage else None,
+                    output_tokens=usage.output_tokens if usage else None)
+    record.attempts.append(entry)
+    retryable = attempt < max_attempts
+    spent = record.cost_usd
+    if res.timed_out:
+        entry.failure, record.status = f"the agent ran past its timeout of {timeout:g} s and was killed", "timed_out"
+    elif res.exit_code != 0:
+        entry.failure, record.status = f"the agent exited with status {res.exit_code}", "failed"
+    elif limits.max_cost_usd is not None and spent is not None and spent > limits.max_cost_usd:
+        entry.failure = f"cost ${spent:.2f} is past the limit of ${limits.max_cost_usd:.2f}"
+        record.status, retryable = "cost_exceeded", False
+    else:
+        entry.verify = run_commands(spec.verify, wt, env, timeout, log, on_line)
+        failed = [v for v in entry.verify if not v.ok]
+        if failed:
+            entry.failure = f"verify command `{failed[0].command}` failed (exit {failed[0].exit_code})"
+            entry.output_tail = failed[0].output_tail
+            record.status = "failed"
+        else:
+            gitops.commit_empty(wt, f"work-clusters: {cluster} finished (attempt {attempt})\n\n"
+                                    f"{gitops.FINISHED_TRAILER}: {cluster} attempt {attempt}")
+            record.status, record.error = "succeeded", None
+    if limits.max_cost_usd is not None and spent is not None and spent > limits.max_cost_usd:
+        retryable = False
+    record.head_sha = gitops.head(wt)
+    save_record(ctx, record)
+    if record.status != "succeeded":
+        raise AgentFailed(record, retryable)
+    return record
+
+
+def _retry_allowed(task: Any, task_run: Any, state: Any) -> bool:
+    try:
+        state.result()
+    except AgentFailed as exc:
+        return exc.retryable
+    except Exception:  # noqa: BLE001 - an unexpected error may be transient; let Prefect retry it
+        return True
+    return False
+
+
+@task(name="run-agent", task_run_name="agent-{cluster}", cache_policy=NO_CACHE,
+      retry_condition_fn=_retry_allowed, retry_delay_seconds=0)
+def run_agent(ctx: RunContext, cluster: str) -> ClusterRecord:
+    """Run one cluster's agent in its worktree; a failed attempt is retried by Prefect."""
+    logger = get_run_logger()
+    attempt = max(1, int(runtime_task_run.run_count or 1))
+    return run_attempt(ctx, cluster, attempt, on_line=lambda line: logger.info("[%s] %s", cluster, line))

@@ -1,0 +1,143 @@
+"""The base branch and one worktree per cluster (full or sparse), ready for its agent."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from prefect import get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+from pydantic import BaseModel
+
+from tasks import gitops
+from tasks.context import ClusterRecord, RunContext, load_record, save_record
+from tasks.errors import WorkClustersError
+from tasks.paths import cone_dirs
+
+
+class Prepared(BaseModel):
+    """The result of preparing a run's git state."""
+
+    base_sha: str
+    base_ref_sha: str
+    notes: list[str]
+    records: list[ClusterRecord]
+
+    def pending(self) -> list[str]:
+        return [r.cluster for r in self.records if r.status != "succeeded"]
+
+
+def plan_path_in_repo(ctx: RunContext) -> str:
+    """Where the plan is committed on the base branch: its own path inside the repo, or
+    ``.work-clusters/<file name>`` for a plan kept outside it."""
+    try:
+        return ctx.plan_file.relative_to(ctx.repo).as_posix()
+    except ValueError:
+        return f".work-clusters/{ctx.plan_file.name}"
+
+
+def ensure_base(ctx: RunContext) -> tuple[str, str, list[str]]:
+    """``clusters/<plan>/base``: the base ref plus the plan and contracts, committed only when
+    they differ. A base branch that cluster branches already grew from is kept (resume), even
+    if the user's branch moved since; the report says so."""
+    repo, notes = ctx.repo, []
+    base_ref = ctx.plan.base or "HEAD"
+    base_ref_sha = gitops.resolve_ref(repo, base_ref)
+    if base_ref_sha is None:
+        raise WorkClustersError(f"base ref {base_ref!r} no longer names a commit; pass --base with one that does")
+    files = {plan_path_in_repo(ctx): ctx.plan_file.read_bytes()}
+    for rel in ctx.plan.contracts:
+        files[rel] = (repo / rel).read_bytes()
+    wanted = gitops.commit_files_on(repo, base_ref_sha, files,
+                                    f"work-clusters: plan and contracts for {ctx.plan.name}")
+    existing = gitops.resolve_ref(repo, f"refs/heads/{ctx.base_branch}")
+    started = [c.name for c in ctx.plan.clusters if gitops.branch_exists(repo, ctx.branch(c.name))]
+    if existing and existing != wanted and started and not ctx.rerun:
+        notes.append(f"{ctx.base_branch} kept at {existing[:12]} because cluster branches already grew "
+                     f"from it; {base_ref} is now {base_ref_sha[:12]} (run `work-clusters clean --branches` "
+                     "to start again from the new base)")
+        return existing, base_ref_sha, notes
+    if existing != wanted:
+        gitops.set_branch(repo, ctx.base_branch, wanted, f"work-clusters: base of {ctx.plan.name}")
+    return wanted, base_ref_sha, notes
+
+
+def _sparse_dirs(ctx: RunContext, paths: list[str]) -> list[str] | None:
+    if ctx.plan.worktree.checkout != "sparse":
+        return None
+    return cone_dirs([*paths, *ctx.plan.shared, *ctx.plan.contracts, plan_path_in_repo(ctx)])
+
+
+def _copy_untracked(ctx: RunContext, worktree: Path) -> None:
+    for rel in ctx.plan.worktree.copy_files:
+        src, dst = ctx.repo / rel, worktree / rel
+        if src.is_dir():
+            shutil.copytree(src, dst, dirs_exist_ok=True, symlinks=True)
+        elif src.exists():
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, dst)
+
+
+def prepare_cluster(ctx: RunContext, cluster: str, base_sha: str) -> ClusterRecord:
+    """The cluster's worktree and its record; a cluster whose branch already carries a finished
+    agent commit is marked succeeded (resumed) unless the run asks to rerun."""
+    paths = ctx.plan.cluster(cluster).paths
+    wt = gitops.ensure_worktree(ctx.repo, ctx.worktree(cluster), ctx.branch(cluster), base_sha,
+                                _sparse_dirs(ctx, paths))
+    previous = load_record(ctx, cluster)
+    start = base_sha if wt.created or previous is None else previous.base_sha
+    record = ClusterRecord(cluster=cluster, branch=ctx.branch(cluster), worktree=wt.path, base_sha=start,
+                           setup_done=bool(previous and previous.setup_done and not wt.created))
+    if wt.created:
+        _copy_untracked(ctx, wt.path)
+    finished = None if ctx.rerun else gitops.finished_commit(ctx.repo, start, ctx.branch(cluster))
+    if finished:
+        record = record.model_copy(update={
+            "status": "succeeded", "resumed": True, "head_sha": gitops.head(wt.path),
+            "attempts": previous.attempts if previous else []})
+    save_record(ctx, record)
+    return record
+
+
+def prepare(ctx: RunContext) -> Prepared:
+    base_sha, base_ref_sha, notes = ensure_base(ctx)
+    ctx.runs_dir.mkdir(parents=True, exist_ok=True)
+    records = [prepare_cluster(ctx, c.name, base_sha) for c in ctx.plan.clusters]
+    return Prepared(base_sha=base_sha, base_ref_sha=base_ref_sha, notes=notes, records=records)
+
+
+@task(name="create-worktrees", cache_policy=NO_CACHE)
+def create_worktrees(ctx: RunContext) -> Prepared:
+    """Commit the plan and contracts to the base branch and give every cluster its worktree."""
+    prepared = prepare(ctx)
+    logger = get_run_logger()
+    for note in prepared.notes:
+        logger.warning(note)
+    for rec in prepared.records:
+        state = "resumed: finished earlier" if rec.resumed else "ready"
+        logger.info("worktree %s on %s from %s (%s)", rec.worktree, rec.branch, rec.base_sha[:12], state)
+    return prepared
+
+
+def recorded(ctx: RunContext) -> Prepared:
+    """The state an earlier run left (branches and records), without creating or moving anything:
+    what ``work-clusters integrate`` starts from."""
+    base_sha = gitops.resolve_ref(ctx.repo, f"refs/heads/{ctx.base_branch}")
+    if base_sha is None:
+        raise WorkClustersError(f"plan {ctx.plan.name} has no recorded run ({ctx.base_branch} is missing); "
+                                "run `work-clusters run` first")
+    records = []
+    for cluster in ctx.plan.clusters:
+        branch = ctx.branch(cluster.name)
+        previous = load_record(ctx, cluster.name)
+        record = previous or ClusterRecord(cluster=cluster.name, branch=branch,
+                                           worktree=ctx.worktree(cluster.name), base_sha=base_sha)
+        tip = gitops.resolve_ref(ctx.repo, f"refs/heads/{branch}")
+        finished = tip and gitops.finished_commit(ctx.repo, record.base_sha, branch)
+        update = {"head_sha": tip, "status": "succeeded" if finished else
+                  (record.status if record.status != "succeeded" else "failed")}
+        if not tip:
+            update["error"] = f"branch {branch} does not exist"
+        records.append(record.model_copy(update=update))
+    base_ref_sha = gitops.resolve_ref(ctx.repo, ctx.plan.base or "HEAD") or base_sha
+    return Prepared(base_sha=base_sha, base_ref_sha=base_ref_sha, notes=[], records=records)

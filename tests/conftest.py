@@ -1,0 +1,75 @@
+"""Shared fixtures: real git repos in temp dirs, real agent scripts, one Prefect test harness."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+import tempfile
+import textwrap
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+# Before Prefect is imported anywhere: a private home, and no telemetry from an offline machine.
+os.environ["PREFECT_HOME"] = tempfile.mkdtemp(prefix="wc-prefect-home-")
+os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
+os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+
+GIT_ID = ["-c", "user.name=Test User", "-c", "user.email=test@example.com"]
+
+
+def git(repo: Path, *args: str) -> str:
+    return subprocess.run(["git", *GIT_ID, *args], cwd=repo, check=True, capture_output=True,
+                          text=True).stdout.strip()
+
+
+def make_repo(root: Path, files: dict[str, str], name: str = "repo") -> Path:
+    """A real git repo with ``files`` committed on ``main``."""
+    repo = root / name
+    repo.mkdir(parents=True)
+    git(repo, "init", "-q", "-b", "main")
+    for rel, text in files.items():
+        path = repo / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "initial")
+    return repo
+
+
+def write_agent(root: Path, body: str, name: str = "agent.py") -> str:
+    """A real agent: a Python script run as a subprocess. Returns its --agent-cmd string."""
+    path = root / name
+    path.write_text("import os, subprocess, sys, pathlib\n" + textwrap.dedent(body))
+    return f"{sys.executable} {path}"
+
+
+def snapshot(repo: Path) -> dict[str, object]:
+    """The user's side of a repo: branch, HEAD, status, and every file's bytes outside .git."""
+    files = {}
+    for path in sorted(repo.rglob("*")):
+        if ".git" in path.relative_to(repo).parts or not path.is_file():
+            continue
+        files[str(path.relative_to(repo))] = hashlib.sha256(path.read_bytes()).hexdigest()
+    return {
+        "branch": git(repo, "symbolic-ref", "--short", "HEAD"),
+        "head": git(repo, "rev-parse", "HEAD"),
+        "main": git(repo, "rev-parse", "refs/heads/main"),
+        "status": git(repo, "status", "--porcelain", "--untracked-files=all"),
+        "files": files,
+    }
+
+
+def branches(repo: Path) -> list[str]:
+    return git(repo, "for-each-ref", "--format=%(refname:short)", "refs/heads/").splitlines()
+
+
+@pytest.fixture(scope="session")
+def prefect_harness() -> Iterator[None]:
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=60):
+        yield

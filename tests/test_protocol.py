@@ -1,0 +1,130 @@
+"""The agent protocol of SPEC 4 against real git and real subprocess agents, without Prefect."""
+
+from __future__ import annotations
+
+import ast
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from tasks import gitops
+from tasks.context import RunContext
+from tasks.identify import resolve_run
+from tasks.run_agents import AgentFailed, run_attempt
+from tasks.worktrees import prepare
+from tests.conftest import git, write_agent
+from tests.loop_helpers import WRITER, plan_yaml, shop_repo
+
+
+def _ctx(tmp_path: Path, agent_cmd: str, plan_text: str | None = None) -> RunContext:
+    repo, plan = shop_repo(tmp_path, plan_text)
+    return resolve_run(plan, repo, agent_cmd=agent_cmd)
+
+
+def test_argv_env_prompt_leftovers_and_log(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    records = tmp_path / "records"
+    records.mkdir()
+    monkeypatch.setenv("RECORD_DIR", str(records))
+    cmd = write_agent(tmp_path, WRITER) + " --cluster {cluster} --file {prompt_file} --say {prompt}"
+    ctx = _ctx(tmp_path, cmd)
+    prepared = prepare(ctx)
+    record = run_attempt(ctx, "api", 1)
+
+    seen = ast.literal_eval((records / "api-1.txt").read_text())
+    prompt_file = ctx.prompt_file("api", 1)
+    prompt = prompt_file.read_text()
+    assert seen["argv"][1:5] == ["--cluster", "api", "--file", str(prompt_file)]
+    assert seen["argv"][5:] == ["--say", prompt]  # the whole prompt is one argv element
+    assert Path(seen["cwd"]) == ctx.worktree("api").resolve()
+    env = seen["env"]
+    assert env["WC_ROLE"] == "cluster" and env["WC_PLAN"] == "shop" and env["WC_CLUSTER"] == "api"
+    assert env["WC_BRANCH"] == "clusters/shop/api" and env["WC_ATTEMPT"] == "1"
+    assert env["WC_OWNED_PATHS"] == "api/" and env["WC_CONTRACT_FILES"] == "contracts/api.py"
+    assert env["WC_PROMPT_FILE"] == str(prompt_file) and env["WC_WORKTREE"] == str(ctx.worktree("api").resolve())
+    # The prompt carries goal, tasks, owned paths, the contract's full text and the rules.
+    for needle in ("Build the shop", "implement the API", "`api/`", "def get(self, key: str) -> str",
+                   "Never edit the contract files"):
+        assert needle in prompt
+    # The agent left impl.py uncommitted: it is now committed on the cluster's branch.
+    assert record.status == "succeeded"
+    assert gitops.changed_files(ctx.repo, prepared.base_sha, "clusters/shop/api") == ["api/impl.py"]
+    assert not gitops.has_changes(ctx.worktree("api"))
+    assert gitops.finished_commit(ctx.repo, prepared.base_sha, "clusters/shop/api")
+    assert "agent api wrote impl.py" in ctx.log_file("api").read_text()
+
+
+def test_base_branch_commits_plan_and_contracts_only_when_they_differ(tmp_path: Path) -> None:
+    ctx = _ctx(tmp_path, "true")
+    prepared = prepare(ctx)
+    main = git(ctx.repo, "rev-parse", "main")
+    assert git(ctx.repo, "rev-parse", f"{prepared.base_sha}^") == main
+    assert git(ctx.repo, "show", f"{prepared.base_sha}:.work-clusters/shop.yaml") == ctx.plan_file.read_text().strip()
+    # A plan already committed inside the repo, unchanged: no extra commit, base == main.
+    (ctx.repo / "shop.yaml").write_text(ctx.plan_file.read_text())
+    git(ctx.repo, "add", "shop.yaml")
+    git(ctx.repo, "commit", "-q", "-m", "plan")
+    ctx2 = resolve_run(ctx.repo / "shop.yaml", ctx.repo, agent_cmd="true", workspace=tmp_path / "ws2")
+    gitops.delete_branch(ctx.repo, "clusters/shop/base")
+    for c in ("api", "ui", "db"):
+        gitops.remove_worktree(ctx.repo, ctx.worktree(c), force=True)
+        gitops.delete_branch(ctx.repo, f"clusters/shop/{c}")
+    assert prepare(ctx2).base_sha == git(ctx.repo, "rev-parse", "main")
+
+
+def test_failed_attempt_commits_leftovers_and_feeds_back(tmp_path: Path) -> None:
+    cmd = write_agent(tmp_path, """
+        wt = pathlib.Path(os.environ["WC_WORKTREE"])
+        if os.environ["WC_ATTEMPT"] == "1":
+            (wt / "api" / "half.py").write_text("x = 1\\n")
+            print("attempt one fails on purpose")
+            sys.exit(7)
+        prompt = pathlib.Path(os.environ["WC_PROMPT_FILE"]).read_text()
+        feedback = pathlib.Path(os.environ["WC_FEEDBACK_FILE"]).read_text()
+        assert "exited with status 7" in prompt and "attempt one fails on purpose" in feedback
+        (wt / "api" / "impl.py").write_text("y = 2\\n")
+    """)
+    ctx = _ctx(tmp_path, cmd)
+    prepared = prepare(ctx)
+    with pytest.raises(AgentFailed) as failed:
+        run_attempt(ctx, "api", 1)
+    assert failed.value.retryable is False  # the plan allows no retries
+    assert failed.value.record.attempts[-1].exit_code == 7
+    assert gitops.changed_files(ctx.repo, prepared.base_sha, "clusters/shop/api") == ["api/half.py"]
+    record = run_attempt(ctx, "api", 2)
+    assert record.status == "succeeded" and [a.attempt for a in record.attempts] == [1, 2]
+    assert "Feedback: why attempt 1 failed" in ctx.prompt_file("api", 2).read_text()
+
+
+def test_timeout_kills_the_whole_process_group(tmp_path: Path) -> None:
+    pids = tmp_path / "pids"
+    cmd = write_agent(tmp_path, f"""
+        import signal, time
+        child = subprocess.Popen([sys.executable, "-c",
+            "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(600)"])
+        pathlib.Path({str(pids)!r}).write_text(f"{{os.getpid()}} {{child.pid}}")
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        time.sleep(600)
+    """)
+    ctx = _ctx(tmp_path, cmd, plan_yaml().replace("timeout_seconds: 60", "timeout_seconds: 1.5"))
+    prepare(ctx)
+    started = time.monotonic()
+    with pytest.raises(AgentFailed) as failed:
+        run_attempt(ctx, "api", 1)
+    assert time.monotonic() - started < 30
+    assert failed.value.record.status == "timed_out"
+    for pid in map(int, pids.read_text().split()):
+        assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+
+
+def test_cluster_verify_failure_fails_the_attempt(tmp_path: Path) -> None:
+    verify = f"    verify: ['{sys.executable} -c \"raise SystemExit(3)\"']\n"
+    plan = plan_yaml().replace("    tasks: [implement the API]\n", "    tasks: [implement the API]\n" + verify)
+    ctx = _ctx(tmp_path, "true", plan)
+    prepare(ctx)
+    with pytest.raises(AgentFailed) as failed:
+        run_attempt(ctx, "api", 1)
+    assert "verify command" in str(failed.value)
+    assert failed.value.record.attempts[-1].verify[0].exit_code == 3
