@@ -274,9 +274,10 @@ def has_changes(worktree: Path) -> bool:
     return bool(out(worktree, "status", "--porcelain", "--untracked-files=all"))
 
 
-def commit_all(worktree: Path, message: str) -> str | None:
-    """Stage everything the agent left and commit it; the new SHA, or None if nothing was left."""
-    run(worktree, "add", "-A")
+def commit_all(worktree: Path, message: str, exclude: Sequence[str] = ()) -> str | None:
+    """Stage everything the agent left and commit it; the new SHA, or None if nothing was left.
+    ``exclude`` holds glob patterns of the tool's own scratch files, which are not its work."""
+    run(worktree, "add", "-A", "--", ".", *(f":(exclude,glob){p}" for p in exclude))
     if run(worktree, "diff", "--cached", "--quiet", check=False).status == 0:
         return None
     run(worktree, "commit", "--no-verify", "-q", "-m", message, env=identity_env(worktree))

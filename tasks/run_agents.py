@@ -142,8 +142,9 @@ def run_attempt(ctx: RunContext, cluster: str, attempt: int,
         fh.write(f"\n=== {cluster}: attempt {attempt} ===\n")
     offset = log.stat().st_size
     res = run_process(render_argv(agent.argv, values), cwd=wt, env=env, timeout=timeout,
-                      log_path=log, on_line=on_line)
-    gitops.commit_all(wt, f"work-clusters: {cluster} attempt {attempt} (left uncommitted by the agent)")
+                      log_path=log, on_line=on_line, hint="install it, or pass --agent / --agent-cmd")
+    gitops.commit_all(wt, f"work-clusters: {cluster} attempt {attempt} (left uncommitted by the agent)",
+                      exclude=[f"**/{p}" for p in agent.scratch])
     usage = agent.parse_usage(_log_segment(log, offset))
     entry = Attempt(attempt=attempt, exit_code=res.exit_code, timed_out=res.timed_out, duration=res.duration,
                     output_tail=res.output_tail,
@@ -157,6 +158,8 @@ def run_attempt(ctx: RunContext, cluster: str, attempt: int,
         entry.failure, record.status = f"the agent ran past its timeout of {timeout:g} s and was killed", "timed_out"
     elif res.exit_code != 0:
         entry.failure, record.status = f"the agent exited with status {res.exit_code}", "failed"
+    elif usage is not None and usage.is_error:
+        entry.failure, record.status = "the agent exited 0 but reported an error in its result", "failed"
     elif limits.max_cost_usd is not None and spent is not None and spent > limits.max_cost_usd:
         entry.failure = f"cost ${spent:.2f} is past the limit of ${limits.max_cost_usd:.2f}"
         record.status, retryable = "cost_exceeded", False

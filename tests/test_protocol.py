@@ -128,3 +128,39 @@ def test_cluster_verify_failure_fails_the_attempt(tmp_path: Path) -> None:
         run_attempt(ctx, "api", 1)
     assert "verify command" in str(failed.value)
     assert failed.value.record.attempts[-1].verify[0].exit_code == 3
+
+
+def test_tool_scratch_files_are_not_committed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    stand_in = bin_dir / "aider"  # a stand-in of the same name: the real aider is a paid LLM tool
+    stand_in.write_text(f"#!{sys.executable}\nimport pathlib\n"
+                        "pathlib.Path('.aider.chat.history.md').write_text('chat')\n"
+                        "pathlib.Path('api/impl.py').write_text('x = 1\\n')\n")
+    stand_in.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{Path(sys.executable).parent}:/usr/bin:/bin")
+    repo, plan = shop_repo(tmp_path, plan_yaml(extra="agent: aider\n"))
+    ctx = resolve_run(plan, repo)
+    prepared = prepare(ctx)
+    run_attempt(ctx, "api", 1)
+    assert gitops.changed_files(ctx.repo, prepared.base_sha, "clusters/shop/api") == ["api/impl.py"]
+
+
+def test_claude_error_result_fails_the_attempt_and_cost_is_kept(tmp_path: Path,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    stand_in = bin_dir / "claude"  # stand-in of the same name, printing Claude Code's JSON result
+    stand_in.write_text(f"#!{sys.executable}\nimport json\nprint('a warning first')\n"
+                        "print(json.dumps({'type': 'result', 'is_error': True, 'total_cost_usd': 0.25,"
+                        " 'usage': {'input_tokens': 10, 'output_tokens': 5}}))\n")
+    stand_in.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{Path(sys.executable).parent}:/usr/bin:/bin")
+    repo, plan = shop_repo(tmp_path, plan_yaml(extra="agent: claude\n"))
+    ctx = resolve_run(plan, repo)
+    prepare(ctx)
+    with pytest.raises(AgentFailed) as failed:
+        run_attempt(ctx, "api", 1)
+    attempt = failed.value.record.attempts[-1]
+    assert attempt.exit_code == 0 and "reported an error" in (attempt.failure or "")
+    assert (attempt.cost_usd, attempt.input_tokens, attempt.output_tokens) == (0.25, 10, 5)
