@@ -10,10 +10,10 @@ import os
 import sys
 import tempfile
 import traceback
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 # The temporary local server must not try to phone home from machines without a network.
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
@@ -23,6 +23,9 @@ from rich.console import Console  # noqa: E402
 
 from tasks.errors import BadInput, WorkClustersError  # noqa: E402
 from tasks.gitops import GitError  # noqa: E402
+
+if TYPE_CHECKING:
+    from tasks.context import RunContext
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, no_args_is_help=True,
                   help="Run one coding agent per work cluster in its own git worktree, then integrate.")
@@ -63,6 +66,8 @@ def run(
     land: Annotated[bool, typer.Option(help="Fast-forward the base branch when all is green.")] = False,
     rerun: Annotated[bool, typer.Option(help="Run finished clusters' agents again.")] = False,
     keep_worktrees: Annotated[bool, typer.Option(help="Keep cluster worktrees after the run.")] = True,
+    emit_plan: Annotated[Path | None, typer.Option(
+        "--emit-plan", help="Investigations: write the build plan (YAML) of the proposed fixes to this file.")] = None,
 ) -> None:
     """Run the whole flow: worktrees, agents in parallel, contract check, integration, report."""
     from tasks.identify import resolve_run
@@ -73,19 +78,45 @@ def run(
                    timeout=timeout, retries=retries, land=land, rerun=rerun, keep_worktrees=keep_worktrees)
     # Validate before Prefect starts: bad input costs no server start and creates nothing.
     ctx = resolve_run(plan, repo, relative_to=Path.cwd(), **options)  # type: ignore[arg-type]
-    _execute(str(ctx.plan_file), str(ctx.repo), options, ctx.runs_dir)
+    if emit_plan:
+        _emit_target(ctx, emit_plan)
+    _execute(str(ctx.plan_file), str(ctx.repo), options, ctx.runs_dir,
+             after=(lambda: _emit(ctx, emit_plan)) if emit_plan else None)
 
 
-def _execute(plan: str, repo: str, options: Mapping[str, object], runs_dir: Path) -> None:
+def _emit_target(ctx: RunContext, target: Path) -> None:
+    if not ctx.plan.investigates:
+        raise BadInput(f"--emit-plan: plan {ctx.plan.name} builds; only an investigation (kind: investigation) "
+                       "has findings to turn into a build plan")
+    if target.suffix not in (".yaml", ".yml"):
+        raise BadInput(f"--emit-plan {target}: the build plan is YAML; give a file name ending in .yaml or .yml")
+
+
+def _emit(ctx: RunContext, target: Path) -> None:
+    """Write the build plan of the findings' proposed fixes and say how to go on."""
+    from tasks.fixes import emit_plan
+    from tasks.synthesis import action_plan_file, recorded_findings
+
+    emitted = emit_plan(ctx.plan, recorded_findings(ctx), ctx.repo, target.resolve(), action_plan_file(ctx))
+    out.print(f"build plan: {emitted.path} ({len(emitted.clusters)} clusters: "
+              + ", ".join(f"{name} ({', '.join(paths)})" for name, paths in emitted.clusters.items()) + ")")
+    if emitted.left_out:
+        out.print(f"  left out (no proposed fix or no paths): {', '.join(emitted.left_out)}")
+    out.print(f"  next: work-clusters validate {emitted.path} --repo {ctx.repo}")
+
+
+def _execute(plan: str, repo: str, options: Mapping[str, object], runs_dir: Path,
+             after: Callable[[], None] | None = None) -> None:
     from flows.work_clusters import work_clusters
 
     err.print(f"[bold]work-clusters[/bold]: running {plan} (Prefect logs follow)")
     since = datetime.now(timezone.utc)
     state = work_clusters(plan=plan, repo=repo, return_state=True, **options)
-    _report_outcome(runs_dir, since, state.message)
+    _report_outcome(runs_dir, since, state.message, after)
 
 
-def _report_outcome(runs_dir: Path, since: datetime, message: str | None) -> None:
+def _report_outcome(runs_dir: Path, since: datetime, message: str | None,
+                    after: Callable[[], None] | None = None) -> None:
     from tasks.report import RunReport
 
     report_file = runs_dir / "report.json"
@@ -93,6 +124,8 @@ def _report_outcome(runs_dir: Path, since: datetime, message: str | None) -> Non
     if report is None or report.started_at < since:
         raise WorkClustersError(f"the run stopped before writing its report: {message}")
     _print_summary(report, runs_dir)
+    if after:
+        after()
     if not report.ok:
         raise typer.Exit(1)
 
@@ -104,9 +137,11 @@ def _print_summary(report: object, runs_dir: Path) -> None:
 
     assert isinstance(report, RunReport)
     table = Table(title=f"plan {report.plan}")
-    for col in ("cluster", "status", "attempts", "duration (s)", "merge"):
+    inv = report.investigation
+    for col in ("cluster", "status", "attempts", "duration (s)", "findings" if inv else "merge"):
         table.add_column(col)
-    merges = {s.cluster: s.status for s in (report.integration.steps if report.integration else [])}
+    merges: dict[str, str] = {s.cluster: s.status for s in (report.integration.steps if report.integration else [])}
+    merges.update({d.cluster: f"{d.count} ({d.status})" for d in (inv.documents if inv else [])})
     for c in report.clusters:
         table.add_row(c.cluster, c.status + (" (resumed)" if c.resumed else ""), str(c.attempts),
                       f"{c.duration:.1f}", merges.get(c.cluster, "-"))
@@ -114,16 +149,32 @@ def _print_summary(report: object, runs_dir: Path) -> None:
     integ = report.integration
     if integ and integ.instructions:
         out.print(integ.instructions)
-    verdict = "[green]integrated and verified[/green]" if report.ok else "[red]not integrated[/red]"
-    out.print(f"{verdict}; final commit {integ.final_sha if integ and integ.final_sha else '-'}")
+    for lost in integ.lost if integ else []:
+        out.print(f"[red]lost[/red]: {lost.lost_count} line(s) of {lost.cluster} in "
+                  + ", ".join(f.path for f in lost.lost) + " (see the report's Survival section)")
+    if report.land:
+        out.print(report.land.message, markup=False)
+    if inv:
+        verdict = "[green]findings synthesized[/green]" if report.ok else "[red]investigation not complete[/red]"
+        out.print(f"{verdict}; {len(inv.findings)} typed findings; action plan: {inv.action_plan.file}")
+    else:
+        verdict = "[green]integrated and verified[/green]" if report.ok else "[red]not integrated[/red]"
+        out.print(f"{verdict}; final commit {integ.final_sha if integ and integ.final_sha else '-'}")
     out.print(f"report: {runs_dir / 'merge-report.md'} (and report.json)")
 
 
 @app.command()
-def demo(keep: Annotated[bool, typer.Option(help="Keep the demo's temp dir.")] = True) -> None:
+def demo(
+    keep: Annotated[bool, typer.Option(help="Keep the demo's temp dir.")] = True,
+    investigation: Annotated[bool, typer.Option(
+        "--investigation", help="The investigation example instead: a slow report, three investigators, "
+                                "a synthesis and the emitted build plan.")] = False,
+) -> None:
     """Build a small example repo in a temp dir and run the whole flow on it with a scripted agent."""
     from flows.demo.build import build_demo_repo, scripted_agent_cmd
 
+    if investigation:
+        return _demo_investigation()
     dest = Path(tempfile.mkdtemp(prefix="work-clusters-demo-"))
     repo, plan = build_demo_repo(dest)
     err.print(f"demo repo: {repo}\n"
@@ -134,6 +185,38 @@ def demo(keep: Annotated[bool, typer.Option(help="Keep the demo's temp dir.")] =
     from tasks.context import default_workspace
 
     _execute(str(plan), str(repo), options, default_workspace(repo, "auth-system") / ".runs")
+
+
+def _demo_investigation() -> None:
+    from flows.examples.perf_investigation.build import build_example_repo
+    from tasks.identify import resolve_run
+
+    dest = Path(tempfile.mkdtemp(prefix="work-clusters-investigation-"))
+    repo, plan = build_example_repo(dest)
+    err.print(f"example repo: {repo}\n"
+              "Its investigation agents are SCRIPTED: small programs that run real tools on the repo (cProfile,\n"
+              "SQLite's EXPLAIN QUERY PLAN, gzip) and write what they measured as findings; the synthesis is\n"
+              "scripted too, not an LLM. To investigate with a real agent:\n"
+              f"  work-clusters run {plan} --repo {repo} --agent claude --integration-agent claude --rerun\n")
+    ctx = resolve_run(plan, repo)
+    target = dest / f"{ctx.plan.name}-fixes.yaml"
+    _execute(str(plan), str(repo), {}, ctx.runs_dir, after=lambda: _emit(ctx, target))
+
+
+@app.command("emit-plan")
+def emit_plan_command(
+    plan: PlanArg,
+    output: Annotated[Path, typer.Argument(help="Where to write the build plan (.yaml or .yml).")],
+    repo: RepoOpt = Path("."),
+    workspace: Annotated[Path | None, typer.Option(help="The workspace of the run, if not the default.")] = None,
+) -> None:
+    """Write the build plan of an earlier investigation run's proposed fixes, from its findings."""
+    from tasks.identify import resolve_run
+
+    ctx = resolve_run(plan, repo, relative_to=Path.cwd(), workspace=workspace.resolve() if workspace else None,
+                      agents_needed=False)
+    _emit_target(ctx, output)
+    _emit(ctx, output)
 
 
 @app.command()

@@ -72,6 +72,12 @@ def _clean_branches(ctx: RunContext, force: bool, kept: list[str]) -> list[str]:
     def contained(branch: str, homes: list[str]) -> bool:
         return any(gitops.resolve_ref(ctx.repo, h) and gitops.is_ancestor(ctx.repo, branch, h) for h in homes)
 
+    def adds_nothing(branch: str) -> bool:
+        # An investigation branch holds marker commits only: its tree is the base's, nothing to lose.
+        base = gitops.resolve_ref(ctx.repo, f"refs/heads/{ctx.base_branch}")
+        return bool(base) and gitops.out(ctx.repo, "rev-parse", f"{branch}^{{tree}}") == \
+            gitops.out(ctx.repo, "rev-parse", f"{base}^{{tree}}")
+
     order = [(ctx.branch(c.name), [ctx.integration_branch, ctx.base_branch, target]) for c in ctx.plan.clusters]
     order += [(ctx.integration_branch, [target]), (ctx.base_branch, [target, ctx.integration_branch])]
     for branch, homes in order:
@@ -80,7 +86,9 @@ def _clean_branches(ctx: RunContext, force: bool, kept: list[str]) -> list[str]:
         if any(wt.branch == branch for wt in gitops.worktrees(ctx.repo)):
             kept.append(f"kept branch {branch}: a worktree still uses it")
             continue
-        if not force and not contained(f"refs/heads/{branch}", [h for h in homes if h != branch]):
+        ref = f"refs/heads/{branch}"
+        if not force and not contained(ref, [h for h in homes if h != branch]) and \
+                (branch == ctx.base_branch or not adds_nothing(ref)):
             kept.append(f"kept branch {branch}: it has commits found on no other branch (pass --force to delete)")
             continue
         gitops.delete_branch(ctx.repo, branch)

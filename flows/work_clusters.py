@@ -1,34 +1,43 @@
 """The ``work-clusters`` flow: identify → worktrees → agents (mapped) → contract check →
-integrate → report. Each step is a Prefect task; the logic under them lives in ``tasks/``."""
+integrate → report. Each step is a Prefect task; the logic under them lives in ``tasks/``.
+A plan of investigation clusters ends in a synthesis instead (``flows.investigation``)."""
 
 from __future__ import annotations
 
 import time
 from datetime import datetime, timezone
-from typing import Any, cast
+from typing import Annotated, Any, cast
 
 from prefect import flow, get_run_logger, unmapped
 from prefect.client.schemas.objects import State
-from prefect.futures import wait
+from prefect.futures import as_completed
 from prefect.states import Completed, Failed
 from prefect.task_runners import ThreadPoolTaskRunner
+from pydantic import Field
 
-from tasks import gitops
+from flows.investigation import finish_investigation
+from tasks import gitops, investigate
 from tasks import land as landing
 from tasks.context import ClusterRecord, RunContext, load_record
-from tasks.contract_check import contract_check
+from tasks.contract_check import contract_check, contract_check_integrated, integrated_ok
+from tasks.guard import restore_refs
 from tasks.identify import identify
 from tasks.integrate import integrate
+from tasks.progress import ClusterProgress
+from tasks.recovery import run_lock
 from tasks.report import ClusterSummary, RunReport, publish_report
 from tasks.run_agents import agent_for, run_agent
 from tasks.worktrees import Prepared, create_worktrees, recorded
 
 
 def _run_agents(ctx: RunContext, prepared: Prepared) -> list[ClusterRecord]:
-    """Run every unfinished cluster's agent, at most ``limits.concurrency`` at once; wait for all,
-    then read each state, so one failing cluster never stops the others."""
+    """Run every unfinished cluster's agent, at most ``limits.concurrency`` at once; take each as it
+    finishes (after its retries), so one failing cluster never stops the others, and show it in
+    the ``progress-<plan>`` artifact."""
     records = {r.cluster: r for r in prepared.records}
     pending = prepared.pending()
+    progress = ClusterProgress(ctx.plan.name, {
+        c.name: "pending" if c.name in pending else "succeeded (earlier run)" for c in ctx.plan.clusters})
     if pending:
         retries = max(
             (a.retries if a.retries is not None else ctx.plan.limits.retries)
@@ -40,21 +49,34 @@ def _run_agents(ctx: RunContext, prepared: Prepared) -> list[ClusterRecord]:
         with ThreadPoolTaskRunner(max_workers=workers) as runner:
             # cast: mypy picks the coroutine overload of map() for a sync task
             futures: list[Any] = runner.map(cast(Any, agent_task), {"ctx": unmapped(ctx), "cluster": pending})
-            wait(futures)
-        for name, future in zip(pending, futures, strict=True):
-            if future.state.is_completed():
-                records[name] = future.result()
-                continue
-            record = load_record(ctx, name) or records[name]
-            if record.status in ("pending", "succeeded"):
-                record = record.model_copy(update={"status": "failed", "error": future.state.message})
-            records[name] = record
-    return [records[c.name] for c in ctx.plan.clusters]
+            names = {id(f): name for name, f in zip(pending, futures, strict=True)}
+            for future in as_completed(futures):  # after its retries; a failure never stops the others
+                name = names[id(future)]
+                records[name] = _outcome(ctx, name, future, records[name])
+                progress.update(name, records[name].status)
+    restored, notes = restore_refs(ctx, [records[c.name] for c in ctx.plan.clusters])
+    prepared.notes.extend(notes)
+    return restored
+
+
+def _outcome(ctx: RunContext, name: str, future: Any, before: ClusterRecord) -> ClusterRecord:
+    """A cluster's record once its task run is final: the result, else the record it saved."""
+    future.wait()  # sets the future's final state; without it ``state`` asks the API, which may lag
+    if future.state.is_completed():
+        record: ClusterRecord = future.result()
+        return record
+    record = load_record(ctx, name) or before
+    if record.status in ("pending", "succeeded"):
+        record = record.model_copy(update={"status": "failed", "error": future.state.message})
+    return record
 
 
 def _finish(ctx: RunContext, prepared: Prepared, records: list[ClusterRecord], phases: dict[str, float],
             started: datetime) -> State[Any]:
-    """Contract check → integrate → land → report, shared by the full run and ``integrate``."""
+    """Contract check → integrate → land → report, shared by the full run and ``integrate``.
+    An investigation is never merged: its findings are synthesized into an action plan."""
+    if ctx.plan.investigates:
+        return finish_investigation(ctx, prepared, records, phases, started)
     logger = get_run_logger()
     t = time.monotonic()
     checks = contract_check(ctx, records)
@@ -63,19 +85,26 @@ def _finish(ctx: RunContext, prepared: Prepared, records: list[ClusterRecord], p
     result = integrate(ctx, prepared.base_sha, checks)
     phases["integrate"], phases["verify"] = result.merge_seconds, result.verify_seconds
 
-    landed = landing.land(ctx, result) if ctx.land else None
+    t = time.monotonic()
+    tree_checks = contract_check_integrated(ctx, checks, None if result.instructions else result.worktree,
+                                            "the integration stopped on a conflict")
+    phases["check"] += time.monotonic() - t
+    contract_ok = integrated_ok(ctx, tree_checks)
+
+    landed = landing.land(ctx, result) if ctx.land and contract_ok else None
     if not ctx.keep_worktrees:
         for rec in records:
             gitops.remove_worktree(ctx.repo, rec.worktree, force=True)
 
     costs = [r.cost_usd for r in records if r.cost_usd is not None]
-    ok = result.ok and (landed is None or landed.landed)
+    ok = result.ok and contract_ok and (landed is None or landed.landed)
     report = RunReport(
         plan=ctx.plan.name, goal=ctx.plan.goal, repo=str(ctx.repo), workspace=str(ctx.workspace),
         base_ref=ctx.plan.base or "HEAD", base_ref_sha=prepared.base_ref_sha, base_sha=prepared.base_sha,
         started_at=started, finished_at=datetime.now(timezone.utc), ok=ok,
         phases={k: round(v, 3) for k, v in phases.items()},
-        clusters=[ClusterSummary.of(ctx, r) for r in records], checks=checks, integration=result,
+        clusters=[ClusterSummary.of(ctx, r) for r in records], checks=checks, tree_checks=tree_checks,
+        integration=result,
         land=landed, notes=prepared.notes, total_cost_usd=sum(costs) if costs else None,
     )
     path = publish_report(ctx, report)
@@ -83,26 +112,39 @@ def _finish(ctx: RunContext, prepared: Prepared, records: list[ClusterRecord], p
     if ok:
         return Completed(message=f"integrated and verified; report at {path}", data=report)
     failed = [c.cluster for c in report.clusters if c.status != "succeeded"]
+    kept = [c.cluster for c in checks if not c.mergeable and c.status == "violation"]
     why = (f"clusters not finished: {', '.join(failed)}" if failed else
+           f"contract check kept out: {', '.join(kept)}" if kept else
            "merge stopped on a conflict" if result.instructions else
            "integration verification failed" if not result.verified else
+           "lines lost in integration: " + ", ".join(f"{s.cluster} ({s.lost_count})" for s in result.lost)
+           if result.lost else
+           "the integrated tree broke the contract" if not contract_ok else
            landed.message if landed and not landed.landed else "not every cluster merged")
-    return Failed(message=f"{why}; report at {path}", data=report)
+    # No data: a worker's engine turns a failed state's data into the exception it raises.
+    return Failed(message=f"{why}; report at {path}")
+
+
+# Parameter types: the deployment's form in the UI is drawn from them, and the server refuses a
+# run whose parameters break them (HTTP 409) before any worker starts it.
+PlanPath = Annotated[str, Field(min_length=1, pattern=r"\.(ya?ml|md)$", examples=["plans/auth-system.md"])]
+NonEmpty = Annotated[str, Field(min_length=1)]
+AgentName = Annotated[str, Field(min_length=1, examples=["claude"])]
 
 
 @flow(name="work-clusters", log_prints=True)
 def work_clusters(
-    plan: str,
-    repo: str = ".",
-    agent: str | None = None,
-    agent_cmd: str | None = None,
-    integration_agent: str | None = None,
-    integration_agent_cmd: str | None = None,
-    base: str | None = None,
-    workspace: str | None = None,
-    concurrency: int | None = None,
-    timeout: float | None = None,
-    retries: int | None = None,
+    plan: PlanPath,
+    repo: NonEmpty = ".",
+    agent: AgentName | None = None,
+    agent_cmd: NonEmpty | None = None,
+    integration_agent: AgentName | None = None,
+    integration_agent_cmd: NonEmpty | None = None,
+    base: NonEmpty | None = None,
+    workspace: NonEmpty | None = None,
+    concurrency: Annotated[int, Field(ge=1)] | None = None,
+    timeout: Annotated[float, Field(gt=0)] | None = None,
+    retries: Annotated[int, Field(ge=0)] | None = None,
     land: bool = False,
     rerun: bool = False,
     keep_worktrees: bool = True,
@@ -136,9 +178,16 @@ def work_clusters(
                    concurrency=concurrency, timeout=timeout, retries=retries, land=land, rerun=rerun,
                    keep_worktrees=keep_worktrees)
     phases["identify"] = time.monotonic() - t
+    with run_lock(ctx):  # one run per repo and plan; a second one is refused at once
+        return _run(ctx, phases, started)
 
+
+def _run(ctx: RunContext, phases: dict[str, float], started: datetime) -> State[Any]:
     t = time.monotonic()
+    # A rerun investigates the current base, not the one an earlier run's branches grew from.
+    restarted = investigate.restart(ctx) if ctx.rerun and ctx.plan.investigates else []
     prepared = create_worktrees(ctx)
+    prepared.notes.extend(restarted)
     phases["worktrees"] = time.monotonic() - t
 
     t = time.monotonic()
@@ -149,8 +198,8 @@ def work_clusters(
 
 
 @flow(name="work-clusters-integrate", log_prints=True)
-def integrate_clusters(plan: str, repo: str = ".", integration_agent: str | None = None,
-                       integration_agent_cmd: str | None = None, land: bool = False) -> State[Any]:
+def integrate_clusters(plan: PlanPath, repo: NonEmpty = ".", integration_agent: AgentName | None = None,
+                       integration_agent_cmd: NonEmpty | None = None, land: bool = False) -> State[Any]:
     """Re-run only the integration of a plan from the cluster branches an earlier run recorded.
 
     Args:
@@ -165,5 +214,6 @@ def integrate_clusters(plan: str, repo: str = ".", integration_agent: str | None
     ctx = identify(plan, repo, integration_agent=integration_agent,
                    integration_agent_cmd=integration_agent_cmd, land=land, agents_needed=False)
     phases = {"identify": time.monotonic() - t, "worktrees": 0.0, "agents": 0.0}
-    prepared = recorded(ctx)
-    return _finish(ctx, prepared, prepared.records, phases, started)
+    with run_lock(ctx):
+        prepared = recorded(ctx)
+        return _finish(ctx, prepared, prepared.records, phases, started)

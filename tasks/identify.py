@@ -65,6 +65,19 @@ def check_agents(plan: Plan) -> None:
         resolve_agent(plan.integration.agent)
 
 
+def _check_writable(workspace: Path) -> None:
+    """The workspace must be creatable: its nearest existing ancestor a writable folder."""
+    existing = workspace
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        raise BadInput(f"workspace {workspace} cannot be created: {existing} is not a folder; "
+                       "pass --workspace with a writable folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise BadInput(f"workspace {workspace} cannot be created: {existing} is not writable; "
+                       "pass --workspace with a writable folder")
+
+
 def resolve_run(plan: str | Path, repo: str | Path = ".", *, relative_to: Path | None = None,
                 agent: str | None = None, agent_cmd: str | None = None,
                 integration_agent: str | None = None, integration_agent_cmd: str | None = None,
@@ -96,6 +109,7 @@ def resolve_run(plan: str | Path, repo: str | Path = ".", *, relative_to: Path |
     ws = Path(workspace).expanduser().resolve() if workspace else default_workspace(repo_path, loaded.name)
     if ws == repo_path or repo_path in ws.parents:
         raise BadInput(f"workspace {ws} lies inside the repository; choose a --workspace outside {repo_path}")
+    _check_writable(ws)
     return RunContext(plan=loaded, plan_file=plan_path.resolve(), repo=repo_path, workspace=ws,
                       rerun=rerun, land=land or loaded.integration.land, keep_worktrees=keep_worktrees)
 

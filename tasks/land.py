@@ -10,7 +10,7 @@ from pydantic import BaseModel
 
 from tasks import gitops
 from tasks.context import RunContext
-from tasks.integrate import IntegrationResult
+from tasks.integration_models import IntegrationResult
 
 
 class LandResult(BaseModel):
@@ -19,14 +19,28 @@ class LandResult(BaseModel):
     message: str
 
 
+def refusals(result: IntegrationResult) -> list[str]:
+    """Every reason the integrated result may not land; empty when it is all green."""
+    reasons: list[str] = []
+    unmerged = [f"{s.cluster} ({s.status})" for s in result.steps if s.status != "merged"]
+    if unmerged:
+        reasons.append(f"not every cluster merged: {', '.join(unmerged)}")
+    failed = [v.command for v in result.verify if not v.ok]
+    if failed:
+        reasons.append(f"integration verification failed: `{failed[0]}`")
+    for s in result.lost:
+        reasons.append(f"{s.lost_count} line(s) of {s.cluster} lost in {', '.join(f.path for f in s.lost)}")
+    if result.final_sha is None and not unmerged:
+        reasons.append("no integrated commit")
+    return reasons
+
+
 def land(ctx: RunContext, result: IntegrationResult) -> LandResult:
-    """Fast-forward the plan's base branch to the integration head when everything is green."""
-    if not result.all_merged:
-        return LandResult(landed=False, message="not landed: not every cluster merged")
-    if not result.verified:
-        return LandResult(landed=False, message="not landed: integration verification failed")
-    if result.final_sha is None:
-        return LandResult(landed=False, message="not landed: no integrated commit")
+    """Fast-forward the plan's base branch to the integration head when everything is green:
+    every cluster merged, verification passed, no line lost. Otherwise refuse, saying why."""
+    reasons = refusals(result)
+    if reasons or result.final_sha is None:
+        return LandResult(landed=False, message="not landed: " + "; ".join(reasons or ["no integrated commit"]))
     branch = ctx.plan.base or gitops.current_branch(ctx.repo)
     if branch is None or not gitops.branch_exists(ctx.repo, branch.removeprefix("refs/heads/")):
         return LandResult(landed=False, message=f"not landed: base {branch or 'HEAD'} is not a local branch")

@@ -91,6 +91,12 @@ class Plan(StrictModel):
     limits: Limits = Field(default_factory=Limits)
     integration: IntegrationOptions = Field(default_factory=IntegrationOptions)
 
+    @property
+    def investigates(self) -> bool:
+        """Whether the plan investigates (all clusters ``kind: investigation``) rather than builds;
+        the rules refuse a mix (``tasks.plan_rules``)."""
+        return all(c.kind == "investigation" for c in self.clusters)
+
     def cluster(self, name: str) -> Cluster:
         for cluster in self.clusters:
             if cluster.name == name:

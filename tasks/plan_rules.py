@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from tasks import gitops
-from tasks.paths import cone_problem, container, first_overlap, is_glob, path_problem
+from tasks.conformance import module_paths, ref_problem
+from tasks.paths import cone_problem, container, first_overlap, glob_prefix, is_glob, path_problem
 from tasks.plan import SLUG_PATTERN
 
 Found = tuple[str, str]  # (field, message)
@@ -78,6 +79,8 @@ def check_rules(data: dict[str, Any]) -> list[Found]:
                                                  "folders (ending in '/') or globs it may edit"))
     found += _overlaps(data)
     found += _dependencies(data)
+    found += _provides(data)
+    found += _kinds(data)
     worktree = data.get("worktree")
     if isinstance(worktree, dict) and worktree.get("checkout") == "sparse":
         for where in [f"clusters.{i}.paths" for i, _ in clusters(data)] + ["shared"]:
@@ -109,6 +112,50 @@ def _overlaps(data: dict[str, Any]) -> list[Found]:
                     found.append((f"{key}.{k}", f"{p!r} lies inside {owner!r}, owned by cluster "
                                                 f"{_name(cluster, i)!r}; {why}, so none may own it"))
     return found
+
+
+def _provides(data: dict[str, Any]) -> list[Found]:
+    """``provides`` maps ``module.path:Name`` to ``module.path:Name``; a contract type lives in a
+    contract file, so it is committed and frozen before the agents start."""
+    provides = data.get("provides")
+    if not isinstance(provides, dict):
+        return []
+    contracts = {p for _, p in _good_paths(data, "contracts")}
+    found: list[Found] = []
+    for impl, contract in provides.items():
+        where = f"provides.{impl}"
+        problems = [ref_problem(str(impl)), ref_problem(contract) if isinstance(contract, str) else None]
+        found += [(where, problem) for problem in problems if problem]
+        if not any(problems) and isinstance(contract, str):
+            module = contract.split(":")[0]
+            if not contracts & set(module_paths(module)):
+                found.append((where, f"{module} is not one of the contract files; list its file "
+                                     f"({module_paths(module)[0]}) under contracts"))
+    return found
+
+
+def _kinds(data: dict[str, Any]) -> list[Found]:
+    """A plan builds or investigates, never both: an investigation's branches are never merged and
+    it ends in a synthesis, not an integration (README, "Investigation clusters")."""
+    kinds = [(i, c, c.get("kind", "build")) for i, c in clusters(data)]
+    kinds = [k for k in kinds if k[2] in ("build", "investigation")]  # another kind is the model's to report
+    if not any(kind == "investigation" for _, _, kind in kinds):
+        return []
+    first = kinds[0][2]
+    odd = next(((i, c, kind) for i, c, kind in kinds if kind != first), None)
+    if odd:
+        return [(f"clusters.{odd[0]}.kind", f"cluster {_name(odd[1], odd[0])!r} is kind {odd[2]} in a plan of "
+                 f"{first} clusters; a plan is all build or all investigation: put the investigation in a plan "
+                 "of its own (`run --emit-plan` turns its fixes into the build plan)")]
+    raw = data.get("integration")
+    integration: dict[str, Any] = raw if isinstance(raw, dict) else {}
+    meaningless = [("provides", data.get("provides"), "it implements nothing"),
+                   ("integration.verify", integration.get("verify"), "it merges nothing, so there is no merged tree"),
+                   ("integration.land", integration.get("land"), "it changes nothing, so there is nothing to land")]
+    meaningless += [(f"clusters.{i}.depends_on", c.get("depends_on"), "its clusters are never merged, so need no order")
+                    for i, c in clusters(data)]
+    return [(where, f"has no meaning in an investigation: {why}; remove it")
+            for where, value, why in meaningless if value]
 
 
 def _dependencies(data: dict[str, Any]) -> list[Found]:
@@ -149,6 +196,24 @@ def _cycle(graph: dict[str, list[str]]) -> list[str] | None:
     return next((c for c in (visit(n, []) for n in graph) if c), None)
 
 
+def _symlink_escapes(data: dict[str, Any], root: Path) -> list[Found]:
+    """A plan path that leads out of the repository through a symlink: an agent told to edit
+    it would write outside the repo, and the scope check could not see it."""
+    found: list[Found] = []
+    lists = ["contracts", "shared"] + [f"clusters.{i}.paths" for i, _ in clusters(data)]
+    real_root = root.resolve()
+    for where in lists:
+        for k, path in _good_paths(data, where):
+            fixed = glob_prefix(path) if is_glob(path) else path.rstrip("/")
+            if not fixed:
+                continue
+            target = (root / fixed).resolve()
+            if target != real_root and real_root not in target.parents:
+                found.append((f"{where}.{k}", f"{path!r} leads out of the repository through a symlink "
+                                              f"(to {target}); name a path inside the repo"))
+    return found
+
+
 def check_repo(data: dict[str, Any], repo: Path) -> list[Found]:
     """The rules that need the repository. Only asks git questions; creates nothing."""
     if not gitops.is_git_repo(repo):
@@ -164,6 +229,7 @@ def check_repo(data: dict[str, Any], repo: Path) -> list[Found]:
             if not is_glob(path) and not path.endswith("/") and (root / path).is_dir():
                 found.append((f"clusters.{i}.paths.{k}", f"{path!r} is a folder; write it as '{path}/' "
                                                          "so the cluster owns what is inside it"))
+    found += _symlink_escapes(data, root)
     ref = data.get("base")
     if isinstance(ref, str) and gitops.resolve_ref(root, ref) is None:
         found.append(("base", f"{ref!r} names no commit in {root}; give a branch, tag or SHA that exists"))

@@ -39,7 +39,9 @@ def render_tree(plan: Plan) -> Tree:
             branch.add(Text(task))
         for command in cluster.verify:
             branch.add(Text(f"verify: {command}", style="dim"))
-    integration = tree.add(Text("Integration Agent: merge branches, resolve conflicts, verify", style="bold"))
+    role = ("synthesize findings, prioritize fixes, create action plan" if plan.investigates  # the seed's wording
+            else "merge branches, resolve conflicts, verify")
+    integration = tree.add(Text(f"Integration Agent: {role}", style="bold"))
     for command in plan.integration.verify:
         integration.add(Text(f"verify: {command}"))
     if plan.integration.land:

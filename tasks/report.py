@@ -10,9 +10,11 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 from pydantic import BaseModel, Field
 
-from tasks.context import ClusterRecord, CommandResult, RunContext, write_json_atomic
-from tasks.contract_check import ClusterCheck
+from tasks.context import ClusterRecord, RunContext, write_json_atomic
+from tasks.contract_check import CheckRow, ClusterCheck, check_markdown
+from tasks.findings import InvestigationResult, investigation_markdown
 from tasks.integrate import IntegrationResult
+from tasks.integration_report import integration_markdown
 from tasks.land import LandResult
 
 PHASES = ("identify", "worktrees", "agents", "check", "integrate", "verify")
@@ -63,35 +65,27 @@ class RunReport(BaseModel):
     phases: dict[str, float]
     clusters: list[ClusterSummary]
     checks: list[ClusterCheck]
+    tree_checks: list[CheckRow] = Field(default_factory=list, description="contract checks of the integrated tree")
     integration: IntegrationResult | None
+    investigation: InvestigationResult | None = Field(
+        default=None, description="an investigation's findings and action plan (no integration)")
     land: LandResult | None = None
     notes: list[str] = Field(default_factory=list)
     total_cost_usd: float | None = None
 
 
-def _trim(text: str, limit: int = 3000) -> str:
-    text = text.strip()
-    return text if len(text) <= limit else "…" + text[-limit:]
-
-
-def _verify_md(results: list[CommandResult]) -> list[str]:
-    lines: list[str] = []
-    for v in results:
-        verdict = "passed" if v.ok else ("timed out" if v.timed_out else f"failed (exit {v.exit_code})")
-        lines += [f"- `{v.command}`: **{verdict}** in {v.duration:.1f} s", ""]
-        if v.output_tail.strip():
-            lines += ["```", _trim(v.output_tail, 1500), "```", ""]
-    return lines
-
-
 def render_markdown(report: RunReport) -> str:
     integ = report.integration
-    verdict = "integrated and verified" if report.ok else "NOT integrated"
-    lines = [f"# Merge report: {report.plan}", "", f"**{verdict}**", "", f"Goal: {report.goal or '-'}", "",
+    inv = report.investigation
+    verdict = ("integrated and verified" if report.ok else "NOT integrated") if not inv else (
+        "findings synthesized into an action plan" if report.ok else "NOT complete")
+    title = "Investigation report" if inv else "Merge report"
+    lines = [f"# {title}: {report.plan}", "", f"**{verdict}**", "", f"Goal: {report.goal or '-'}", "",
              f"- Base: `{report.base_ref}` at `{report.base_ref_sha[:12]}`; clusters started from "
              f"`{report.base_sha[:12]}` (`clusters/{report.plan}/base`)",
              f"- Final commit: `{integ.final_sha if integ and integ.final_sha else '-'}` on "
-             f"`clusters/{report.plan}/integration`"]
+             f"`clusters/{report.plan}/integration`" if not inv else
+             f"- Investigated: `{report.base_sha[:12]}`; nothing is merged (investigation branches never are)"]
     if report.total_cost_usd is not None:
         lines.append(f"- Agent cost: ${report.total_cost_usd:.4f}")
     if report.land:
@@ -107,27 +101,12 @@ def render_markdown(report: RunReport) -> str:
     if failures:
         lines += ["", *[f"- **{c.cluster}**: {c.failure} (log: `{c.log}`)" for c in failures]]
     if integ:
-        lines += ["", "## Merges", "", "| cluster | branch | result | commit | diffstat |", "|---|---|---|---|---|"]
-        for s in integ.steps:
-            result = s.status + (f": {s.reason}" if s.reason else "")
-            commit = (s.commit or "-")[:12]
-            lines.append(f"| {s.cluster} | `{s.branch}` | {result} | `{commit}` | {s.diffstat or '-'} |")
-        conflicts = [s for s in integ.steps if s.conflicts]
-        if conflicts:
-            lines += ["", "## Conflicts", ""]
-            for s in conflicts:
-                lines += [f"- `{s.branch}`: " + ", ".join(f"`{f}`" for f in s.conflicts) + " — not resolved "
-                          "(automatic resolution arrives with the resolver ladder); left for a person"]
-            lines += ["", "```", integ.instructions.strip(), "```"]
-        lines += ["", "## Verification", ""]
-        lines += _verify_md(integ.verify) if integ.verify else ["(no integration verify commands ran)"]
-    lines += ["", "## Contract check", "",
-              "| cluster | status | files changed | outside scope | contracts touched | verify |",
-              "|---|---|---|---|---|---|"]
-    for k in report.checks:
-        lines.append(f"| {k.cluster} | {k.status} | {len(k.files_changed)} | {', '.join(k.outside_scope) or '-'} "
-                     f"| {', '.join(k.contracts_touched) or '-'} | {k.verify} |")
-    lines += ["", "## Phases", "", " · ".join(f"{p} {report.phases.get(p, 0.0):.2f} s" for p in PHASES)]
+        lines += integration_markdown(integ)
+    if inv:
+        lines += ["", *investigation_markdown(inv)]
+    lines += ["", "## Contract check", "", *check_markdown(report.checks, report.tree_checks)]
+    shown = [p for p in PHASES if p in report.phases or not inv] + [p for p in report.phases if p not in PHASES]
+    lines += ["", "## Phases", "", " · ".join(f"{p} {report.phases.get(p, 0.0):.2f} s" for p in shown)]
     if report.notes:
         lines += ["", "## Notes", "", *[f"- {n}" for n in report.notes]]
     return "\n".join(lines) + "\n"

@@ -19,10 +19,13 @@ from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.runtime import task_run as runtime_task_run
 
-from tasks import gitops
+from tasks import gitops, guard, investigate, recovery
 from tasks.agents import AgentBackend, render_argv, resolve_agent
 from tasks.context import Attempt, ClusterRecord, CommandResult, RunContext, load_record, save_record
+from tasks.contract_check import attempt_violation
 from tasks.errors import WorkClustersError
+from tasks.limits import agent_slot, with_cost_cap
+from tasks.paths import PathSet
 from tasks.plan import AgentRef
 from tasks.runner import run_process
 
@@ -46,6 +49,17 @@ def contracts_for_prompt(ctx: RunContext) -> list[dict[str, str]]:
              "text": (ctx.repo / rel).read_text(errors="replace").rstrip()} for rel in ctx.plan.contracts]
 
 
+def provided_by(ctx: RunContext, owned: list[str]) -> dict[str, str]:
+    """The plan's ``provides`` entries whose implementation module lies in ``owned`` paths."""
+    paths = PathSet(owned)
+
+    def owns(target: str) -> bool:
+        module = target.partition(":")[0].replace(".", "/")
+        return paths.matches(f"{module}.py") or paths.matches(f"{module}/__init__.py")
+
+    return {impl: proto for impl, proto in ctx.plan.provides.items() if owns(impl)}
+
+
 def agent_for(ctx: RunContext, ref: AgentRef | None) -> AgentBackend:
     return resolve_agent(ref if ref is not None else ctx.plan.agent)
 
@@ -57,6 +71,16 @@ def base_env(ctx: RunContext, worktree: Path) -> dict[str, str]:
     for key, value in gitops.identity_env(ctx.repo).items():
         env.setdefault(key, value)
     return env
+
+
+def protocol_env(ctx: RunContext, role: str, cluster: str, worktree: Path, branch: str, prompt_file: Path,
+                 attempt: int, owned_paths: list[str]) -> dict[str, str]:
+    """The ``WC_*`` variables every agent gets (SPEC 4); a role adds its own beside them."""
+    return {
+        "WC_ROLE": role, "WC_PLAN": ctx.plan.name, "WC_CLUSTER": cluster, "WC_WORKTREE": str(worktree),
+        "WC_BRANCH": branch, "WC_PROMPT_FILE": str(prompt_file), "WC_ATTEMPT": str(attempt),
+        "WC_OWNED_PATHS": "\n".join(owned_paths), "WC_CONTRACT_FILES": "\n".join(ctx.plan.contracts),
+    }
 
 
 def run_commands(commands: list[str], cwd: Path, env: dict[str, str], timeout: float,
@@ -118,33 +142,42 @@ def run_attempt(ctx: RunContext, cluster: str, attempt: int,
         record.setup_done = True
 
     feedback = _feedback(record) if attempt > 1 else ""
+    # An investigation writes findings outside its worktree and changes no tracked file.
+    findings = investigate.start_attempt(ctx, cluster) if spec.kind == "investigation" else None
     prompt = PROMPTS.get_template("cluster.md.j2").render(
         plan=ctx.plan, cluster=spec, branch=record.branch, contracts=contracts_for_prompt(ctx),
-        feedback=feedback, attempt=attempt)
+        feedback=feedback, attempt=attempt, findings_file=str(findings or ""),
+        provides=provided_by(ctx, spec.paths))
     prompt_file = ctx.prompt_file(cluster, attempt)
     prompt_file.parent.mkdir(parents=True, exist_ok=True)
     prompt_file.write_text(prompt)
     values = {"prompt": prompt, "prompt_file": str(prompt_file), "cluster": cluster, "worktree": str(wt),
               "plan": ctx.plan.name, "branch": record.branch}
     env.update(agent.env)
-    env.update({
-        "WC_ROLE": "cluster", "WC_PLAN": ctx.plan.name, "WC_CLUSTER": cluster, "WC_WORKTREE": str(wt),
-        "WC_BRANCH": record.branch, "WC_PROMPT_FILE": str(prompt_file), "WC_ATTEMPT": str(attempt),
-        "WC_OWNED_PATHS": "\n".join(spec.paths), "WC_CONTRACT_FILES": "\n".join(ctx.plan.contracts),
-    })
+    env.update(protocol_env(ctx, "cluster", cluster, wt, record.branch, prompt_file, attempt, spec.paths))
     if feedback:
         feedback_file = ctx.runs_dir / "feedback" / f"{cluster}-{attempt}.md"
         feedback_file.parent.mkdir(parents=True, exist_ok=True)
         feedback_file.write_text(feedback)
         env["WC_FEEDBACK_FILE"] = str(feedback_file)
+    if findings:
+        env["WC_FINDINGS_FILE"] = str(findings)
 
     with log.open("a") as fh:
         fh.write(f"\n=== {cluster}: attempt {attempt} ===\n")
     offset = log.stat().st_size
-    res = run_process(render_argv(agent.argv, values), cwd=wt, env=env, timeout=timeout,
-                      log_path=log, on_line=on_line, hint="install it, or pass --agent / --agent-cmd")
-    gitops.commit_all(wt, f"work-clusters: {cluster} attempt {attempt} (left uncommitted by the agent)",
-                      exclude=[f"**/{p}" for p in agent.scratch])
+    link_before, head_before = guard.git_link(wt), gitops.head(wt)
+    try:
+        res = run_process(render_argv(agent.argv, values), cwd=wt, env=env, timeout=timeout,
+                          log_path=log, on_line=on_line, hint="install it, or pass --agent / --agent-cmd",
+                          on_start=lambda pid: recovery.note_agent_started(ctx, cluster, pid))
+    finally:
+        recovery.note_agent_ended(ctx, cluster)
+    tampered, committable = guard.check_attempt(ctx, record, link_before, head_before)
+    changed = investigate.settle_attempt(ctx, record, attempt, head_before) if findings and committable else None
+    if committable and not findings:
+        gitops.commit_all(wt, f"work-clusters: {cluster} attempt {attempt} (left uncommitted by the agent)",
+                          exclude=[f"**/{p}" for p in agent.scratch])
     usage = agent.parse_usage(_log_segment(log, offset))
     entry = Attempt(attempt=attempt, exit_code=res.exit_code, timed_out=res.timed_out, duration=res.duration,
                     output_tail=res.output_tail,
@@ -154,7 +187,9 @@ def run_attempt(ctx: RunContext, cluster: str, attempt: int,
     record.attempts.append(entry)
     retryable = attempt < max_attempts
     spent = record.cost_usd
-    if res.timed_out:
+    if tampered or changed:
+        entry.failure, record.status = tampered or changed, "failed"
+    elif res.timed_out:
         entry.failure, record.status = f"the agent ran past its timeout of {timeout:g} s and was killed", "timed_out"
     elif res.exit_code != 0:
         entry.failure, record.status = f"the agent exited with status {res.exit_code}", "failed"
@@ -166,9 +201,15 @@ def run_attempt(ctx: RunContext, cluster: str, attempt: int,
     else:
         entry.verify = run_commands(spec.verify, wt, env, timeout, log, on_line)
         failed = [v for v in entry.verify if not v.ok]
+        # Policy retry: a broken contract fails the attempt, its report the next prompt's feedback.
+        violation = (None if failed else investigate.attempt_problem(ctx, cluster) if findings
+                     else attempt_violation(ctx, record))
         if failed:
             entry.failure = f"verify command `{failed[0].command}` failed (exit {failed[0].exit_code})"
             entry.output_tail = failed[0].output_tail
+            record.status = "failed"
+        elif violation:
+            entry.failure, entry.output_tail = violation
             record.status = "failed"
         else:
             gitops.commit_empty(wt, f"work-clusters: {cluster} finished (attempt {attempt})\n\n"
@@ -196,7 +237,14 @@ def _retry_allowed(task: Any, task_run: Any, state: Any) -> bool:
 @task(name="run-agent", task_run_name="agent-{cluster}", cache_policy=NO_CACHE,
       retry_condition_fn=_retry_allowed, retry_delay_seconds=0)
 def run_agent(ctx: RunContext, cluster: str) -> ClusterRecord:
-    """Run one cluster's agent in its worktree; a failed attempt is retried by Prefect."""
+    """Run one cluster's agent in its worktree; a failed attempt is retried by Prefect.
+
+    Each attempt holds a slot of its backend's global concurrency limit (``tasks.limits``), so
+    runs together never start more agents of one backend than that limit allows.
+    """
     logger = get_run_logger()
     attempt = max(1, int(runtime_task_run.run_count or 1))
-    return run_attempt(ctx, cluster, attempt, on_line=lambda line: logger.info("[%s] %s", cluster, line))
+    backend = agent_for(ctx, ctx.plan.cluster(cluster).agent)
+    ctx = with_cost_cap(ctx, getattr(backend, "max_cost_usd", None))  # a saved agent block's cost limit
+    with agent_slot(backend.name):
+        return run_attempt(ctx, cluster, attempt, on_line=lambda line: logger.info("[%s] %s", cluster, line))

@@ -18,13 +18,11 @@ Example::
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import logging
 import os
 import selectors
 import shutil
-import signal
 import subprocess
 import threading
 import time
@@ -36,13 +34,12 @@ from typing import BinaryIO
 
 import psutil
 
+from tasks import proctree
 from tasks.errors import WorkClustersError
 
 log = logging.getLogger(__name__)
 
 TAIL_CHARS = 4000
-_POLL_SECONDS = 0.05  # how often we look for the child's exit (cheap: waitid)
-_SNAPSHOT_SECONDS = 0.5  # how often we record descendants (reads /proc)
 
 
 class MissingExecutable(WorkClustersError):
@@ -111,11 +108,14 @@ def run_process(
     grace: float = 5.0,
     stdin_devnull: bool = True,
     hint: str = "install it or give its full path",
+    on_start: Callable[[int], None] | None = None,
 ) -> ProcessResult:
     """Run ``argv`` in ``cwd`` with exactly ``env``; stop it and its descendants after ``timeout``.
 
     Every output line (stdout and stderr, in order of arrival) is appended to ``log_path`` and
     passed to ``on_line`` without its newline. ``hint`` finishes the missing-executable message.
+    ``on_start`` gets the child's pid (also its process group id) as soon as it runs, so a caller
+    can record it and a later run can stop what a killed run left behind.
     Safe to call from many threads at once.
     """
     if not argv:
@@ -142,6 +142,8 @@ def run_process(
         sink.close()
         raise _start_error(argv[0], exc) from exc
     assert proc.stdout is not None
+    if on_start is not None:
+        on_start(proc.pid)
     stop_reading = threading.Event()
     reader = threading.Thread(target=sink.drain, args=(proc.stdout, stop_reading), daemon=True)
     reader.start()
@@ -149,11 +151,11 @@ def run_process(
     timed_out = False
     duration = 0.0
     try:
-        timed_out = _wait(proc, known, None if timeout is None else start + timeout)
+        timed_out = proctree.wait_exit(proc, known, None if timeout is None else start + timeout)
         duration = time.monotonic() - start
     finally:
         # Also on KeyboardInterrupt or a cancellation raised in this thread: nothing survives us.
-        _stop_tree(proc, known, grace)
+        proctree.stop_tree(proc, known, grace)
         stop_reading.set()  # the writers are gone: the reader takes what is left, then stops
         reader.join()
         proc.stdout.close()
@@ -174,98 +176,6 @@ def _start_error(name: str, exc: OSError) -> CannotStart:
             "128 KiB on Linux); pass long text through a file instead"
         )
     return CannotStart(f"cannot run {name!r}: {exc.strerror or exc}")
-
-
-def _wait(proc: subprocess.Popen[bytes], known: dict[int, psutil.Process], deadline: float | None) -> bool:
-    """Wait for the child to exit (without reaping it) or for the deadline; True if timed out."""
-    next_snapshot = 0.0
-    while not _has_exited(proc.pid):
-        now = time.monotonic()
-        if now >= next_snapshot:
-            _snapshot(proc.pid, known)
-            next_snapshot = now + _SNAPSHOT_SECONDS
-        if deadline is not None and now >= deadline:
-            return True
-        time.sleep(_POLL_SECONDS)
-    return False
-
-
-def _has_exited(pid: int) -> bool:
-    # WNOWAIT leaves the child a zombie, so its pid (our process group id) cannot be reused
-    # before we have signalled the group.
-    try:
-        return os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
-    except ChildProcessError:  # already reaped (SIGCHLD ignored by the host process)
-        return True
-
-
-def _snapshot(pid: int, known: dict[int, psutil.Process]) -> None:
-    """Record the child's living descendants, including ones that left its process group."""
-    try:
-        children = psutil.Process(pid).children(recursive=True)
-    except psutil.Error:
-        return
-    for child in children:
-        known.setdefault(child.pid, child)
-
-
-def _alive(proc: psutil.Process) -> bool:
-    try:
-        return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
-    except psutil.Error:
-        return False
-
-
-def _signal_group(pgid: int, sig: int) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pgid, sig)
-
-
-def _group_members(pgid: int) -> list[psutil.Process]:
-    members = []
-    for pid in psutil.pids():  # not process_iter: its shared cache is not meant for many threads
-        try:
-            if pid != pgid and os.getpgid(pid) == pgid:
-                members.append(psutil.Process(pid))
-        except (OSError, psutil.Error):
-            continue
-    return members
-
-
-def _stop_tree(proc: subprocess.Popen[bytes], known: dict[int, psutil.Process], grace: float) -> None:
-    """SIGTERM the group and every recorded descendant, wait ``grace``, SIGKILL, then reap."""
-    if not _has_exited(proc.pid):
-        _snapshot(proc.pid, known)
-    # The child is at most a zombie until proc.wait() below, so its pid is still the group's id.
-    found = {p.pid: p for p in [*known.values(), *_group_members(proc.pid)]}
-    stragglers = [p for p in found.values() if _alive(p)]
-    if not stragglers and _has_exited(proc.pid):
-        proc.wait()
-        return
-    _signal_group(proc.pid, signal.SIGTERM)
-    for p in stragglers:
-        _send(p, signal.SIGTERM)
-    deadline = time.monotonic() + grace
-    while time.monotonic() < deadline:
-        if _has_exited(proc.pid) and not any(_alive(p) for p in stragglers):
-            break
-        time.sleep(_POLL_SECONDS)
-    _signal_group(proc.pid, signal.SIGKILL)
-    for p in stragglers:
-        _send(p, signal.SIGKILL)
-    proc.wait()
-    # Not psutil.wait_procs: a killed orphan stays a zombie until init reaps it, and some inits never do.
-    deadline = time.monotonic() + 2.0
-    while any(_alive(p) for p in stragglers) and time.monotonic() < deadline:
-        time.sleep(_POLL_SECONDS)
-    left = [p.pid for p in stragglers if _alive(p)]
-    if left:
-        log.warning("processes %s started by %s survived SIGKILL", left, proc.args)
-
-
-def _send(proc: psutil.Process, sig: int) -> None:
-    with contextlib.suppress(psutil.Error):
-        proc.send_signal(sig)  # psutil checks the pid still names the same process
 
 
 class _LineSink:

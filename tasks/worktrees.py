@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import shutil
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from prefect import get_run_logger, task
@@ -13,6 +15,11 @@ from tasks import gitops
 from tasks.context import ClusterRecord, RunContext, load_record, save_record
 from tasks.errors import WorkClustersError
 from tasks.paths import cone_dirs
+from tasks.recovery import recover
+
+# Worktrees prepared at once: each checkout is a git process writing files, so a few per core
+# keep the disk and the cores busy while one of them waits for the registration lock.
+PREPARE_WORKERS = 2 * (os.cpu_count() or 2)
 
 
 class Prepared(BaseModel):
@@ -48,10 +55,11 @@ def ensure_base(ctx: RunContext) -> tuple[str, str, list[str]]:
     files = {plan_path_in_repo(ctx): ctx.plan_file.read_bytes()}
     for rel in ctx.plan.contracts:
         files[rel] = (repo / rel).read_bytes()
-    wanted = gitops.commit_files_on(repo, base_ref_sha, files,
-                                    f"work-clusters: plan and contracts for {ctx.plan.name}")
     existing = gitops.resolve_ref(repo, f"refs/heads/{ctx.base_branch}")
-    started = [c.name for c in ctx.plan.clusters if gitops.branch_exists(repo, ctx.branch(c.name))]
+    wanted = gitops.commit_files_on(repo, base_ref_sha, files,
+                                    f"work-clusters: plan and contracts for {ctx.plan.name}", reuse=existing)
+    tips = gitops.branch_tips(repo, ctx.prefix)
+    started = [c.name for c in ctx.plan.clusters if ctx.branch(c.name) in tips]
     if existing and existing != wanted and started and not ctx.rerun:
         notes.append(f"{ctx.base_branch} kept at {existing[:12]} because cluster branches already grew "
                      f"from it; {base_ref} is now {base_ref_sha[:12]} (run `work-clusters clean --branches` "
@@ -78,19 +86,25 @@ def _copy_untracked(ctx: RunContext, worktree: Path) -> None:
             shutil.copy2(src, dst)
 
 
-def prepare_cluster(ctx: RunContext, cluster: str, base_sha: str) -> ClusterRecord:
+def prepare_cluster(ctx: RunContext, cluster: str, base_sha: str, *,
+                    listed: list[gitops.Worktree] | None = None,
+                    branches: dict[str, str] | None = None) -> ClusterRecord:
     """The cluster's worktree and its record; a cluster whose branch already carries a finished
-    agent commit is marked succeeded (resumed) unless the run asks to rerun."""
+    agent commit is marked succeeded (resumed) unless the run asks to rerun. ``listed`` (the
+    repo's worktrees) and ``branches`` (the plan's branch tips) spare the git calls that find
+    them when many clusters are prepared at once."""
     paths = ctx.plan.cluster(cluster).paths
-    wt = gitops.ensure_worktree(ctx.repo, ctx.worktree(cluster), ctx.branch(cluster), base_sha,
-                                _sparse_dirs(ctx, paths))
+    branch = ctx.branch(cluster)
+    wt = gitops.ensure_worktree(ctx.repo, ctx.worktree(cluster), branch, base_sha, _sparse_dirs(ctx, paths),
+                                listed=listed, branch_exists_hint=None if branches is None else branch in branches)
     previous = load_record(ctx, cluster)
     start = base_sha if wt.created or previous is None else previous.base_sha
-    record = ClusterRecord(cluster=cluster, branch=ctx.branch(cluster), worktree=wt.path, base_sha=start,
+    record = ClusterRecord(cluster=cluster, branch=branch, worktree=wt.path, base_sha=start,
                            setup_done=bool(previous and previous.setup_done and not wt.created))
     if wt.created:
         _copy_untracked(ctx, wt.path)
-    finished = None if ctx.rerun else gitops.finished_commit(ctx.repo, start, ctx.branch(cluster))
+    # A branch made just now, at the base, holds no commit of its own: nothing to look for.
+    finished = None if ctx.rerun or wt.new_branch else gitops.finished_commit(ctx.repo, start, branch)
     if finished:
         record = record.model_copy(update={
             "status": "succeeded", "resumed": True, "head_sha": gitops.head(wt.path),
@@ -100,9 +114,20 @@ def prepare_cluster(ctx: RunContext, cluster: str, base_sha: str) -> ClusterReco
 
 
 def prepare(ctx: RunContext) -> Prepared:
+    """Base branch and worktrees, after cleaning up what a killed earlier run left behind."""
+    recovered = recover(ctx)
     base_sha, base_ref_sha, notes = ensure_base(ctx)
+    notes = recovered + notes
     ctx.runs_dir.mkdir(parents=True, exist_ok=True)
-    records = [prepare_cluster(ctx, c.name, base_sha) for c in ctx.plan.clusters]
+    # One listing of worktrees and branches for all clusters, then the clusters side by side:
+    # registering a worktree is serialized (gitops.worktree_lock), its checkout is not.
+    listed = gitops.worktrees(ctx.repo)
+    branches = gitops.branch_tips(ctx.repo, ctx.prefix)
+    names = [c.name for c in ctx.plan.clusters]
+    with ThreadPoolExecutor(max_workers=min(PREPARE_WORKERS, len(names)) or 1,
+                            thread_name_prefix="wc-worktree") as pool:
+        records = list(pool.map(lambda name: prepare_cluster(ctx, name, base_sha, listed=listed,
+                                                             branches=branches), names))
     return Prepared(base_sha=base_sha, base_ref_sha=base_ref_sha, notes=notes, records=records)
 
 

@@ -26,8 +26,33 @@ def git(repo: Path, *args: str) -> str:
                           text=True).stdout.strip()
 
 
+# The user's side of every repo a test made, as it was made (or re-baselined): checked after
+# every test, so a run that touches a user's branch, HEAD, working tree or untracked files fails
+# whichever test caused it.
+_USER_SIDE: dict[Path, dict[str, object]] = {}
+
+
+def rebaseline(repo: Path) -> None:
+    """The test itself changed the user's side of ``repo`` (as a user would): check from here."""
+    _USER_SIDE[repo] = snapshot(repo)
+
+
+def user_changes_expected(repo: Path) -> None:
+    """The test asked for the user's side to change (``--land``, an agent moving the base)."""
+    _USER_SIDE.pop(repo, None)
+
+
+@pytest.fixture(autouse=True)
+def users_repo_untouched() -> Iterator[None]:
+    _USER_SIDE.clear()
+    yield
+    for repo, before in list(_USER_SIDE.items()):
+        if repo.is_dir():
+            assert snapshot(repo) == before, f"the user's side of {repo} changed during the test"
+
+
 def make_repo(root: Path, files: dict[str, str], name: str = "repo") -> Path:
-    """A real git repo with ``files`` committed on ``main``."""
+    """A real git repo with ``files`` committed on ``main``; its user's side is checked after the test."""
     repo = root / name
     repo.mkdir(parents=True)
     git(repo, "init", "-q", "-b", "main")
@@ -37,6 +62,7 @@ def make_repo(root: Path, files: dict[str, str], name: str = "repo") -> Path:
         path.write_text(text)
     git(repo, "add", "-A")
     git(repo, "commit", "-q", "-m", "initial")
+    _USER_SIDE[repo] = snapshot(repo)
     return repo
 
 
@@ -73,3 +99,19 @@ def prefect_harness() -> Iterator[None]:
 
     with prefect_test_harness(server_startup_timeout=60):
         yield
+
+
+def read_artifact(state: object, key: str) -> object:
+    """The latest artifact ``key`` that the flow run behind ``state`` published."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId, ArtifactFilterKey
+    from prefect.client.schemas.sorting import ArtifactSort
+
+    run_id = state.state_details.flow_run_id  # type: ignore[attr-defined]
+    with get_client(sync_client=True) as client:
+        found = client.read_artifacts(
+            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[key]),
+                                           flow_run_id=ArtifactFilterFlowRunId(any_=[run_id])),
+            sort=ArtifactSort.CREATED_DESC)
+    assert found, f"flow run {run_id} published no artifact {key}"
+    return found[0]

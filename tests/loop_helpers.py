@@ -51,6 +51,8 @@ wt = pathlib.Path(os.environ["WC_WORKTREE"])
 record = pathlib.Path(os.environ["RECORD_DIR"]) / f"{cluster}-{os.environ['WC_ATTEMPT']}.txt"
 record.write_text(repr({"argv": sys.argv, "cwd": os.getcwd(),
                         "env": {k: v for k, v in os.environ.items() if k.startswith("WC_")}}))
+with (pathlib.Path(os.environ["RECORD_DIR"]) / "runs.log").open("a") as runs:
+    runs.write(cluster + "\\n")
 print(f"agent {cluster} wrote impl.py")
 """
 

@@ -8,11 +8,9 @@ import sys
 from pathlib import Path
 
 import pytest
-from prefect.client.orchestration import get_client
-from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
 
 from flows.work_clusters import integrate_clusters, work_clusters
-from tests.conftest import branches, git, snapshot, write_agent
+from tests.conftest import branches, git, read_artifact, rebaseline, snapshot, write_agent
 from tests.loop_helpers import WRITER, plan_yaml, shop_repo
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
@@ -20,13 +18,6 @@ pytestmark = pytest.mark.usefixtures("prefect_harness")
 
 def _report(repo: Path) -> dict:
     return json.loads((repo.parent / "repo.clusters" / "shop" / ".runs" / "report.json").read_text())
-
-
-def _artifact(key: str) -> object:
-    with get_client(sync_client=True) as client:
-        found = client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[key])))
-    assert found, f"no artifact {key}"
-    return found[-1]
 
 
 @pytest.fixture
@@ -41,6 +32,7 @@ def test_three_clusters_integrate_and_verify(tmp_path: Path, records: Path) -> N
     repo, plan = shop_repo(tmp_path)
     (repo / "notes.txt").write_text("the user's untracked file\n")
     (repo / "README.md").write_text("# shop, edited but not committed\n")
+    rebaseline(repo)  # the invariant fixture now checks these survive, byte for byte
     before = snapshot(repo)
 
     state = work_clusters(plan=str(plan), repo=str(repo), agent_cmd=write_agent(tmp_path, WRITER),
@@ -59,10 +51,10 @@ def test_three_clusters_integrate_and_verify(tmp_path: Path, records: Path) -> N
     assert git(repo, "rev-parse", "clusters/shop/integration") == final
     assert git(repo, "show", f"{final}:ui/impl.py") == "NAME = 'ui'"
     # Both artifacts, read back through the Prefect client.
-    table = _artifact("contract-check-shop")
+    table = read_artifact(state, "contract-check-shop")
     rows = json.loads(table.data) if isinstance(table.data, str) else table.data
     assert {r["cluster"]: r["status"] for r in rows} == {"api": "ok", "ui": "ok", "db": "ok"}
-    md = _artifact("merge-report-shop")
+    md = read_artifact(state, "merge-report-shop")
     assert "# Merge report: shop" in md.data and final in md.data
     assert (repo.parent / "repo.clusters/shop/.runs/merge-report.md").read_text() == md.data
 
@@ -101,9 +93,9 @@ def test_resume_skips_finished_clusters_and_integrate_reruns(tmp_path: Path, rec
     repo, plan = shop_repo(tmp_path)
     agent = write_agent(tmp_path, WRITER)
     assert work_clusters(plan=str(plan), repo=str(repo), agent_cmd=agent, return_state=True).is_completed()
-    first = sorted(p.name for p in records.iterdir())
+    first = (records / "runs.log").read_text()
     assert work_clusters(plan=str(plan), repo=str(repo), agent_cmd=agent, return_state=True).is_completed()
-    assert sorted(p.name for p in records.iterdir()) == first  # no agent ran again
+    assert (records / "runs.log").read_text() == first  # no agent ran again
     assert all(c["resumed"] for c in _report(repo)["clusters"])
     assert integrate_clusters(plan=str(plan), repo=str(repo), return_state=True).is_completed()
     assert _report(repo)["ok"] is True

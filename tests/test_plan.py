@@ -267,7 +267,7 @@ Some prose before the list is fine.
    - Forms
    - Depends on: API, Search Cluster
    - Agent: `codex`
-   - Kind: investigation
+   - Kind: build
 
 3. **Search Cluster** (search/)
    - Verify: the index is fresh
@@ -288,7 +288,7 @@ def test_tricky_markdown_round_trips_through_yaml(tmp_path: Path) -> None:
     assert api.tasks == ["Routes: `/login`; `/me`", "Handle `JWT` tokens"]
     assert api.cohesion == "server side" and api.verify == ["pytest -q tests/api", "ruff check api"]
     assert (ui.name, ui.tasks, ui.depends_on, ui.agent, ui.kind) == ("ui", ["Forms"], ["api", "search"], "codex",
-                                                                      "investigation")
+                                                                      "build")  # investigation: test_investigation
     assert search.tasks == ["Verify: the index is fresh"]
     assert plan.integration.model_dump() == {"agent": "claude", "verify": ["pytest -q", "ruff check ."], "land": True}
     again = write(tmp_path, yaml.safe_dump(plan.model_dump(by_alias=True)), "again.yaml")

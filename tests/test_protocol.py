@@ -15,7 +15,7 @@ from tasks.context import RunContext
 from tasks.identify import resolve_run
 from tasks.run_agents import AgentFailed, run_attempt
 from tasks.worktrees import prepare
-from tests.conftest import git, write_agent
+from tests.conftest import git, rebaseline, write_agent
 from tests.loop_helpers import WRITER, plan_yaml, shop_repo
 
 
@@ -66,6 +66,7 @@ def test_base_branch_commits_plan_and_contracts_only_when_they_differ(tmp_path: 
     (ctx.repo / "shop.yaml").write_text(ctx.plan_file.read_text())
     git(ctx.repo, "add", "shop.yaml")
     git(ctx.repo, "commit", "-q", "-m", "plan")
+    rebaseline(ctx.repo)
     ctx2 = resolve_run(ctx.repo / "shop.yaml", ctx.repo, agent_cmd="true", workspace=tmp_path / "ws2")
     gitops.delete_branch(ctx.repo, "clusters/shop/base")
     for c in ("api", "ui", "db"):
@@ -164,3 +165,13 @@ def test_claude_error_result_fails_the_attempt_and_cost_is_kept(tmp_path: Path,
     attempt = failed.value.record.attempts[-1]
     assert attempt.exit_code == 0 and "reported an error" in (attempt.failure or "")
     assert (attempt.cost_usd, attempt.input_tokens, attempt.output_tokens) == (0.25, 10, 5)
+
+
+def test_prompt_names_what_the_cluster_must_provide(tmp_path: Path) -> None:
+    ctx = _ctx(tmp_path, "true", plan_yaml(extra='provides:\n  "api.impl:Service": "contracts.api:Api"\n'))
+    prepare(ctx)
+    with pytest.raises(AgentFailed, match="missing|conformance"):  # the agent wrote no api/impl.py
+        run_attempt(ctx, "api", 1)
+    run_attempt(ctx, "ui", 1)
+    assert "`api.impl:Service` must satisfy `contracts.api:Api`" in ctx.prompt_file("api", 1).read_text()
+    assert "must satisfy" not in ctx.prompt_file("ui", 1).read_text()

@@ -18,11 +18,15 @@ def build_demo_repo(dest: Path) -> tuple[Path, Path]:
     shutil.copytree(REPO, repo, ignore=shutil.ignore_patterns("__pycache__"))
     plan = repo / "plans" / "auth-system.md"
     plan.write_text(plan.read_text().replace("{python}", shlex.quote(sys.executable)))
+    init_repo(repo, "Auth system: contract and end-to-end test")
+    return repo, plan
+
+
+def init_repo(repo: Path, message: str) -> None:
+    """Make ``repo`` a git repository with everything in it committed on ``main``."""
     gitops.run(repo, "init", "-q", "-b", "main")
     gitops.run(repo, "add", "-A")
-    gitops.run(repo, "commit", "-q", "-m", "Auth system: contract and end-to-end test",
-               env=gitops.identity_env(repo))
-    return repo, plan
+    gitops.run(repo, "commit", "-q", "-m", message, env=gitops.identity_env(repo))
 
 
 def scripted_agent_cmd() -> str:

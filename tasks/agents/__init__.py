@@ -55,13 +55,13 @@ AGENTS: dict[str, AgentFactory] = {
 
 
 class UnknownAgent(BadInput):
-    """An agent name that is neither a preset nor (later) a saved agent block."""
+    """An agent name that is neither a preset nor a saved agent block."""
 
     def __init__(self, name: str) -> None:
         self.name = name
         super().__init__(
-            f"unknown agent {name!r}; use one of {', '.join(preset_names())}, "
-            "or give a command with --agent-cmd or `agent: {command: [...]}`"
+            f"unknown agent {name!r}; use one of {', '.join(preset_names())}, the name of a saved "
+            "agent block, or give a command with --agent-cmd or `agent: {command: [...]}`"
         )
 
 
@@ -95,6 +95,11 @@ def resolve_agent(ref: AgentRef | None, *, cli_argv: list[str] | None = None) ->
         raise NoAgent()
     factory = AGENTS.get(ref)
     if factory is None:
-        # The one place where a name that is no preset is looked up; saved agent blocks go here.
-        raise UnknownAgent(ref)
+        # The one place where a name that is no preset is looked up: a saved agent block.
+        from blocks.agent import load_agent
+
+        saved = load_agent(ref)
+        if saved is None:
+            raise UnknownAgent(ref)
+        return saved
     return factory()

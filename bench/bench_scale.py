@@ -1,0 +1,74 @@
+"""Scale: --clusters clusters on a --files-file repo, sparse worktrees, instant agents.
+
+The repo is written with `git fast-import` (seconds for 100,000 files), each cluster owning one
+folder (a quarter of the files between them; the rest lie in lib/, outside every cone). One
+`work-clusters run` in Prefect's local mode, timed whole; worktree creation per cluster is
+phases.worktrees / clusters from report.json; the resident memory of the whole process tree
+(the CLI, its temporary Prefect server, git and the agents) is sampled every 0.2 s with psutil.
+
+    python bench/bench_scale.py --out scale.json
+    python bench/bench_scale.py --files 300 --clusters 3 --api-url URL   # smoke
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import common as c  # noqa: E402
+
+TARGET_WALL = 90.0
+TARGET_PER_WORKTREE = 0.3
+TARGET_RSS_MB = 600.0
+
+
+def main() -> None:
+    parser = c.base_parser(__doc__.splitlines()[0], files=100_000, clusters=100)
+    parser.add_argument("--concurrency", type=int, default=8, help="agents at once (default 8)")
+    parser.add_argument("--api-url", help="run against this Prefect server instead of the local mode")
+    args = parser.parse_args()
+
+    with c.workdir("scale", args.keep) as root:
+        repo = root / "repo"
+        made = c.make_repo(repo, args.files, args.clusters)
+        home = root / "prefect-home"
+        home.mkdir()
+        env = c.clean_env(home, args.api_url)
+        plan = c.write_plan(root / "scale.yaml", "scale", args.clusters, checkout="sparse",
+                            concurrency=args.concurrency)
+        ws = root / "ws"
+        res = c.timed(c.work_clusters_argv(plan, repo, "--workspace", str(ws), "--no-keep-worktrees"), env, root,
+                      sample_memory=True)
+        c.check(res, "work-clusters run")
+        report = c.report(ws)
+        merged = sum(1 for s in report["integration"]["steps"] if s["status"] == "merged")
+        shutil.rmtree(ws, ignore_errors=True)
+
+    phases: dict[str, float] = report["phases"]
+    per_worktree = phases["worktrees"] / args.clusters
+    rss = res.peak_rss_mb or 0.0
+    results: dict[str, Any] = {
+        "files": args.files, "clusters": args.clusters, "concurrency": args.concurrency,
+        "mode": "given server" if args.api_url else "local", "repo_made_in": made, "wall": res.seconds,
+        "phases": phases, "worktree_per_cluster": round(per_worktree, 4), "peak_rss_mb": rss,
+        "processes_at_peak": res.at_peak, "merged": merged,
+    }
+    rows = [
+        (f"whole run, {args.clusters} clusters, {args.files:,} files (s)", f"{res.seconds:.2f}",
+         f"<= {TARGET_WALL:g}", c.verdict(res.seconds, TARGET_WALL)),
+        ("worktree creation per cluster (s)", f"{per_worktree:.3f}", f"<= {TARGET_PER_WORKTREE:g}",
+         c.verdict(per_worktree, TARGET_PER_WORKTREE)),
+        ("peak RSS of the process tree (MB)", f"{rss:.0f}", f"<= {TARGET_RSS_MB:g}", c.verdict(rss, TARGET_RSS_MB)),
+        ("phases (s)", " ".join(f"{k} {v:.1f}" for k, v in phases.items()), "-", "-"),
+        ("branches merged", f"{merged} of {args.clusters}", "-", "-"),
+        *[(f"  at peak: {name}", f"{mb:.0f} MB", "-", "-") for name, mb in res.at_peak[:4]],
+    ]
+    c.emit("scale", results, rows, args.out)
+
+
+if __name__ == "__main__":
+    main()

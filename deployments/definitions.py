@@ -1,0 +1,47 @@
+"""The deployments of the ``work-clusters`` flow, as ``prefect.yaml`` declares them.
+
+``prefect.yaml`` (for ``prefect deploy``) and the Python helpers here (``serve_plans``,
+``deploy_plans``) describe the same deployments; tests/test_blocks.py keeps them in step.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from prefect.schedules import Cron, Schedule
+
+ROOT = Path(__file__).resolve().parent.parent
+FLOW_NAME = "work-clusters"
+ENTRYPOINT = "flows/work_clusters.py:work_clusters"
+WORK_POOL = "work-clusters"
+RUN_PLAN = "run-plan"
+NIGHTLY = "nightly"
+NIGHTLY_CRON = "0 2 * * *"
+TIMEZONE = "UTC"
+INVESTIGATION = "weekly-investigation"
+INVESTIGATION_CRON = "0 6 * * 1"
+TAGS = ["work-clusters"]
+
+
+def deployment_options(nightly: dict[str, Any] | None = None,
+                       investigation: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    """Keyword arguments of ``Flow.to_deployment`` for ``run-plan``, ``nightly`` and
+    ``weekly-investigation`` (a plan of investigation clusters, rerun against the current base;
+    ``investigation`` holds its ``plan`` and ``repo``, as ``nightly`` does).
+
+    ``nightly`` holds the scheduled run's parameters (at least ``plan`` and ``repo``); without
+    them its schedule is created inactive, as in ``prefect.yaml``.
+    """
+    schedule: Schedule = Cron(NIGHTLY_CRON, timezone=TIMEZONE, active=nightly is not None)
+    return [
+        {"name": RUN_PLAN, "tags": TAGS,
+         "description": "Run a plan: one agent per cluster in its own worktree, then integrate."},
+        {"name": NIGHTLY, "tags": TAGS, "schedules": [schedule], "parameters": dict(nightly or {}),
+         "description": f"Run a plan every day at {NIGHTLY_CRON} ({TIMEZONE}); finished clusters are kept."},
+        {"name": INVESTIGATION, "tags": TAGS,
+         "schedules": [Cron(INVESTIGATION_CRON, timezone=TIMEZONE, active=investigation is not None)],
+         "parameters": {"rerun": True, **(investigation or {})},
+         "description": f"Run an investigation plan every Monday at {INVESTIGATION_CRON} ({TIMEZONE}) on the "
+                        "current base; its findings and action plan are artifacts."},
+    ]

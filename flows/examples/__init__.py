@@ -1,0 +1,1 @@
+"""Bundled examples that run offline, with scripted agents."""

@@ -1,0 +1,1 @@
+"""shop-reports: the customer report of a small shop."""

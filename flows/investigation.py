@@ -1,0 +1,70 @@
+"""The end of an investigation run: check → synthesize → report. Nothing is merged or landed.
+
+``flows.work_clusters`` runs the same identify → worktrees → agents steps for every plan, then
+hands a plan of ``kind: investigation`` clusters to ``finish_investigation`` instead of the
+integration. The run is Completed when every cluster wrote usable findings without changing a
+tracked file (unless ``contract.on_violation: warn``) and the synthesis agent wrote the action plan.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime, timezone
+from typing import Any
+
+from prefect import get_run_logger
+from prefect.client.schemas.objects import State
+from prefect.states import Completed, Failed
+
+from tasks import gitops
+from tasks.context import ClusterRecord, RunContext
+from tasks.investigate import blocking, check_investigations
+from tasks.report import ClusterSummary, RunReport, publish_report
+from tasks.synthesis import synthesize
+from tasks.worktrees import Prepared
+
+
+def finish_investigation(ctx: RunContext, prepared: Prepared, records: list[ClusterRecord],
+                         phases: dict[str, float], started: datetime) -> State[Any]:
+    """Check every investigation branch, synthesize the findings into an action plan, report."""
+    logger = get_run_logger()
+    t = time.monotonic()
+    checks = check_investigations(ctx, records)
+    phases["check"] = time.monotonic() - t
+
+    t = time.monotonic()
+    result = synthesize(ctx, prepared.base_sha, records, checks)
+    phases["synthesis"] = time.monotonic() - t
+
+    if not ctx.keep_worktrees:
+        for rec in records:
+            gitops.remove_worktree(ctx.repo, rec.worktree, force=True)
+    notes = list(prepared.notes)
+    if ctx.land:
+        notes.append("land was asked for, but an investigation changes nothing: there is nothing to land")
+    failed = [r.cluster for r in records if r.status != "succeeded"]
+    violated = blocking(ctx, checks)
+    unusable = [d.cluster for d in result.documents if d.status in ("missing", "invalid")]  # e.g. a resumed run's
+    ok = not failed and not violated and not unusable and result.action_plan.ok
+    costs = [r.cost_usd for r in records if r.cost_usd is not None]
+    costs += [result.action_plan.cost_usd] if result.action_plan.cost_usd is not None else []
+    report = RunReport(
+        plan=ctx.plan.name, goal=ctx.plan.goal, repo=str(ctx.repo), workspace=str(ctx.workspace),
+        base_ref=ctx.plan.base or "HEAD", base_ref_sha=prepared.base_ref_sha, base_sha=prepared.base_sha,
+        started_at=started, finished_at=datetime.now(timezone.utc), ok=ok,
+        phases={k: round(v, 3) for k, v in phases.items()},
+        clusters=[ClusterSummary.of(ctx, r) for r in records], checks=checks, integration=None,
+        investigation=result, notes=notes, total_cost_usd=sum(costs) if costs else None,
+    )
+    path = publish_report(ctx, report)
+    logger.info("investigation report: %s; action plan: %s", path, result.action_plan.file)
+    count = f"{len(result.findings)} typed finding(s) from {len(records) - len(failed)} cluster(s)"
+    if ok:
+        return Completed(message=f"{count} synthesized into an action plan ({result.action_plan.file}); "
+                                 f"report at {path}", data=report)
+    why = (f"clusters not finished: {', '.join(failed)}" if failed else
+           f"investigation clusters changed tracked files: {', '.join(violated)}" if violated else
+           f"findings missing or invalid: {', '.join(unusable)}" if unusable else
+           f"synthesis failed: {result.action_plan.failure}")
+    # No data on a failed state: run by a worker, the engine would try to raise it as an exception.
+    return Failed(message=f"{why}; {count}; action plan at {result.action_plan.file}; report at {path}")

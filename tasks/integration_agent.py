@@ -1,0 +1,113 @@
+"""The integration agent (role ``integration``): resolves what the deterministic tiers could not,
+and fixes a merged tree whose verification failed.
+
+It gets the same protocol as a cluster's agent (``WC_CLUSTER=integration``, the integration
+worktree and branch), plus ``WC_CONFLICTS`` (newline-separated paths; empty for a verification
+fix), ``WC_DECISIONS_FILE`` and, where there is feedback, ``WC_FEEDBACK_FILE``. Its prompt comes
+from ``prompts/integration.md.j2``. Whether its result is accepted is decided by the caller.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Literal
+
+from tasks.agents import AgentBackend, NoAgent, render_argv
+from tasks.context import RunContext
+from tasks.decisions import parse_decisions
+from tasks.errors import WorkClustersError
+from tasks.integration_models import AgentCall, ConflictFile
+from tasks.run_agents import PROMPTS, agent_for, base_env, contracts_for_prompt, protocol_env
+from tasks.runner import run_process
+
+ROLE = "integration"
+
+
+def integration_backend(ctx: RunContext) -> AgentBackend | None:
+    """``integration.agent``, else the plan's agent; None when neither is set."""
+    try:
+        return agent_for(ctx, ctx.plan.integration.agent)
+    except NoAgent:
+        return None
+
+
+def max_attempts(ctx: RunContext, backend: AgentBackend) -> int:
+    """Attempts per job (one merge's conflicts, or the verification): 1 + retries, as for clusters."""
+    return 1 + (backend.retries if backend.retries is not None else ctx.plan.limits.retries)
+
+
+def decisions_dir(ctx: RunContext) -> Path:
+    return ctx.runs_dir / "integration" / "decisions"
+
+
+def discard_decisions(call: AgentCall) -> None:
+    """The call's result was dropped, so its decisions no longer explain anything in the tree."""
+    path = Path(call.decisions_file)
+    if path.is_file():
+        path.replace(path.with_suffix(".discarded"))
+    call.decisions = []
+
+
+def _log_from(path: Path, offset: int) -> str:
+    with path.open("rb") as fh:
+        fh.seek(offset)
+        return fh.read().decode(errors="replace")
+
+
+def run_integration_agent(ctx: RunContext, backend: AgentBackend, *, purpose: Literal["conflict", "verification"],
+                          label: str, attempt: int, conflicts: Sequence[ConflictFile] = (),
+                          merging: str = "", merged: Sequence[str] = (), feedback: str = "",
+                          on_line: Callable[[str], None] | None = None) -> AgentCall:
+    """Run the integration agent once in the integration worktree; its edits are left in place."""
+    wt, branch = ctx.integration_worktree, ctx.integration_branch
+    prompt_file = ctx.prompt_file(f"integration-{label}", attempt)
+    decisions_file = decisions_dir(ctx) / f"{label}-{attempt}.md"
+    decisions_file.parent.mkdir(parents=True, exist_ok=True)
+    decisions_file.unlink(missing_ok=True)  # a stale file from an earlier run must not speak for this one
+    prompt = PROMPTS.get_template("integration.md.j2").render(
+        plan=ctx.plan, purpose=purpose, branch=branch, merging=merging,
+        merging_branch=ctx.branch(merging) if merging else "", merged=list(merged), conflicts=list(conflicts),
+        contracts=contracts_for_prompt(ctx), decisions_file=str(decisions_file), feedback=feedback,
+        attempt=attempt, verify=ctx.plan.integration.verify)
+    prompt_file.parent.mkdir(parents=True, exist_ok=True)
+    prompt_file.write_text(prompt)
+    owned = [p for c in ctx.plan.clusters for p in c.paths] + list(ctx.plan.shared)
+    env = base_env(ctx, wt)
+    env.update(backend.env)
+    env.update(protocol_env(ctx, ROLE, ROLE, wt, branch, prompt_file, attempt, owned))
+    env["WC_CONFLICTS"] = "\n".join(f.path for f in conflicts)
+    env["WC_DECISIONS_FILE"] = str(decisions_file)
+    if feedback:
+        feedback_file = ctx.runs_dir / "feedback" / f"integration-{label}-{attempt}.md"
+        feedback_file.parent.mkdir(parents=True, exist_ok=True)
+        feedback_file.write_text(feedback)
+        env["WC_FEEDBACK_FILE"] = str(feedback_file)
+    values = {"prompt": prompt, "prompt_file": str(prompt_file), "cluster": ROLE, "worktree": str(wt),
+              "plan": ctx.plan.name, "branch": branch}
+    log = ctx.log_file(ROLE)
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("a") as fh:
+        fh.write(f"\n=== integration: {label}, attempt {attempt} ===\n")
+    offset = log.stat().st_size
+    call = AgentCall(purpose=purpose, label=label, attempt=attempt, prompt_file=str(prompt_file),
+                     decisions_file=str(decisions_file))
+    timeout = backend.timeout_seconds or ctx.plan.limits.timeout_seconds
+    try:
+        res = run_process(render_argv(backend.argv, values), cwd=wt, env=env, timeout=timeout, log_path=log,
+                          on_line=on_line, hint="install it, or pass --integration-agent / --integration-agent-cmd")
+    except WorkClustersError as exc:
+        call.failure = f"the integration agent could not start: {exc}"
+        return call
+    usage = backend.parse_usage(_log_from(log, offset))
+    call.exit_code, call.timed_out, call.duration = res.exit_code, res.timed_out, round(res.duration, 3)
+    call.output_tail, call.cost_usd = res.output_tail, usage.cost_usd if usage else None
+    if res.timed_out:
+        call.failure = f"the integration agent ran past its timeout of {timeout:g} s and was killed"
+    elif res.exit_code != 0:
+        call.failure = f"the integration agent exited with status {res.exit_code}"
+    elif usage is not None and usage.is_error:
+        call.failure = "the integration agent exited 0 but reported an error in its result"
+    if decisions_file.exists():
+        call.decisions = parse_decisions(decisions_file.read_text(errors="replace"), source=decisions_file.name)
+    return call

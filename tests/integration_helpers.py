@@ -1,0 +1,96 @@
+"""Integration tests without Prefect: a real repo, real cluster branches, ``integrate_branches``.
+
+Cluster branches are made by committing straight into each cluster's worktree, the way an agent
+would leave them; the integration agent, where a test needs one, is a real script.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from tasks import gitops
+from tasks.context import RunContext
+from tasks.contract_check import ClusterCheck
+from tasks.identify import resolve_run
+from tasks.integrate import integrate_branches
+from tasks.integration_models import IntegrationResult
+from tasks.worktrees import prepare
+from tests.conftest import git, make_repo
+
+FILES = {
+    "README.md": "# shop\n",
+    "app/registry.py": "REGISTRY = [\n    'core',\n]\n",
+    "app/config.py": "PROFILE = 'dev'\nTIMEOUT = 30\n",
+    "api/__init__.py": "",
+    "ui/__init__.py": "",
+    "db/__init__.py": "",
+}
+
+
+def plan_text(verify: list[str] | None = None, retries: int = 0, agent: str | None = None) -> str:
+    checks = "\n".join(f"    - {json.dumps(v)}" for v in (verify or []))  # JSON strings are YAML
+    return f"""name: shop
+goal: Build the shop
+shared: [app/registry.py, app/config.py]
+{f'agent: {agent}' if agent else ''}
+clusters:
+  - name: api
+    paths: [api/]
+  - name: ui
+    paths: [ui/]
+  - name: db
+    paths: [db/]
+integration:
+  verify:
+{checks or '    []'}
+limits: {{timeout_seconds: 60, retries: {retries}, concurrency: 3}}
+"""
+
+
+def setup(root: Path, *, verify: list[str] | None = None, retries: int = 0,
+          integration_agent_cmd: str | None = None) -> tuple[RunContext, str]:
+    """The repo, the plan, the base branch and a worktree per cluster; (context, base SHA)."""
+    repo = make_repo(root, FILES)
+    plan = root / "shop.yaml"
+    plan.write_text(plan_text(verify, retries))
+    ctx = resolve_run(plan, repo, integration_agent_cmd=integration_agent_cmd, agents_needed=False)
+    return ctx, prepare(ctx).base_sha
+
+
+def commit_cluster(ctx: RunContext, cluster: str, files: dict[str, str]) -> None:
+    wt = ctx.worktree(cluster)
+    for rel, text in files.items():
+        (wt / rel).parent.mkdir(parents=True, exist_ok=True)
+        (wt / rel).write_text(text)
+    git(wt, "add", "-A")
+    git(wt, "commit", "-q", "-m", f"{cluster}: work")
+
+
+def add_to_registry(ctx: RunContext, cluster: str) -> None:
+    """The cluster registers itself in the shared registry, as every cluster does."""
+    commit_cluster(ctx, cluster, {"app/registry.py": f"REGISTRY = [\n    'core',\n    '{cluster}',\n]\n",
+                                  f"{cluster}/impl.py": f"NAME = {cluster!r}\n"})
+
+
+def checks(ctx: RunContext, base: str) -> list[ClusterCheck]:
+    return [ClusterCheck(cluster=c.name, status="ok", mergeable=True,
+                         files_changed=gitops.changed_files(ctx.repo, base, ctx.branch(c.name)))
+            for c in ctx.plan.clusters]
+
+
+def integrate(ctx: RunContext, base: str) -> IntegrationResult:
+    return integrate_branches(ctx, base, checks(ctx, base))
+
+
+def with_integration_agent(ctx: RunContext, argv: str | None) -> RunContext:
+    """The same run with another integration agent (``--integration-agent-cmd``), or none."""
+    agent = resolve_run(ctx.plan_file, ctx.repo, integration_agent_cmd=argv, agents_needed=False).plan.integration.agent
+    return ctx.model_copy(update={"plan": ctx.plan.model_copy(
+        update={"integration": ctx.plan.integration.model_copy(update={"agent": agent})})})
+
+
+def py(code: str) -> str:
+    """A verify command running Python code (no shell: split as a shell would, then run)."""
+    return f"{sys.executable} -c \"{code}\""

@@ -1,0 +1,34 @@
+"""`work-clusters integrate --land` as a user runs it: re-runs only the integration, refuses to land
+a lossy result with exit 1 and says why."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tasks import gitops
+from tests.conftest import git, write_agent
+from tests.integration_helpers import add_to_registry, commit_cluster, setup
+from tests.test_cli import cli
+
+KEEP_OURS = """
+subprocess.run(["git", "checkout", "--ours", "--", "app/config.py"], check=True)
+"""
+
+
+def test_integrate_land_refuses_lost_lines_and_exits_1(tmp_path: Path) -> None:
+    ctx, _ = setup(tmp_path)
+    for cluster in ("api", "ui", "db"):
+        add_to_registry(ctx, cluster)
+    commit_cluster(ctx, "api", {"app/config.py": "PROFILE = 'dev'\nTIMEOUT = 60\n"})
+    commit_cluster(ctx, "ui", {"app/config.py": "PROFILE = 'dev'\nTIMEOUT = 10\n"})
+    for cluster in ("api", "ui", "db"):  # what a finished agent leaves: the marker commit
+        gitops.commit_empty(ctx.worktree(cluster), f"done\n\n{gitops.FINISHED_TRAILER}: {cluster} attempt 1")
+    main = git(ctx.repo, "rev-parse", "main")
+
+    res = cli("integrate", str(ctx.plan_file), "--repo", str(ctx.repo), "--land",
+              "--integration-agent-cmd", write_agent(tmp_path, KEEP_OURS), cwd=tmp_path)
+
+    assert res.returncode == 1, res.stderr
+    assert "lost: 1 line(s) of ui in app/config.py" in res.stdout
+    assert "not landed: 1 line(s) of ui lost in app/config.py" in res.stdout
+    assert git(ctx.repo, "rev-parse", "main") == main
