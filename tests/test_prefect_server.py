@@ -255,6 +255,13 @@ def test_deploy_trigger_and_see_the_report_on_a_real_server(stack: Stack, tmp_pa
     assert {r["cluster"]: r["status"] for r in rows} == {"api": "ok", "ui": "ok"}
     assert artifacts["progress-alpha"].data == 100
     assert {"agent-api", "agent-ui"} <= task_runs
+    # A flow run's logs are shipped in batches, the last ones as its process exits, which can be
+    # after the run's final state is already visible: wait for them a bounded time.
+    deadline = time.monotonic() + 60
+    while not any("[api] agent api wrote impl.py" in m for m in logs) and time.monotonic() < deadline:
+        time.sleep(1)
+        with get_client(sync_client=True) as client:
+            logs = [log.message for log in client.read_logs(LogFilter(flow_run_id={"any_": [alpha_id]}))]
     assert any("[api] agent api wrote impl.py" in m for m in logs), logs
     # The secret reached the agents (checked above) and nothing else.
     seen = [*logs, *(f"{a.data} {a.description}" for a in artifacts.values()), stack.log("worker"),

@@ -161,9 +161,12 @@ def git(*args):
     subprocess.run(["git", "-c", "user.name=u", "-c", "user.email=u@e", *args], check=True, capture_output=True)
 if cluster == "api":   # history rewritten to before the base
     git("reset", "-q", "--hard", "HEAD~1")
-if cluster == "ui":    # another cluster's branch deleted from here, and .git rewritten
+if cluster == "ui":    # another cluster's branch deleted from here once db finished, and .git rewritten
     import time
-    time.sleep(1.0)
+    db_record = wt.parent / ".runs" / "clusters" / "db.json"
+    deadline = time.time() + 60
+    while time.time() < deadline and '"succeeded"' not in (db_record.read_text() if db_record.exists() else ""):
+        time.sleep(0.1)
     git("update-ref", "-d", "refs/heads/clusters/shop/db")
     (wt / ".git").write_text("gitdir: /nonexistent\\n")
 """)
