@@ -30,9 +30,10 @@ from tasks.integration_agent import (
     run_integration_agent,
 )
 from tasks.integration_models import Decision, IntegrationResult, MergeStep, VerifyRound
+from tasks.invoke import base_env
 from tasks.ladder import Ladder
 from tasks.preflight import predict
-from tasks.run_agents import base_env, run_commands
+from tasks.run_agents import run_commands
 from tasks.survival import check_survival
 
 __all__ = ["IntegrationResult", "MergeStep", "integrate", "integrate_branches"]

@@ -13,13 +13,13 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Literal
 
-from tasks.agents import AgentBackend, NoAgent, render_argv
+from tasks.agents import AgentBackend, NoAgent
 from tasks.context import RunContext
 from tasks.decisions import parse_decisions
 from tasks.errors import WorkClustersError
 from tasks.integration_models import AgentCall, ConflictFile
-from tasks.run_agents import PROMPTS, agent_for, base_env, contracts_for_prompt, protocol_env
-from tasks.runner import run_process
+from tasks.invoke import Call, invoke
+from tasks.run_agents import PROMPTS, agent_for, contracts_for_prompt
 
 ROLE = "integration"
 
@@ -49,12 +49,6 @@ def discard_decisions(call: AgentCall) -> None:
     call.decisions = []
 
 
-def _log_from(path: Path, offset: int) -> str:
-    with path.open("rb") as fh:
-        fh.seek(offset)
-        return fh.read().decode(errors="replace")
-
-
 def run_integration_agent(ctx: RunContext, backend: AgentBackend, *, purpose: Literal["conflict", "verification"],
                           label: str, attempt: int, conflicts: Sequence[ConflictFile] = (),
                           merging: str = "", merged: Sequence[str] = (), feedback: str = "",
@@ -70,36 +64,20 @@ def run_integration_agent(ctx: RunContext, backend: AgentBackend, *, purpose: Li
         merging_branch=ctx.branch(merging) if merging else "", merged=list(merged), conflicts=list(conflicts),
         contracts=contracts_for_prompt(ctx), decisions_file=str(decisions_file), feedback=feedback,
         attempt=attempt, verify=ctx.plan.integration.verify)
-    prompt_file.parent.mkdir(parents=True, exist_ok=True)
-    prompt_file.write_text(prompt)
     owned = [p for c in ctx.plan.clusters for p in c.paths] + list(ctx.plan.shared)
-    env = base_env(ctx, wt)
-    env.update(backend.env)
-    env.update(protocol_env(ctx, ROLE, ROLE, wt, branch, prompt_file, attempt, owned))
-    env["WC_CONFLICTS"] = "\n".join(f.path for f in conflicts)
-    env["WC_DECISIONS_FILE"] = str(decisions_file)
-    if feedback:
-        feedback_file = ctx.runs_dir / "feedback" / f"integration-{label}-{attempt}.md"
-        feedback_file.parent.mkdir(parents=True, exist_ok=True)
-        feedback_file.write_text(feedback)
-        env["WC_FEEDBACK_FILE"] = str(feedback_file)
-    values = {"prompt": prompt, "prompt_file": str(prompt_file), "cluster": ROLE, "worktree": str(wt),
-              "plan": ctx.plan.name, "branch": branch}
-    log = ctx.log_file(ROLE)
-    log.parent.mkdir(parents=True, exist_ok=True)
-    with log.open("a") as fh:
-        fh.write(f"\n=== integration: {label}, attempt {attempt} ===\n")
-    offset = log.stat().st_size
+    invocation = Call(role=ROLE, name=ROLE, label=f"integration-{label}", worktree=wt, branch=branch,
+                      attempt=attempt, owned=owned,
+                      extra_env={"WC_CONFLICTS": "\n".join(f.path for f in conflicts),
+                                 "WC_DECISIONS_FILE": str(decisions_file)},
+                      hint="install it, or pass --integration-agent / --integration-agent-cmd")
     call = AgentCall(purpose=purpose, label=label, attempt=attempt, prompt_file=str(prompt_file),
                      decisions_file=str(decisions_file))
     timeout = backend.timeout_seconds or ctx.plan.limits.timeout_seconds
     try:
-        res = run_process(render_argv(backend.argv, values), cwd=wt, env=env, timeout=timeout, log_path=log,
-                          on_line=on_line, hint="install it, or pass --integration-agent / --integration-agent-cmd")
+        res, usage = invoke(ctx, backend, invocation, prompt, feedback, timeout, on_line)
     except WorkClustersError as exc:
         call.failure = f"the integration agent could not start: {exc}"
         return call
-    usage = backend.parse_usage(_log_from(log, offset))
     call.exit_code, call.timed_out, call.duration = res.exit_code, res.timed_out, round(res.duration, 3)
     call.output_tail, call.cost_usd = res.output_tail, usage.cost_usd if usage else None
     if res.timed_out:

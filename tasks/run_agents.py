@@ -8,7 +8,6 @@ prompt can say why the last one failed, and a killed run can be reported and res
 
 from __future__ import annotations
 
-import os
 import shlex
 from collections.abc import Callable
 from pathlib import Path
@@ -20,10 +19,11 @@ from prefect.cache_policies import NO_CACHE
 from prefect.runtime import task_run as runtime_task_run
 
 from tasks import gitops, guard, investigate, recovery
-from tasks.agents import AgentBackend, render_argv, resolve_agent
+from tasks.agents import AgentBackend, resolve_agent
 from tasks.context import Attempt, ClusterRecord, CommandResult, RunContext, load_record, save_record
 from tasks.contract_check import attempt_violation
 from tasks.errors import WorkClustersError
+from tasks.invoke import Call, base_env, invoke
 from tasks.limits import agent_slot, with_cost_cap
 from tasks.paths import PathSet
 from tasks.plan import AgentRef
@@ -64,25 +64,6 @@ def agent_for(ctx: RunContext, ref: AgentRef | None) -> AgentBackend:
     return resolve_agent(ref if ref is not None else ctx.plan.agent)
 
 
-def base_env(ctx: RunContext, worktree: Path) -> dict[str, str]:
-    """The inherited environment, minus git's repository variables, plus a commit identity when
-    the machine has none (an agent's own `git commit` must not fail for want of one)."""
-    env = {k: v for k, v in os.environ.items() if k not in gitops.LOCAL_ENV_VARS}
-    for key, value in gitops.identity_env(ctx.repo).items():
-        env.setdefault(key, value)
-    return env
-
-
-def protocol_env(ctx: RunContext, role: str, cluster: str, worktree: Path, branch: str, prompt_file: Path,
-                 attempt: int, owned_paths: list[str]) -> dict[str, str]:
-    """The ``WC_*`` variables every agent gets (SPEC 4); a role adds its own beside them."""
-    return {
-        "WC_ROLE": role, "WC_PLAN": ctx.plan.name, "WC_CLUSTER": cluster, "WC_WORKTREE": str(worktree),
-        "WC_BRANCH": branch, "WC_PROMPT_FILE": str(prompt_file), "WC_ATTEMPT": str(attempt),
-        "WC_OWNED_PATHS": "\n".join(owned_paths), "WC_CONTRACT_FILES": "\n".join(ctx.plan.contracts),
-    }
-
-
 def run_commands(commands: list[str], cwd: Path, env: dict[str, str], timeout: float,
                  log_path: Path, on_line: Callable[[str], None] | None = None) -> list[CommandResult]:
     """Run verify/setup commands (split as a shell would, run without one); stop at the first failure."""
@@ -107,12 +88,6 @@ def _feedback(record: ClusterRecord) -> str:
     last = record.attempts[-1]
     tail = last.output_tail[-2000:].strip()
     return f"{last.failure}\n\nLast output:\n\n```\n{tail}\n```" if tail else str(last.failure)
-
-
-def _log_segment(path: Path, offset: int) -> str:
-    with path.open("rb") as fh:
-        fh.seek(offset)
-        return fh.read().decode(errors="replace")
 
 
 def run_attempt(ctx: RunContext, cluster: str, attempt: int,
@@ -148,29 +123,13 @@ def run_attempt(ctx: RunContext, cluster: str, attempt: int,
         plan=ctx.plan, cluster=spec, branch=record.branch, contracts=contracts_for_prompt(ctx),
         feedback=feedback, attempt=attempt, findings_file=str(findings or ""),
         provides=provided_by(ctx, spec.paths))
-    prompt_file = ctx.prompt_file(cluster, attempt)
-    prompt_file.parent.mkdir(parents=True, exist_ok=True)
-    prompt_file.write_text(prompt)
-    values = {"prompt": prompt, "prompt_file": str(prompt_file), "cluster": cluster, "worktree": str(wt),
-              "plan": ctx.plan.name, "branch": record.branch}
-    env.update(agent.env)
-    env.update(protocol_env(ctx, "cluster", cluster, wt, record.branch, prompt_file, attempt, spec.paths))
-    if feedback:
-        feedback_file = ctx.runs_dir / "feedback" / f"{cluster}-{attempt}.md"
-        feedback_file.parent.mkdir(parents=True, exist_ok=True)
-        feedback_file.write_text(feedback)
-        env["WC_FEEDBACK_FILE"] = str(feedback_file)
-    if findings:
-        env["WC_FINDINGS_FILE"] = str(findings)
-
-    with log.open("a") as fh:
-        fh.write(f"\n=== {cluster}: attempt {attempt} ===\n")
-    offset = log.stat().st_size
+    call = Call(role="cluster", name=cluster, label=cluster, worktree=wt, branch=record.branch, attempt=attempt,
+                owned=spec.paths, extra_env={"WC_FINDINGS_FILE": str(findings)} if findings else {},
+                hint="install it, or pass --agent / --agent-cmd")
     link_before, head_before = guard.git_link(wt), gitops.head(wt)
     try:
-        res = run_process(render_argv(agent.argv, values), cwd=wt, env=env, timeout=timeout,
-                          log_path=log, on_line=on_line, hint="install it, or pass --agent / --agent-cmd",
-                          on_start=lambda pid: recovery.note_agent_started(ctx, cluster, pid))
+        res, usage = invoke(ctx, agent, call, prompt, feedback, timeout, on_line,
+                            on_start=lambda pid: recovery.note_agent_started(ctx, cluster, pid))
     finally:
         recovery.note_agent_ended(ctx, cluster)
     tampered, committable = guard.check_attempt(ctx, record, link_before, head_before)
@@ -178,7 +137,6 @@ def run_attempt(ctx: RunContext, cluster: str, attempt: int,
     if committable and not findings:
         gitops.commit_all(wt, f"work-clusters: {cluster} attempt {attempt} (left uncommitted by the agent)",
                           exclude=[f"**/{p}" for p in agent.scratch])
-    usage = agent.parse_usage(_log_segment(log, offset))
     entry = Attempt(attempt=attempt, exit_code=res.exit_code, timed_out=res.timed_out, duration=res.duration,
                     output_tail=res.output_tail,
                     cost_usd=usage.cost_usd if usage else None,

@@ -22,7 +22,7 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
 from tasks import gitops
-from tasks.agents import AgentBackend, render_argv
+from tasks.agents import AgentBackend
 from tasks.context import ClusterRecord, RunContext, load_record, write_json_atomic
 from tasks.contract_check import ClusterCheck
 from tasks.errors import WorkClustersError
@@ -38,8 +38,8 @@ from tasks.findings import (
 from tasks.fixes import render_action_plan
 from tasks.integration_agent import integration_backend, max_attempts
 from tasks.investigate import tracked_changes
-from tasks.run_agents import PROMPTS, _log_segment, base_env, contracts_for_prompt, protocol_env
-from tasks.runner import run_process
+from tasks.invoke import Call, invoke
+from tasks.run_agents import PROMPTS, contracts_for_prompt
 
 ROLE = "synthesis"
 OnLine = Callable[[str], None] | None
@@ -113,29 +113,11 @@ def _attempt(ctx: RunContext, backend: AgentBackend, wt: Path, base_sha: str, pr
     """One run of the synthesis agent: (why it failed or None, output tail, seconds, cost)."""
     out = action_plan_file(ctx)
     out.unlink(missing_ok=True)
-    prompt_file = ctx.prompt_file(ROLE, attempt)
-    prompt_file.parent.mkdir(parents=True, exist_ok=True)
-    prompt_file.write_text(prompt)
-    env = base_env(ctx, wt)
-    env.update(backend.env)
-    env.update(protocol_env(ctx, ROLE, ROLE, wt, ctx.integration_branch, prompt_file, attempt, []))
-    env.update({"WC_FINDINGS_DIR": str(findings_dir(ctx)), "WC_ACTION_PLAN_FILE": str(out)})
-    if feedback:
-        feedback_file = ctx.runs_dir / "feedback" / f"{ROLE}-{attempt}.md"
-        feedback_file.parent.mkdir(parents=True, exist_ok=True)
-        feedback_file.write_text(feedback)
-        env["WC_FEEDBACK_FILE"] = str(feedback_file)
-    values = {"prompt": prompt, "prompt_file": str(prompt_file), "cluster": ROLE, "worktree": str(wt),
-              "plan": ctx.plan.name, "branch": ctx.integration_branch}
-    log = ctx.log_file(ROLE)
-    log.parent.mkdir(parents=True, exist_ok=True)
-    with log.open("a") as fh:
-        fh.write(f"\n=== synthesis: attempt {attempt} ===\n")
-    offset = log.stat().st_size
+    call = Call(role=ROLE, name=ROLE, label=ROLE, worktree=wt, branch=ctx.integration_branch, attempt=attempt,
+                owned=[], extra_env={"WC_FINDINGS_DIR": str(findings_dir(ctx)), "WC_ACTION_PLAN_FILE": str(out)},
+                hint="install it, or set integration.agent / pass --integration-agent")
     timeout = backend.timeout_seconds or ctx.plan.limits.timeout_seconds
-    res = run_process(render_argv(backend.argv, values), cwd=wt, env=env, timeout=timeout, log_path=log,
-                      on_line=on_line, hint="install it, or set integration.agent / pass --integration-agent")
-    usage = backend.parse_usage(_log_segment(log, offset))
+    res, usage = invoke(ctx, backend, call, prompt, feedback, timeout, on_line)
     changed = tracked_changes(wt, base_sha)
     failure = (f"the synthesis agent ran past its timeout of {timeout:g} s and was killed" if res.timed_out else
                f"the synthesis agent exited with status {res.exit_code}" if res.exit_code != 0 else

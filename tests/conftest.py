@@ -115,3 +115,24 @@ def read_artifact(state: object, key: str) -> object:
             sort=ArtifactSort.CREATED_DESC)
     assert found, f"flow run {run_id} published no artifact {key}"
     return found[0]
+
+
+@pytest.fixture
+def records(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Where the loop tests' agents (tests.loop_helpers.WRITER) record what they saw."""
+    path = tmp_path / "records"
+    path.mkdir()
+    monkeypatch.setenv("RECORD_DIR", str(path))
+    return path
+
+
+def stand_in(root: Path, name: str, body: str, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An executable called ``name`` (a paid agent CLI cannot run here) running ``body`` as
+    Python, first on PATH for the rest of the test."""
+    bin_dir = root / "bin"
+    bin_dir.mkdir(exist_ok=True)
+    exe = bin_dir / name
+    exe.write_text(f"#!{sys.executable}\n" + textwrap.dedent(body))
+    exe.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{Path(sys.executable).parent}:/usr/bin:/bin")
+    return exe

@@ -20,14 +20,6 @@ def _report(repo: Path) -> dict:
     return json.loads((repo.parent / "repo.clusters" / "shop" / ".runs" / "report.json").read_text())
 
 
-@pytest.fixture
-def records(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    path = tmp_path / "records"
-    path.mkdir()
-    monkeypatch.setenv("RECORD_DIR", str(path))
-    return path
-
-
 def test_three_clusters_integrate_and_verify(tmp_path: Path, records: Path) -> None:
     repo, plan = shop_repo(tmp_path)
     (repo / "notes.txt").write_text("the user's untracked file\n")

@@ -15,7 +15,7 @@ from tasks.context import RunContext
 from tasks.identify import resolve_run
 from tasks.run_agents import AgentFailed, run_attempt
 from tasks.worktrees import prepare
-from tests.conftest import git, rebaseline, write_agent
+from tests.conftest import git, rebaseline, stand_in, write_agent
 from tests.loop_helpers import WRITER, plan_yaml, shop_repo
 
 
@@ -132,14 +132,11 @@ def test_cluster_verify_failure_fails_the_attempt(tmp_path: Path) -> None:
 
 
 def test_tool_scratch_files_are_not_committed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    stand_in = bin_dir / "aider"  # a stand-in of the same name: the real aider is a paid LLM tool
-    stand_in.write_text(f"#!{sys.executable}\nimport pathlib\n"
-                        "pathlib.Path('.aider.chat.history.md').write_text('chat')\n"
-                        "pathlib.Path('api/impl.py').write_text('x = 1\\n')\n")
-    stand_in.chmod(0o755)
-    monkeypatch.setenv("PATH", f"{bin_dir}:{Path(sys.executable).parent}:/usr/bin:/bin")
+    stand_in(tmp_path, "aider", """
+        import pathlib
+        pathlib.Path('.aider.chat.history.md').write_text('chat')
+        pathlib.Path('api/impl.py').write_text('x = 1\\n')
+    """, monkeypatch)
     repo, plan = shop_repo(tmp_path, plan_yaml(extra="agent: aider\n"))
     ctx = resolve_run(plan, repo)
     prepared = prepare(ctx)
@@ -149,14 +146,12 @@ def test_tool_scratch_files_are_not_committed(tmp_path: Path, monkeypatch: pytes
 
 def test_claude_error_result_fails_the_attempt_and_cost_is_kept(tmp_path: Path,
                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    stand_in = bin_dir / "claude"  # stand-in of the same name, printing Claude Code's JSON result
-    stand_in.write_text(f"#!{sys.executable}\nimport json\nprint('a warning first')\n"
-                        "print(json.dumps({'type': 'result', 'is_error': True, 'total_cost_usd': 0.25,"
-                        " 'usage': {'input_tokens': 10, 'output_tokens': 5}}))\n")
-    stand_in.chmod(0o755)
-    monkeypatch.setenv("PATH", f"{bin_dir}:{Path(sys.executable).parent}:/usr/bin:/bin")
+    stand_in(tmp_path, "claude", """
+        import json
+        print('a warning first')  # Claude Code's JSON result comes last
+        print(json.dumps({'type': 'result', 'is_error': True, 'total_cost_usd': 0.25,
+                          'usage': {'input_tokens': 10, 'output_tokens': 5}}))
+    """, monkeypatch)
     repo, plan = shop_repo(tmp_path, plan_yaml(extra="agent: claude\n"))
     ctx = resolve_run(plan, repo)
     prepare(ctx)

@@ -28,14 +28,6 @@ def _report(tmp_path: Path) -> dict:
     return json.loads((tmp_path / RUNS / "report.json").read_text())
 
 
-@pytest.fixture
-def records(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    path = tmp_path / "records"
-    path.mkdir()
-    monkeypatch.setenv("RECORD_DIR", str(path))
-    return path
-
-
 def _wait_for(check, seconds: float = 120) -> None:  # type: ignore[no-untyped-def]
     deadline = time.monotonic() + seconds
     while not check():
