@@ -9,7 +9,7 @@ tracked file (unless ``contract.on_violation: warn``) and the synthesis agent wr
 from __future__ import annotations
 
 import time
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any
 
 from prefect import get_run_logger
@@ -19,7 +19,7 @@ from prefect.states import Completed, Failed
 from tasks import gitops
 from tasks.context import ClusterRecord, RunContext
 from tasks.investigate import blocking, check_investigations
-from tasks.report import ClusterSummary, RunReport, publish_report
+from tasks.report import build_report, publish_report
 from tasks.synthesis import synthesize
 from tasks.worktrees import Prepared
 
@@ -46,16 +46,8 @@ def finish_investigation(ctx: RunContext, prepared: Prepared, records: list[Clus
     violated = blocking(ctx, checks)
     unusable = [d.cluster for d in result.documents if d.status in ("missing", "invalid")]  # e.g. a resumed run's
     ok = not failed and not violated and not unusable and result.action_plan.ok
-    costs = [r.cost_usd for r in records if r.cost_usd is not None]
-    costs += [result.action_plan.cost_usd] if result.action_plan.cost_usd is not None else []
-    report = RunReport(
-        plan=ctx.plan.name, goal=ctx.plan.goal, repo=str(ctx.repo), workspace=str(ctx.workspace),
-        base_ref=ctx.plan.base or "HEAD", base_ref_sha=prepared.base_ref_sha, base_sha=prepared.base_sha,
-        started_at=started, finished_at=datetime.now(timezone.utc), ok=ok,
-        phases={k: round(v, 3) for k, v in phases.items()},
-        clusters=[ClusterSummary.of(ctx, r) for r in records], checks=checks, integration=None,
-        investigation=result, notes=notes, total_cost_usd=sum(costs) if costs else None,
-    )
+    report = build_report(ctx, prepared, records, phases, started, ok, notes, extra_costs=[result.action_plan.cost_usd],
+                          checks=checks, integration=None, investigation=result)
     path = publish_report(ctx, report)
     logger.info("investigation report: %s; action plan: %s", path, result.action_plan.file)
     count = f"{len(result.findings)} typed finding(s) from {len(records) - len(failed)} cluster(s)"

@@ -25,7 +25,7 @@ from tasks.identify import identify
 from tasks.integrate import integrate
 from tasks.progress import ClusterProgress
 from tasks.recovery import run_lock
-from tasks.report import ClusterSummary, RunReport, publish_report
+from tasks.report import build_report, publish_report
 from tasks.run_agents import agent_for, run_agent
 from tasks.worktrees import Prepared, create_worktrees, recorded
 
@@ -96,17 +96,9 @@ def _finish(ctx: RunContext, prepared: Prepared, records: list[ClusterRecord], p
         for rec in records:
             gitops.remove_worktree(ctx.repo, rec.worktree, force=True)
 
-    costs = [r.cost_usd for r in records if r.cost_usd is not None]
     ok = result.ok and contract_ok and (landed is None or landed.landed)
-    report = RunReport(
-        plan=ctx.plan.name, goal=ctx.plan.goal, repo=str(ctx.repo), workspace=str(ctx.workspace),
-        base_ref=ctx.plan.base or "HEAD", base_ref_sha=prepared.base_ref_sha, base_sha=prepared.base_sha,
-        started_at=started, finished_at=datetime.now(timezone.utc), ok=ok,
-        phases={k: round(v, 3) for k, v in phases.items()},
-        clusters=[ClusterSummary.of(ctx, r) for r in records], checks=checks, tree_checks=tree_checks,
-        integration=result,
-        land=landed, notes=prepared.notes, total_cost_usd=sum(costs) if costs else None,
-    )
+    report = build_report(ctx, prepared, records, phases, started, ok, prepared.notes, checks=checks,
+                          tree_checks=tree_checks, integration=result, land=landed)
     path = publish_report(ctx, report)
     logger.info("merge report: %s", path)
     if ok:

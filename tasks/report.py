@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from collections.abc import Sequence
+from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 from prefect import task
 from prefect.artifacts import create_markdown_artifact
@@ -16,6 +18,7 @@ from tasks.findings import InvestigationResult, investigation_markdown
 from tasks.integrate import IntegrationResult
 from tasks.integration_report import integration_markdown
 from tasks.land import LandResult
+from tasks.worktrees import Prepared
 
 PHASES = ("identify", "worktrees", "agents", "check", "integrate", "verify")
 
@@ -128,3 +131,18 @@ def publish_report(ctx: RunContext, report: RunReport) -> str:
     create_markdown_artifact(key=f"merge-report-{ctx.plan.name}", markdown=path.read_text(),
                              description=f"Merge report of plan {ctx.plan.name}")
     return str(path)
+
+
+def build_report(ctx: RunContext, prepared: Prepared, records: list[ClusterRecord], phases: dict[str, float],
+                 started: datetime, ok: bool, notes: list[str], extra_costs: Sequence[float | None] = (),
+                 **parts: Any) -> RunReport:
+    """The report of a run: what every kind of run has, plus its own ``parts`` (checks, integration,
+    investigation, land). Costs add up every cluster's and ``extra_costs`` (e.g. the synthesis)."""
+    costs = [c for c in [*(r.cost_usd for r in records), *extra_costs] if c is not None]
+    return RunReport(
+        plan=ctx.plan.name, goal=ctx.plan.goal, repo=str(ctx.repo), workspace=str(ctx.workspace),
+        base_ref=ctx.plan.base or "HEAD", base_ref_sha=prepared.base_ref_sha, base_sha=prepared.base_sha,
+        started_at=started, finished_at=datetime.now(timezone.utc), ok=ok,
+        phases={k: round(v, 3) for k, v in phases.items()},
+        clusters=[ClusterSummary.of(ctx, r) for r in records], notes=notes,
+        total_cost_usd=sum(costs) if costs else None, **parts)
