@@ -5,12 +5,14 @@ A plan of investigation clusters ends in a synthesis instead (``flows.investigat
 from __future__ import annotations
 
 import time
+from collections import Counter
 from datetime import datetime, timezone
 from typing import Annotated, Any, cast
 
 from prefect import flow, get_run_logger, unmapped
 from prefect.client.schemas.objects import State
 from prefect.futures import as_completed
+from prefect.runtime import flow_run as runtime_flow_run
 from prefect.states import Completed, Failed
 from prefect.task_runners import ThreadPoolTaskRunner
 from pydantic import Field
@@ -23,6 +25,7 @@ from tasks.contract_check import contract_check, contract_check_integrated, inte
 from tasks.guard import restore_refs
 from tasks.identify import identify
 from tasks.integrate import integrate
+from tasks.limits import run_slots
 from tasks.progress import ClusterProgress
 from tasks.recovery import run_lock
 from tasks.report import build_report, publish_report
@@ -45,8 +48,10 @@ def _run_agents(ctx: RunContext, prepared: Prepared) -> list[ClusterRecord]:
         )
         agent_task = run_agent.with_options(retries=retries)
         workers = min(ctx.plan.limits.concurrency, len(pending))
+        backends = Counter(agent_for(ctx, ctx.plan.cluster(name).agent).name for name in pending)
         runner: ThreadPoolTaskRunner[Any]
-        with ThreadPoolTaskRunner(max_workers=workers) as runner:
+        with run_slots(str(runtime_flow_run.id), {b: min(n, workers) for b, n in backends.items()}), \
+                ThreadPoolTaskRunner(max_workers=workers) as runner:
             # cast: mypy picks the coroutine overload of map() for a sync task
             futures: list[Any] = runner.map(cast(Any, agent_task), {"ctx": unmapped(ctx), "cluster": pending})
             names = {id(f): name for name, f in zip(pending, futures, strict=True)}

@@ -16,6 +16,7 @@ from typing import Any
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
+from prefect.runtime import flow_run as runtime_flow_run
 from prefect.runtime import task_run as runtime_task_run
 
 from tasks import gitops, guard, investigate, recovery
@@ -204,5 +205,5 @@ def run_agent(ctx: RunContext, cluster: str) -> ClusterRecord:
     attempt = max(1, int(runtime_task_run.run_count or 1))
     backend = agent_for(ctx, ctx.plan.cluster(cluster).agent)
     ctx = with_cost_cap(ctx, getattr(backend, "max_cost_usd", None))  # a saved agent block's cost limit
-    with agent_slot(backend.name):
+    with agent_slot(str(runtime_flow_run.id), backend.name):
         return run_attempt(ctx, cluster, attempt, on_line=lambda line: logger.info("[%s] %s", cluster, line))
