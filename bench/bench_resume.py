@@ -79,7 +79,7 @@ def main() -> None:
         ("Prefect floor: 1-task flow, same mode (s)", f"{floor_median:.2f}", "-", "-"),
         ("resumed run over the floor (s)", f"{over:.2f}", f"<= {TARGET_OVER_FLOOR:g}",
          c.verdict(over, TARGET_OVER_FLOOR)),
-        ("phases of the resumed run (s)", json.dumps(phases), "-", "-"),
+        ("  phases of the resumed run (s)", json.dumps(phases), "-", "-"),
         ("first run, wall (s)", f"{first.seconds:.2f}", "-", "-"),
     ]
     c.emit("resume", results, rows, args.out)

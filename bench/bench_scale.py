@@ -55,7 +55,7 @@ def main() -> None:
         "files": args.files, "clusters": args.clusters, "concurrency": args.concurrency,
         "mode": "given server" if args.api_url else "local", "repo_made_in": made, "wall": res.seconds,
         "phases": phases, "worktree_per_cluster": round(per_worktree, 4), "peak_rss_mb": rss,
-        "processes_at_peak": res.at_peak, "merged": merged,
+        "peak_pss_mb": res.peak_pss_mb, "processes_at_peak": res.at_peak, "merged": merged,
     }
     rows = [
         (f"whole run, {args.clusters} clusters, {args.files:,} files (s)", f"{res.seconds:.2f}",
@@ -63,6 +63,7 @@ def main() -> None:
         ("worktree creation per cluster (s)", f"{per_worktree:.3f}", f"<= {TARGET_PER_WORKTREE:g}",
          c.verdict(per_worktree, TARGET_PER_WORKTREE)),
         ("peak RSS of the process tree (MB)", f"{rss:.0f}", f"<= {TARGET_RSS_MB:g}", c.verdict(rss, TARGET_RSS_MB)),
+        ("peak PSS of the process tree (MB; shared pages once)", f"{res.peak_pss_mb or 0:.0f}", "-", "-"),
         ("phases (s)", " ".join(f"{k} {v:.1f}" for k, v in phases.items()), "-", "-"),
         ("branches merged", f"{merged} of {args.clusters}", "-", "-"),
         *[(f"  at peak: {name}", f"{mb:.0f} MB", "-", "-") for name, mb in res.at_peak[:4]],

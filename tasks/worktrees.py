@@ -17,9 +17,10 @@ from tasks.errors import WorkClustersError
 from tasks.paths import cone_dirs
 from tasks.recovery import recover
 
-# Worktrees prepared at once: each checkout is a git process writing files, so a few per core
-# keep the disk and the cores busy while one of them waits for the registration lock.
-PREPARE_WORKERS = 2 * (os.cpu_count() or 2)
+# Worktrees prepared at once, one git process each. Sparse checkouts are CPU-bound and gain
+# (0.068 -> 0.044 s each at 100,000 files on 2 cores); full ones are bound by the disk and gain
+# nothing, so more workers than cores would only add contention.
+PREPARE_WORKERS = max(2, os.cpu_count() or 2)
 
 
 class Prepared(BaseModel):

@@ -1,0 +1,352 @@
+"""What every benchmark script shares: a fresh Prefect home, a synthetic repo made with
+``git fast-import``, plans, the bench agent, timed runs, a process-tree memory sampler, a local
+Prefect server, and the JSON + table output.
+
+Nothing here writes outside the temp dirs the scripts create (and remove).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import platform
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+BENCH = Path(__file__).resolve().parent
+ROOT = BENCH.parent
+AGENT = BENCH / "agent.sh"
+BASELINE = BENCH / "baseline.sh"
+WORK_CLUSTERS = str(Path(sys.executable).with_name("work-clusters"))
+PREFECT = str(Path(sys.executable).with_name("prefect"))
+
+GIT_IDENTITY = {
+    "GIT_AUTHOR_NAME": "Bench", "GIT_AUTHOR_EMAIL": "bench@localhost",
+    "GIT_COMMITTER_NAME": "Bench", "GIT_COMMITTER_EMAIL": "bench@localhost",
+}
+# Share of the repo's files that the clusters own (each cluster one folder); the rest lies in
+# lib/, which a sparse worktree leaves out, as most of a monorepo is outside any one plan.
+OWNED_SHARE = 0.25
+FILES_PER_DIR = 100
+
+
+def base_parser(description: str, files: int, clusters: int) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--files", type=int, default=files, help=f"files in the repo (default {files})")
+    parser.add_argument("--clusters", type=int, default=clusters, help=f"clusters in the plan (default {clusters})")
+    parser.add_argument("--out", type=Path, help="write the results as JSON to this file")
+    parser.add_argument("--keep", action="store_true", help="keep the temp dir (its path is printed)")
+    return parser
+
+
+# -- environment ------------------------------------------------------------------------------
+
+
+def clean_env(prefect_home: Path, api_url: str | None = None) -> dict[str, str]:
+    """The environment of every process a benchmark starts: a private Prefect home, no telemetry,
+    a git identity, and no git or Prefect variables leaking in from the caller. Everything else
+    is Prefect's default (log level, logs sent to the API), as a user would run it."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("GIT_", "PREFECT_"))}
+    env.update(GIT_IDENTITY)
+    env.update({
+        "PREFECT_HOME": str(prefect_home),
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    })
+    if api_url:
+        env["PREFECT_API_URL"] = api_url
+    return env
+
+
+@contextlib.contextmanager
+def workdir(prefix: str, keep: bool = False) -> Iterator[Path]:
+    """A temp dir for one benchmark, removed at the end (kept and printed with ``keep``)."""
+    path = Path(tempfile.mkdtemp(prefix=f"wc-bench-{prefix}-"))
+    try:
+        yield path
+    finally:
+        if keep:
+            print(f"kept {path}", file=sys.stderr)
+        else:
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def git(cwd: Path, *args: str, env: Mapping[str, str] | None = None, stdin: bytes | None = None) -> str:
+    res = subprocess.run(["git", *args], cwd=cwd, env=dict(env) if env is not None else None, input=stdin,
+                         capture_output=True, check=False)
+    if res.returncode != 0:
+        raise RuntimeError(f"git {' '.join(args)} failed: {res.stderr.decode(errors='replace').strip()}")
+    return res.stdout.decode().strip()
+
+
+# -- the synthetic repo ----------------------------------------------------------------------
+
+
+def cluster_names(count: int) -> list[str]:
+    return [f"c{i:03d}" for i in range(count)]
+
+
+def layout(files: int, clusters: int) -> list[str]:
+    """Repo-relative paths: two top-level files, each cluster's folder ``c<i>/`` with its share of
+    ``OWNED_SHARE`` of the files, the rest under ``lib/``; at most ``FILES_PER_DIR`` per folder."""
+    top = ["README.md", "pyproject.toml"]
+    owned_each = max(1, int(files * OWNED_SHARE) // max(1, clusters))
+    paths = list(top)
+    for name in cluster_names(clusters):
+        paths += [f"{name}/m{n // FILES_PER_DIR:02d}/f{n:04d}.py" for n in range(owned_each)]
+    rest = max(0, files - len(paths))
+    paths += [f"lib/d{n // FILES_PER_DIR:04d}/f{n:06d}.py" for n in range(rest)]
+    return paths
+
+
+def make_repo(repo: Path, files: int, clusters: int) -> dict[str, float]:
+    """A repo of ``files`` files on ``main`` in one commit, written with ``git fast-import``
+    (seconds for 100,000 files, where ``git add`` of as many files takes minutes), then checked
+    out. Returns how long each part took."""
+    env = clean_env(repo.parent / "unused-prefect-home")
+    repo.mkdir(parents=True)
+    git(repo, "init", "-q", "-b", "main", env=env)
+    t0 = time.monotonic()
+    chunks: list[bytes] = [b"commit refs/heads/main\n",
+                           b"committer Bench <bench@localhost> 1700000000 +0000\n",
+                           b"data 15\nsynthetic repo\n"]
+    for n, rel in enumerate(layout(files, clusters)):
+        body = f"# {rel}\nVALUE_{n} = {n}\n".encode()
+        chunks.append(b"M 100644 inline %s\ndata %d\n%s\n" % (rel.encode(), len(body), body))
+    subprocess.run(["git", "fast-import", "--quiet"], cwd=repo, env=env, input=b"".join(chunks), check=True)
+    t1 = time.monotonic()
+    git(repo, "checkout", "-q", "-f", "main", env=env)
+    return {"fast_import": round(t1 - t0, 3), "checkout": round(time.monotonic() - t1, 3)}
+
+
+def write_plan(path: Path, name: str, clusters: int, *, checkout: str = "full", concurrency: int = 8,
+               timeout: float = 300) -> Path:
+    """A YAML plan: cluster ``c<i>`` owns ``c<i>/``; no contracts, verify or retries."""
+    lines = [f"name: {name}", "goal: benchmark", "clusters:"]
+    for c in cluster_names(clusters):
+        lines += [f"  - name: {c}", f"    paths: [{c}/]", f"    tasks: [write one file in {c}/]"]
+    lines += [f"worktree: {{checkout: {checkout}}}",
+              f"limits: {{timeout_seconds: {timeout:g}, retries: 0, concurrency: {concurrency}}}"]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def agent_cmd() -> str:
+    return f"sh {AGENT}"
+
+
+# -- running and measuring -------------------------------------------------------------------
+
+
+@dataclass
+class Timed:
+    seconds: float
+    returncode: int
+    output: str
+    peak_rss_mb: float | None = None
+    peak_pss_mb: float | None = None
+    at_peak: list[tuple[str, float]] = field(default_factory=list)
+
+
+class TreeSampler:
+    """Peak memory of a process and all its descendants, sampled every ``interval`` seconds: the
+    sum of their RSS, and the sum of their PSS (proportional set size: a page shared by several
+    processes counts once in all, as when a child between fork and exec shares its parent's
+    pages, which the RSS sum counts twice)."""
+
+    def __init__(self, pid: int, interval: float = 0.2) -> None:
+        self.pid, self.interval = pid, interval
+        self.peak = 0
+        self.peak_pss = 0
+        self.at_peak: list[tuple[str, float]] = []  # (process, RSS MB) at the RSS peak, largest first
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+
+    def __enter__(self) -> TreeSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def sample(self) -> None:
+        import psutil
+
+        try:
+            root = psutil.Process(self.pid)
+            procs = [root, *root.children(recursive=True)]
+        except psutil.Error:
+            return
+        total = pss = 0
+        seen: list[tuple[str, float]] = []
+        for proc in procs:
+            with contextlib.suppress(psutil.Error):
+                mem = proc.memory_full_info()
+                total += mem.rss
+                pss += mem.pss
+                seen.append((" ".join(proc.cmdline()[:3])[:80], round(mem.rss / 2**20, 1)))
+        self.peak_pss = max(self.peak_pss, pss)
+        if total > self.peak:
+            self.peak = total
+            self.at_peak = sorted(seen, key=lambda x: -x[1])[:8]
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            self.sample()
+            self._stop.wait(self.interval)
+
+    @property
+    def peak_mb(self) -> float:
+        return round(self.peak / 2**20, 1)
+
+    @property
+    def peak_pss_mb(self) -> float:
+        return round(self.peak_pss / 2**20, 1)
+
+
+def timed(argv: Sequence[str], env: Mapping[str, str], cwd: Path, *, sample_memory: bool = False,
+          timeout: float = 900) -> Timed:
+    """Run ``argv`` to the end; its wall time, exit status, output (and peak tree memory).
+
+    The disk is synced first: a run that writes thousands of files must not be throttled by the
+    write-back of the files the run before it wrote (or removed), which doubled some timings."""
+    os.sync()
+    t0 = time.monotonic()
+    proc = subprocess.Popen(list(argv), cwd=cwd, env=dict(env), stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT)
+    sampler = TreeSampler(proc.pid) if sample_memory else None
+    with sampler or contextlib.nullcontext():
+        try:
+            out, _ = proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            out, _ = proc.communicate()
+    seconds = time.monotonic() - t0
+    return Timed(round(seconds, 3), proc.returncode, out.decode(errors="replace"),
+                 sampler.peak_mb if sampler else None, sampler.peak_pss_mb if sampler else None,
+                 sampler.at_peak if sampler else [])
+
+
+def check(result: Timed, what: str) -> None:
+    if result.returncode != 0:
+        raise SystemExit(f"{what} failed (exit {result.returncode}):\n{result.output[-4000:]}")
+
+
+def work_clusters_argv(plan: Path, repo: Path, *extra: str) -> list[str]:
+    return [WORK_CLUSTERS, "run", str(plan), "--repo", str(repo), "--agent-cmd", agent_cmd(), *extra]
+
+
+def report(workspace: Path) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads((workspace / ".runs" / "report.json").read_text())
+    return data
+
+
+def median(values: Sequence[float]) -> float:
+    ordered = sorted(values)
+    mid = len(ordered) // 2
+    return ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
+
+
+# -- a running Prefect server ----------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Server:
+    proc: subprocess.Popen[bytes]
+    api_url: str
+    started_in: float
+    log: Path = field(default_factory=Path)
+
+
+def start_server(home: Path, log: Path, timeout: float = 90) -> Server:
+    """``prefect server start`` on a free loopback port; returns once its health check answers."""
+    port = free_port()
+    api = f"http://127.0.0.1:{port}/api"
+    env = clean_env(home)
+    env["PREFECT_UI_API_URL"] = api
+    t0 = time.monotonic()
+    with log.open("wb") as fh:
+        proc = subprocess.Popen([PREFECT, "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+                                env=env, stdout=fh, stderr=subprocess.STDOUT, start_new_session=True)
+    while time.monotonic() - t0 < timeout:
+        if proc.poll() is not None:
+            raise SystemExit(f"prefect server exited {proc.returncode}; see {log}:\n{log.read_text()[-2000:]}")
+        with contextlib.suppress(OSError):
+            with urllib.request.urlopen(f"{api}/health", timeout=1) as resp:  # noqa: S310 - loopback
+                if resp.status == 200:
+                    return Server(proc, api, round(time.monotonic() - t0, 3), log)
+        time.sleep(0.2)
+    stop_server(Server(proc, api, 0.0, log))
+    raise SystemExit(f"prefect server did not answer within {timeout:g} s; see {log}")
+
+
+def stop_server(server: Server, grace: float = 10) -> None:
+    """SIGINT to the server's process group, then SIGKILL after ``grace`` seconds."""
+    proc = server.proc
+    if proc.poll() is not None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGINT)
+    try:
+        proc.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
+# -- results ---------------------------------------------------------------------------------
+
+
+def machine() -> dict[str, Any]:
+    """The machine the numbers came from."""
+    cpu = "unknown"
+    with contextlib.suppress(OSError):
+        found = re.search(r"^model name\s*:\s*(.+)$", Path("/proc/cpuinfo").read_text(), re.M)
+        cpu = found.group(1).strip() if found else cpu
+    ram_gib = 0.0
+    with contextlib.suppress(OSError):
+        found = re.search(r"^MemTotal:\s*(\d+) kB", Path("/proc/meminfo").read_text(), re.M)
+        ram_gib = round(int(found.group(1)) / 2**20, 1) if found else 0.0
+    import prefect
+
+    return {"nproc": os.cpu_count(), "cpu": cpu, "ram_gib": ram_gib,
+            "git": git(ROOT, "--version").removeprefix("git version "),
+            "python": platform.python_version(), "prefect": prefect.__version__}
+
+
+def verdict(value: float, limit: float) -> str:
+    return "met" if value <= limit else "NOT met"
+
+
+def emit(name: str, results: dict[str, Any], rows: Sequence[tuple[str, str, str, str]], out: Path | None) -> None:
+    """Print the table (figure, value, target, verdict) and write the JSON."""
+    widths = [max(len(r[i]) for r in [("figure", "value", "target", "verdict"), *rows]) for i in range(4)]
+    print(f"\n{name}")
+    for row in [("figure", "value", "target", "verdict"), *rows]:
+        print("  " + "  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)))
+    payload = {"benchmark": name, "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "machine": machine(), **results,
+               "table": [dict(zip(("figure", "value", "target", "verdict"), r, strict=True)) for r in rows]}
+    if out:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(payload, indent=2) + "\n")

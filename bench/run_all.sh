@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# Run every benchmark at full size, one after another, then gather the results into
+# bench/results.json and the benchmark table of README.md.
+#
+#   bench/run_all.sh                  # all of them (about 35 minutes on 2 cores)
+#   bench/run_all.sh overhead scale   # only these
+#   PYTHON=/path/to/venv/bin/python bench/run_all.sh
+#
+# Each run writes bench/results/<name>.json; the scripts written for other issues
+# (bench_integration.py, bench_scope.py) are run the same way when present. Run it on an
+# otherwise idle machine: the figures are wall times.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+# The Python of the environment work-clusters is installed in (its work-clusters and prefect
+# commands are taken from beside it): $PYTHON, else the README's .venv.
+python=${PYTHON:-.venv/bin/python}
+if [ ! -x "$python" ]; then
+  echo "no $python: install the project (see README.md) or set PYTHON=/path/to/venv/bin/python" >&2
+  exit 2
+fi
+export PREFECT_SERVER_ANALYTICS_ENABLED=false
+
+# name | script | arguments
+runs=(
+  "overhead|bench_overhead.py|"
+  "overhead-20k|bench_overhead.py|--files 20000 --rounds 3"
+  "parallel|bench_parallel.py|"
+  "scale|bench_scale.py|"
+  "resume|bench_resume.py|"
+  "integration|bench_integration.py|"
+  "scope|bench_scope.py|"
+)
+mkdir -p bench/results
+load=$(cut -d' ' -f1-3 /proc/loadavg)
+for entry in "${runs[@]}"; do
+  IFS='|' read -r name script extra <<< "$entry"
+  if [ $# -gt 0 ] && [[ " $* " != *" $name "* ]]; then
+    continue
+  fi
+  if [ ! -f "bench/$script" ]; then
+    echo "skip $name: bench/$script is not there"
+    continue
+  fi
+  echo "== $name"
+  # a benchmark that misses a target still writes its results; only a crash is reported here
+  # shellcheck disable=SC2086  # $extra holds several arguments
+  "$python" "bench/$script" --out "bench/results/$name.json" $extra || echo "$name exited $?"
+done
+"$python" bench/collect.py bench/results/*.json --out bench/results.json --readme README.md --load "$load"
