@@ -23,8 +23,8 @@ def markdown(results: dict[str, Any]) -> str:
     m = results["machine"]
     lines = [
         f"Latest run: {results['when']} on {m['nproc']} cores ({m['cpu']}), {m['ram_gib']} GiB RAM, "
-        f"git {m['git']}, Python {m['python']}, Prefect {m['prefect']}"
-        + (f"; load average {results['load']} at the start" if results.get("load") else "") + ".",
+        f"git {m['git']}, Python {m['python']}, Prefect {m['prefect']}. Each benchmark's own time is in "
+        "`bench/results.json`; detail rows are there too.",
         "",
         "| benchmark | figure | value | target | verdict |",
         "| --- | --- | --- | --- | --- |",
@@ -50,10 +50,11 @@ def update_readme(path: Path, table: str) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("files", nargs="+", type=Path, help="JSON files written by the scripts' --out")
+    parser.add_argument("files", nargs="+", type=Path, help="JSON files written by the scripts' --out, in the "
+                                                            "order the table shows them")
     parser.add_argument("--out", type=Path, required=True, help="the combined JSON file")
     parser.add_argument("--readme", type=Path, help="update the marked benchmark section of this file")
-    parser.add_argument("--load", help="the load average when the run started, shown beside the machine")
+    parser.add_argument("--load", help="the load average when the run started, kept in the JSON")
     args = parser.parse_args()
 
     benchmarks: dict[str, Any] = {}

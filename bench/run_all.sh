@@ -46,4 +46,12 @@ for entry in "${runs[@]}"; do
   # shellcheck disable=SC2086  # $extra holds several arguments
   "$python" "bench/$script" --out "bench/results/$name.json" $extra || echo "$name exited $?"
 done
-"$python" bench/collect.py bench/results/*.json --out bench/results.json --readme README.md --load "$load"
+# every result there is (the latest of each), in the order of the list above
+files=()
+for entry in "${runs[@]}"; do
+  name=${entry%%|*}
+  if [ -f "bench/results/$name.json" ]; then
+    files+=("bench/results/$name.json")
+  fi
+done
+"$python" bench/collect.py "${files[@]}" --out bench/results.json --readme README.md --load "$load"
