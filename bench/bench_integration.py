@@ -21,7 +21,7 @@ from typing import Any
 
 from common import base_parser, cluster_names, emit, layout, make_repo, verdict, workdir
 
-from tasks import gitops
+from tasks import gitops, gitworktrees
 from tasks.context import RunContext
 from tasks.contract_check import ClusterCheck
 from tasks.integrate import integrate_branches
@@ -65,7 +65,7 @@ def run(files: int, count: int, repeat: int, tmp: Path) -> tuple[dict[str, Any],
         preflights.append(pf.seconds)
         ok &= pf.conflict_count == 0
         if gitops.branch_exists(repo, ctx.integration_branch):
-            gitops.remove_worktree(repo, ctx.integration_worktree, force=True)
+            gitworktrees.remove_worktree(repo, ctx.integration_worktree, force=True)
             gitops.delete_branch(repo, ctx.integration_branch)
         result = integrate_branches(ctx, base, checks)
         merges.append(result.merge_seconds)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from rich.table import Table
 
-from tasks import gitops
+from tasks import gitops, gitworktrees
 from tasks.context import RunContext, load_record
 from tasks.identify import resolve_run
 
@@ -20,7 +20,7 @@ def status_table(plan: Path, repo: Path) -> Table:
     """Clusters, their branches and worktrees, and the last recorded result."""
     ctx = _ctx(plan, repo)
     base = gitops.resolve_ref(ctx.repo, f"refs/heads/{ctx.base_branch}")
-    registered = {wt.path.resolve() for wt in gitops.worktrees(ctx.repo)}
+    registered = {wt.path.resolve() for wt in gitworktrees.worktrees(ctx.repo)}
     last = ctx.runs_dir / "report.json"
     verdict = "no run yet"
     if last.exists():
@@ -48,7 +48,7 @@ def clean_plan(plan: Path, repo: Path, *, branches: bool = False, force: bool = 
     uncommitted changes, or a branch with commits found nowhere else, is kept unless forced."""
     ctx = _ctx(plan, repo)
     done: list[str] = []
-    registered = {wt.path.resolve(): wt for wt in gitops.worktrees(ctx.repo)}
+    registered = {wt.path.resolve(): wt for wt in gitworktrees.worktrees(ctx.repo)}
     places = [ctx.worktree(c.name) for c in ctx.plan.clusters] + [ctx.integration_worktree]
     kept: list[str] = []
     for path in places:
@@ -57,9 +57,9 @@ def clean_plan(plan: Path, repo: Path, *, branches: bool = False, force: bool = 
         if gitops.has_changes(path) and not force:
             kept.append(f"kept {path}: it has uncommitted changes (commit them, or pass --force)")
             continue
-        gitops.remove_worktree(ctx.repo, path, force=True)
+        gitworktrees.remove_worktree(ctx.repo, path, force=True)
         done.append(f"removed worktree {path}")
-    gitops.prune_worktrees(ctx.repo)
+    gitworktrees.prune_worktrees(ctx.repo)
     if branches:
         done += _clean_branches(ctx, force, kept)
     return done + kept
@@ -83,7 +83,7 @@ def _clean_branches(ctx: RunContext, force: bool, kept: list[str]) -> list[str]:
     for branch, homes in order:
         if not gitops.branch_exists(ctx.repo, branch):
             continue
-        if any(wt.branch == branch for wt in gitops.worktrees(ctx.repo)):
+        if any(wt.branch == branch for wt in gitworktrees.worktrees(ctx.repo)):
             kept.append(f"kept branch {branch}: a worktree still uses it")
             continue
         ref = f"refs/heads/{branch}"

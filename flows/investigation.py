@@ -16,7 +16,7 @@ from prefect import get_run_logger
 from prefect.client.schemas.objects import State
 from prefect.states import Completed, Failed
 
-from tasks import gitops
+from tasks import gitworktrees
 from tasks.context import ClusterRecord, RunContext
 from tasks.investigate import blocking, check_investigations
 from tasks.report import build_report, publish_report
@@ -38,7 +38,7 @@ def finish_investigation(ctx: RunContext, prepared: Prepared, records: list[Clus
 
     if not ctx.keep_worktrees:
         for rec in records:
-            gitops.remove_worktree(ctx.repo, rec.worktree, force=True)
+            gitworktrees.remove_worktree(ctx.repo, rec.worktree, force=True)
     notes = list(prepared.notes)
     if ctx.land:
         notes.append("land was asked for, but an investigation changes nothing: there is nothing to land")

@@ -18,7 +18,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from pydantic import Field
 
 from flows.investigation import finish_investigation
-from tasks import gitops, investigate
+from tasks import gitworktrees, investigate
 from tasks import land as landing
 from tasks.context import ClusterRecord, RunContext, load_record
 from tasks.contract_check import contract_check, contract_check_integrated, integrated_ok
@@ -99,7 +99,7 @@ def _finish(ctx: RunContext, prepared: Prepared, records: list[ClusterRecord], p
     landed = landing.land(ctx, result) if ctx.land and contract_ok else None
     if not ctx.keep_worktrees:
         for rec in records:
-            gitops.remove_worktree(ctx.repo, rec.worktree, force=True)
+            gitworktrees.remove_worktree(ctx.repo, rec.worktree, force=True)
 
     ok = result.ok and contract_ok and (landed is None or landed.landed)
     report = build_report(ctx, prepared, records, phases, started, ok, prepared.notes, checks=checks,

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-from tasks import gitmerge, gitops
+from tasks import gitmerge, gitops, gitworktrees
 from tasks.context import CommandResult, RunContext
 from tasks.contract_check import ClusterCheck
 from tasks.decisions import load_decisions
@@ -74,7 +74,7 @@ def start_integration(ctx: RunContext, base_sha: str) -> None:
     the recorded base; it is reset to the base only when it did not (and then the decisions that
     explained old resolutions go too). A merge left half-done, or uncommitted edits, stop
     us: they may be a person's work in progress."""
-    wt = gitops.ensure_worktree(ctx.repo, ctx.integration_worktree, ctx.integration_branch, base_sha)
+    wt = gitworktrees.ensure_worktree(ctx.repo, ctx.integration_worktree, ctx.integration_branch, base_sha)
     if gitops.merge_in_progress(wt.path) or gitmerge.tracked_changes(wt.path):
         q = shlex.quote(str(wt.path))
         raise WorkClustersError(

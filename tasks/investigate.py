@@ -19,7 +19,7 @@ from pathlib import Path
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from tasks import gitops
+from tasks import gitops, gitworktrees
 from tasks.context import ClusterRecord, RunContext
 from tasks.contract_check import VERDICT, CheckRow, CheckStatus, ClusterCheck, publish
 from tasks.findings import findings_file, findings_problem
@@ -128,11 +128,11 @@ def restart(ctx: RunContext) -> list[str]:
     """For ``rerun``: drop each investigation cluster's worktree and branch, so it investigates the
     current base rather than the one an earlier run started from. Returns notes for the report."""
     notes = []
-    listed = {wt.path.resolve() for wt in gitops.worktrees(ctx.repo)}
+    listed = {wt.path.resolve() for wt in gitworktrees.worktrees(ctx.repo)}
     for cluster in ctx.plan.clusters:
         wt, branch = ctx.worktree(cluster.name), ctx.branch(cluster.name)
         if wt.resolve() in listed:
-            gitops.remove_worktree(ctx.repo, wt, force=True)
+            gitworktrees.remove_worktree(ctx.repo, wt, force=True)
         if gitops.branch_exists(ctx.repo, branch):
             gitops.delete_branch(ctx.repo, branch)
             notes.append(f"rerun: {branch} started again from the current base")

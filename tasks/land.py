@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel
 
-from tasks import gitops
+from tasks import gitops, gitworktrees
 from tasks.context import RunContext
 from tasks.integration_models import IntegrationResult
 
@@ -50,7 +50,7 @@ def land(ctx: RunContext, result: IntegrationResult) -> LandResult:
         return LandResult(landed=False, branch=branch,
                           message=f"not landed: {branch} moved since the run and is not an ancestor of the "
                                   "integrated result; run again to integrate onto it")
-    checked_out = [wt.path for wt in gitops.worktrees(ctx.repo) if wt.branch == branch]
+    checked_out = [wt.path for wt in gitworktrees.worktrees(ctx.repo) if wt.branch == branch]
     if checked_out:
         res = gitops.run(checked_out[0], "merge", "--ff-only", "--quiet", result.final_sha, check=False)
         if res.status != 0:

@@ -21,7 +21,7 @@ from prefect import get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
-from tasks import gitops
+from tasks import gitops, gitworktrees
 from tasks.agents import AgentBackend
 from tasks.context import ClusterRecord, RunContext, load_record, write_json_atomic
 from tasks.contract_check import ClusterCheck
@@ -85,7 +85,7 @@ def recorded_findings(ctx: RunContext) -> list[TypedFinding]:
 
 def _worktree(ctx: RunContext, base_sha: str) -> Path:
     """The integration worktree, exactly at the investigated commit."""
-    wt = gitops.ensure_worktree(ctx.repo, ctx.integration_worktree, ctx.integration_branch, base_sha).path
+    wt = gitworktrees.ensure_worktree(ctx.repo, ctx.integration_worktree, ctx.integration_branch, base_sha).path
     if gitops.head(wt) != base_sha or tracked_changes(wt, base_sha):
         gitops.reset_hard(wt, base_sha)
     return wt

@@ -11,7 +11,7 @@ from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from pydantic import BaseModel
 
-from tasks import gitops
+from tasks import gitops, gitworktrees
 from tasks.context import ClusterRecord, RunContext, load_record, save_record
 from tasks.errors import WorkClustersError
 from tasks.paths import cone_dirs
@@ -59,7 +59,7 @@ def ensure_base(ctx: RunContext) -> tuple[str, str, list[str]]:
     existing = gitops.resolve_ref(repo, f"refs/heads/{ctx.base_branch}")
     wanted = gitops.commit_files_on(repo, base_ref_sha, files,
                                     f"work-clusters: plan and contracts for {ctx.plan.name}", reuse=existing)
-    tips = gitops.branch_tips(repo, ctx.prefix)
+    tips = gitworktrees.branch_tips(repo, ctx.prefix)
     started = [c.name for c in ctx.plan.clusters if ctx.branch(c.name) in tips]
     if existing and existing != wanted and started and not ctx.rerun:
         notes.append(f"{ctx.base_branch} kept at {existing[:12]} because cluster branches already grew "
@@ -88,7 +88,7 @@ def _copy_untracked(ctx: RunContext, worktree: Path) -> None:
 
 
 def prepare_cluster(ctx: RunContext, cluster: str, base_sha: str, *,
-                    listed: list[gitops.Worktree] | None = None,
+                    listed: list[gitworktrees.Worktree] | None = None,
                     branches: dict[str, str] | None = None) -> ClusterRecord:
     """The cluster's worktree and its record; a cluster whose branch already carries a finished
     agent commit is marked succeeded (resumed) unless the run asks to rerun. ``listed`` (the
@@ -96,7 +96,7 @@ def prepare_cluster(ctx: RunContext, cluster: str, base_sha: str, *,
     them when many clusters are prepared at once."""
     paths = ctx.plan.cluster(cluster).paths
     branch = ctx.branch(cluster)
-    wt = gitops.ensure_worktree(ctx.repo, ctx.worktree(cluster), branch, base_sha, _sparse_dirs(ctx, paths),
+    wt = gitworktrees.ensure_worktree(ctx.repo, ctx.worktree(cluster), branch, base_sha, _sparse_dirs(ctx, paths),
                                 listed=listed, branch_exists_hint=None if branches is None else branch in branches)
     previous = load_record(ctx, cluster)
     start = base_sha if wt.created or previous is None else previous.base_sha
@@ -121,9 +121,9 @@ def prepare(ctx: RunContext) -> Prepared:
     notes = recovered + notes
     ctx.runs_dir.mkdir(parents=True, exist_ok=True)
     # One listing of worktrees and branches for all clusters, then the clusters side by side:
-    # registering a worktree is serialized (gitops.worktree_lock), its checkout is not.
-    listed = gitops.worktrees(ctx.repo)
-    branches = gitops.branch_tips(ctx.repo, ctx.prefix)
+    # registering a worktree is serialized (gitworktrees.worktree_lock), its checkout is not.
+    listed = gitworktrees.worktrees(ctx.repo)
+    branches = gitworktrees.branch_tips(ctx.repo, ctx.prefix)
     names = [c.name for c in ctx.plan.clusters]
     with ThreadPoolExecutor(max_workers=min(PREPARE_WORKERS, len(names)) or 1,
                             thread_name_prefix="wc-worktree") as pool:

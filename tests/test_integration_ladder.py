@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tasks import gitops
+from tasks import gitops, gitworktrees
 from tasks.context import RunContext
 from tasks.integrate import integrate_branches
 from tasks.land import land, refusals
@@ -124,7 +124,7 @@ def test_a_semantic_conflict_goes_to_the_agent_and_rerere_replays_it_later(tmp_p
     assert all(s.ok for s in result.survival)
 
     # Integrate again from scratch with no agent at all: rerere replays the recorded resolution.
-    gitops.remove_worktree(ctx.repo, ctx.integration_worktree, force=True)
+    gitworktrees.remove_worktree(ctx.repo, ctx.integration_worktree, force=True)
     gitops.delete_branch(ctx.repo, ctx.integration_branch)
     again = integrate(with_integration_agent(ctx, None), base)
     assert again.steps[1].files[0].resolved_by == "git" and again.steps[1].status == "merged"

@@ -10,7 +10,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from tasks import gitops
+from tasks import gitops, gitworktrees
 from tasks.context import RunContext
 from tasks.identify import resolve_run
 from tasks.run_agents import AgentFailed, run_attempt
@@ -70,7 +70,7 @@ def test_base_branch_commits_plan_and_contracts_only_when_they_differ(tmp_path: 
     ctx2 = resolve_run(ctx.repo / "shop.yaml", ctx.repo, agent_cmd="true", workspace=tmp_path / "ws2")
     gitops.delete_branch(ctx.repo, "clusters/shop/base")
     for c in ("api", "ui", "db"):
-        gitops.remove_worktree(ctx.repo, ctx.worktree(c), force=True)
+        gitworktrees.remove_worktree(ctx.repo, ctx.worktree(c), force=True)
         gitops.delete_branch(ctx.repo, f"clusters/shop/{c}")
     assert prepare(ctx2).base_sha == git(ctx.repo, "rev-parse", "main")
 
