@@ -1,0 +1,37 @@
+"""The contract-check and integration benchmarks still run and still check their own results
+(tiny sizes; no timing asserted)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+BENCH = Path(__file__).resolve().parent.parent / "bench"
+
+
+def run_bench(tmp_path: Path, script: str, *args: str) -> tuple[str, dict[str, Any]]:
+    out = tmp_path / "result.json"
+    res = subprocess.run([sys.executable, str(BENCH / script), *args, "--out", str(out)],
+                         capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr
+    return res.stdout, json.loads(out.read_text())
+
+
+def test_bench_scope_smoke(tmp_path: Path) -> None:
+    stdout, data = run_bench(tmp_path, "bench_scope.py", "--files", "300", "--clusters", "4", "--changed", "3")
+    assert "scope check, 4 clusters" in stdout
+    assert data["files"] >= 300 and data["kept_out"] == ["c003"]
+    assert data["outside_found"] == {"c003": ["lib/moved_c003.py", "lib/outside_c003.py"]}
+    assert len(data["conformance_problems"]) == 1 and "Got: def get(self, key: int)" in data["conformance_problems"][0]
+    assert [p.split(" ")[0] for p in data["independence_problems"]] == ["c002.provider"]
+    assert data["scope_seconds_median"] > 0 and data["conformance_warm_seconds"] > 0
+
+
+def test_bench_integration_smoke(tmp_path: Path) -> None:
+    stdout, data = run_bench(tmp_path, "bench_integration.py", "--branches", "3", "--files", "200", "--repeat", "1")
+    assert "preflight of 3 branches" in stdout and "merge of 3 branches" in stdout
+    assert data["branches"] == 3 and data["all_merged_and_kept"] is True
+    assert data["preflight_seconds_median"] > 0 and data["merge_seconds_median"] > 0
