@@ -4,7 +4,7 @@
 
 The repo is made with ``git fast-import`` (bench/common.py); each cluster branch edits one file of
 its own folder and adds a module of 20 lines, so no two branches touch the same file. Timed
-exactly as the flow runs them, without Prefect: the preflight (``tasks.preflight.predict``: one
+exactly as the flow runs them, without Prefect: the preflight (``tasks.integration.preflight.predict``: one
 ``git merge-tree --write-tree`` per branch) and ``integrate_branches`` (the integration worktree,
 a real ``git merge --no-ff`` per branch through the conflict ladder, then the survival check).
 Each repetition starts from a fresh integration branch; medians are reported.
@@ -21,12 +21,13 @@ from typing import Any
 
 from common import base_parser, cluster_names, emit, layout, make_repo, verdict, workdir
 
-from tasks import gitops, gitworktrees
-from tasks.context import RunContext
-from tasks.contract_check import ClusterCheck
-from tasks.integrate import integrate_branches
-from tasks.plan import Cluster, Plan
-from tasks.preflight import predict
+from prefect_work_clusters.tasks.checks.contract import ClusterCheck
+from prefect_work_clusters.tasks.context import RunContext
+from prefect_work_clusters.tasks.git import core as gitops
+from prefect_work_clusters.tasks.git import worktrees as gitworktrees
+from prefect_work_clusters.tasks.integration.integrate import integrate_branches
+from prefect_work_clusters.tasks.integration.preflight import predict
+from prefect_work_clusters.tasks.plan.models import Cluster, Plan
 
 PREFLIGHT_TARGET, MERGE_TARGET = 1.0, 5.0
 

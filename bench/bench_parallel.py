@@ -7,7 +7,7 @@ of a single agent's sleep: agents run side by side, and what the tool adds per a
 Two runs, each on a fresh PREFECT_HOME in Prefect's local mode: as shipped (the tool creates the
 `agents-command` global concurrency limit on first use, with its default slots), and with that
 limit created beforehand with --clusters slots (`prefect gcl create agents-command --limit N`,
-what tasks/limits.py tells a user to do), so the run's own concurrency is what caps it.
+what tasks/agents/limits.py tells a user to do), so the run's own concurrency is what caps it.
 
     python bench/bench_parallel.py --out parallel.json
     python bench/bench_parallel.py --clusters 2 --sleep 0.2 --api-url URL --as-shipped-only   # smoke
@@ -44,7 +44,7 @@ def one_run(root: Path, base: Path, args: Any, label: str, preset_slots: int | N
     c.check(res, f"work-clusters run ({label})")
     report = c.report(ws)
     durations = [cl["duration"] for cl in report["clusters"]]
-    # tasks.limits logs the run's global slots when it got fewer than it wanted or waited for them
+    # tasks.agents.limits logs the run's global slots when it got fewer than it wanted or waited for them
     slots = [{"limit": m[0], "slots": int(m[1]), "agents": int(m[2]), "waited": float(m[3])} for m in
              re.findall(r"(agents-[\w-]+): (\d+) slot\(s\) for (\d+) agent\(s\), after ([0-9.]+) s", res.output)]
     return {"wall": res.seconds, "phases": report["phases"], "agents_phase": report["phases"]["agents"],

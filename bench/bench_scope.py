@@ -20,11 +20,12 @@ from typing import Any
 
 from common import base_parser, cluster_names, emit, git, make_repo, verdict, workdir
 
-from tasks.conformance import Ref, python_conformance
-from tasks.context import ClusterRecord, RunContext
-from tasks.contract_check import check_cluster
-from tasks.independence import cluster_packages, independence
-from tasks.plan import Cluster, ContractPolicy, Plan
+from prefect_work_clusters.tasks.checks.conformance import python_conformance
+from prefect_work_clusters.tasks.checks.contract import check_cluster
+from prefect_work_clusters.tasks.checks.independence import cluster_packages, independence
+from prefect_work_clusters.tasks.context import ClusterRecord, RunContext
+from prefect_work_clusters.tasks.plan.models import Cluster, ContractPolicy, Plan
+from prefect_work_clusters.tasks.plan.refs import Ref
 
 CONTRACT = "from typing import Protocol\n\n\nclass Proto(Protocol):\n    def get(self, key: str) -> str: ...\n"
 PROVIDER = "class Impl:\n    def get(self, key: {kind}) -> str:\n        return str(key)\n"

@@ -4,6 +4,6 @@ Registered with ``prefect block register -m blocks`` and through the ``prefect.c
 entry point (a Prefect server started in this environment registers them by itself).
 """
 
-from blocks.agent import AgentBlock
+from prefect_work_clusters.blocks.agent import AgentBlock
 
 __all__ = ["AgentBlock"]

@@ -2,7 +2,7 @@
 
 A plan's ``agent: NAME``, the flow's ``agent`` parameter and ``--agent NAME`` all resolve a name
 that is no preset by loading the saved :class:`AgentBlock` of that name (see
-``tasks.agents.resolve_agent``). Its secret environment is revealed only into the environment of
+``tasks.agents.registry.resolve_agent``). Its secret environment is revealed only into the environment of
 the agent's process: not into the prompt, the logs, the reports or the artifacts.
 """
 
@@ -19,13 +19,15 @@ from prefect.exceptions import ObjectNotFound
 from prefect.settings import get_current_settings
 from pydantic import ConfigDict, Field, SecretStr, ValidationError, model_validator
 
-from tasks.agents import AGENTS
-from tasks.agents.base import AgentBackend, Usage
-from tasks.agents.command import CommandBackend
-from tasks.errors import BadInput, WorkClustersError
+from prefect_work_clusters.tasks.agents.base import AgentBackend, Usage
+from prefect_work_clusters.tasks.agents.command import CommandBackend
+from prefect_work_clusters.tasks.agents.registry import AGENTS
+from prefect_work_clusters.tasks.errors import BadInput, WorkClustersError
 
 # tests/test_blocks.py keeps this in step with tasks.agents.preset_names().
 PresetName = Literal["claude", "codex", "aider"]
+# This project's documentation of agents and agent blocks (pyproject's Documentation URL).
+DOCS_URL = "https://github.com/prefect-work-clusters/prefect-work-clusters#agents"
 # Prefect's rule for block document names; anything else cannot be a saved block.
 BLOCK_NAME = re.compile(r"^[a-z0-9][a-z0-9-]*$")
 
@@ -46,21 +48,26 @@ class AgentBlock(Block):
     Secret environment values (API keys) are masked in the UI and reach only the agent's process.
 
     Examples:
-        Save an agent block, then load it:
+        Load a saved agent block (then name it in a plan, or pass `--agent BLOCK_NAME`):
+        ```python
+        from prefect_work_clusters.blocks import AgentBlock
+
+        agent_block = AgentBlock.load("BLOCK_NAME")
+        ```
+
+        Save one, its API key kept secret:
         ```python
         from pydantic import SecretStr
-        from blocks import AgentBlock
+        from prefect_work_clusters.blocks import AgentBlock
 
         AgentBlock(preset="claude", secret_env={"ANTHROPIC_API_KEY": SecretStr("sk-...")},
                    timeout_seconds=1800, max_cost_usd=5).save("claude-team")
-
-        agent = AgentBlock.load("claude-team")
         ```
     """
 
     _block_type_name: ClassVar[str | None] = "Work Clusters Agent"
     _block_type_slug: ClassVar[str | None] = "work-clusters-agent"
-    _documentation_url: ClassVar[Any] = "https://docs.prefect.io/v3/concepts/blocks"
+    _documentation_url: ClassVar[Any] = DOCS_URL
     model_config = ConfigDict(json_schema_extra=_schema_extra)
 
     preset: PresetName | None = Field(

@@ -6,14 +6,14 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 from prefect.schedules import Cron, Schedule
+from prefect.types.entrypoint import EntrypointType
 
-ROOT = Path(__file__).resolve().parent.parent
 FLOW_NAME = "work-clusters"
-ENTRYPOINT = "flows/work_clusters.py:work_clusters"
+# A module path: workers import the flow from the installed package, from any directory.
+ENTRYPOINT = "prefect_work_clusters.flows.work_clusters.work_clusters"
 WORK_POOL = "work-clusters"
 RUN_PLAN = "run-plan"
 NIGHTLY = "nightly"
@@ -34,12 +34,13 @@ def deployment_options(nightly: dict[str, Any] | None = None,
     them its schedule is created inactive, as in ``prefect.yaml``.
     """
     schedule: Schedule = Cron(NIGHTLY_CRON, timezone=TIMEZONE, active=nightly is not None)
+    module: dict[str, Any] = {"entrypoint_type": EntrypointType.MODULE_PATH}
     return [
-        {"name": RUN_PLAN, "tags": TAGS,
+        {"name": RUN_PLAN, "tags": TAGS, **module,
          "description": "Run a plan: one agent per cluster in its own worktree, then integrate."},
-        {"name": NIGHTLY, "tags": TAGS, "schedules": [schedule], "parameters": dict(nightly or {}),
+        {"name": NIGHTLY, "tags": TAGS, **module, "schedules": [schedule], "parameters": dict(nightly or {}),
          "description": f"Run a plan every day at {NIGHTLY_CRON} ({TIMEZONE}); finished clusters are kept."},
-        {"name": INVESTIGATION, "tags": TAGS,
+        {"name": INVESTIGATION, "tags": TAGS, **module,
          "schedules": [Cron(INVESTIGATION_CRON, timezone=TIMEZONE, active=investigation is not None)],
          "parameters": {"rerun": True, **(investigation or {})},
          "description": f"Run an investigation plan every Monday at {INVESTIGATION_CRON} ({TIMEZONE}) on the "

@@ -5,19 +5,18 @@
 
 Example::
 
-    from deployments import deploy_plans
+    from prefect_work_clusters.deployments import deploy_plans
     deploy_plans(nightly={"plan": "plans/auth-system.md", "repo": "/srv/app"})
 """
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any, cast
 from uuid import UUID
 
-from prefect import Flow, deploy, serve
+from prefect import deploy, serve
 
-from deployments.definitions import ENTRYPOINT, ROOT, WORK_POOL, deployment_options
+from prefect_work_clusters.deployments.definitions import WORK_POOL, deployment_options
 
 
 def serve_plans(nightly: dict[str, Any] | None = None, investigation: dict[str, Any] | None = None,
@@ -25,19 +24,21 @@ def serve_plans(nightly: dict[str, Any] | None = None, investigation: dict[str, 
     """Serve the deployments of ``prefect.yaml`` until interrupted; ``nightly`` and
     ``investigation`` hold those schedules' ``plan`` and ``repo`` (their schedules are on only
     when given); ``limit`` caps the runs at once."""
-    from flows.work_clusters import work_clusters
+    from prefect_work_clusters.flows.work_clusters import work_clusters
 
     flow: Any = work_clusters  # to_deployment is typed as sync-or-async; here it is sync
     options = deployment_options(nightly, investigation)
     serve(*(flow.to_deployment(**each) for each in options), limit=limit)
 
 
-def deploy_plans(work_pool: str = WORK_POOL, source: Path = ROOT, nightly: dict[str, Any] | None = None,
+def deploy_plans(work_pool: str = WORK_POOL, nightly: dict[str, Any] | None = None,
                  investigation: dict[str, Any] | None = None) -> list[UUID]:
     """Create or update the deployments of ``prefect.yaml`` on ``work_pool`` (which must exist),
-    as ``serve_plans`` describes them; a worker runs the flow from ``source``, this project's
-    directory. Returns the deployment ids."""
-    flow: Any = Flow.from_source(source=str(source), entrypoint=ENTRYPOINT)
+    as ``serve_plans`` describes them; a worker imports the flow from the installed package.
+    Returns the deployment ids."""
+    from prefect_work_clusters.flows.work_clusters import work_clusters
+
+    flow: Any = work_clusters
     deployments = [flow.to_deployment(**each) for each in deployment_options(nightly, investigation)]
     ids = deploy(*deployments, work_pool_name=work_pool, print_next_steps_message=False, ignore_warnings=True)
     return cast(list[UUID], ids)

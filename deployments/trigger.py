@@ -2,7 +2,7 @@
 
 Example::
 
-    from deployments import trigger
+    from prefect_work_clusters.deployments import trigger
     run = trigger("plans/auth-system.md", "/srv/app", agent="claude-team")
     print(run.state.name)  # Completed when every cluster merged and verification passed
 """
@@ -15,8 +15,8 @@ from prefect.client.schemas.objects import FlowRun
 from prefect.deployments import run_deployment
 from prefect.exceptions import ObjectNotFound, PrefectHTTPStatusError
 
-from deployments.definitions import FLOW_NAME, RUN_PLAN
-from tasks.errors import BadInput
+from prefect_work_clusters.deployments.definitions import FLOW_NAME, RUN_PLAN
+from prefect_work_clusters.tasks.errors import BadInput
 
 
 def trigger(plan: str, repo: str, *, deployment: str = f"{FLOW_NAME}/{RUN_PLAN}", wait: bool = True,

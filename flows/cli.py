@@ -10,7 +10,7 @@ import os
 import sys
 import tempfile
 import traceback
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -21,16 +21,19 @@ os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 import typer  # noqa: E402
 from rich.console import Console  # noqa: E402
 
-from tasks.errors import BadInput, WorkClustersError  # noqa: E402
-from tasks.gitops import GitError  # noqa: E402
+from prefect_work_clusters.tasks.errors import BadInput, WorkClustersError  # noqa: E402
+from prefect_work_clusters.tasks.git.core import GitError  # noqa: E402
 
 if TYPE_CHECKING:
-    from tasks.context import RunContext
+    from prefect_work_clusters.tasks.context import RunContext
+    from prefect_work_clusters.tasks.options import RunOptions
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, no_args_is_help=True,
                   help="Run one coding agent per work cluster in its own git worktree, then integrate.")
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
+# The .runs/ folder of the run this process works on, once known: where a crash's traceback goes.
+_runs_dir: Path | None = None
 
 PlanArg = Annotated[Path, typer.Argument(help="Plan file (.yaml, .yml or .md), relative to the current directory.")]
 RepoOpt = Annotated[Path, typer.Option("--repo", help="The git repository to work on.")]
@@ -39,8 +42,8 @@ RepoOpt = Annotated[Path, typer.Option("--repo", help="The git repository to wor
 @app.command()
 def validate(plan: PlanArg, repo: RepoOpt = Path(".")) -> None:
     """Parse and validate a plan; print its cluster tree and how well it fits the pattern."""
-    from tasks.plan_load import load_plan
-    from tasks.plan_view import fit_assessment, render_tree
+    from prefect_work_clusters.tasks.plan.load import load_plan
+    from prefect_work_clusters.tasks.plan.view import fit_assessment, render_tree
 
     loaded = load_plan(plan.resolve(), repo.resolve())
     out.print(render_tree(loaded))
@@ -70,14 +73,12 @@ def run(
         "--emit-plan", help="Investigations: write the build plan (YAML) of the proposed fixes to this file.")] = None,
 ) -> None:
     """Run the whole flow: worktrees, agents in parallel, contract check, integration, report."""
-    from tasks.identify import resolve_run
+    from prefect_work_clusters.tasks.identify import resolve_run
+    from prefect_work_clusters.tasks.options import RunOptions
 
-    options = dict(agent=agent, agent_cmd=agent_cmd, integration_agent=integration_agent,
-                   integration_agent_cmd=integration_agent_cmd, base=base,
-                   workspace=str(workspace.resolve()) if workspace else None, concurrency=concurrency,
-                   timeout=timeout, retries=retries, land=land, rerun=rerun, keep_worktrees=keep_worktrees)
+    options = RunOptions.pick({**locals(), "workspace": str(workspace.resolve()) if workspace else None})
     # Validate before Prefect starts: bad input costs no server start and creates nothing.
-    ctx = resolve_run(plan, repo, relative_to=Path.cwd(), **options)  # type: ignore[arg-type]
+    ctx = resolve_run(plan, repo, options, relative_to=Path.cwd())
     if emit_plan:
         _emit_target(ctx, emit_plan)
     _execute(str(ctx.plan_file), str(ctx.repo), options, ctx.runs_dir,
@@ -94,8 +95,8 @@ def _emit_target(ctx: RunContext, target: Path) -> None:
 
 def _emit(ctx: RunContext, target: Path) -> None:
     """Write the build plan of the findings' proposed fixes and say how to go on."""
-    from tasks.fixes import emit_plan
-    from tasks.synthesis import action_plan_file, recorded_findings
+    from prefect_work_clusters.tasks.investigation.fixes import emit_plan
+    from prefect_work_clusters.tasks.investigation.synthesis import action_plan_file, recorded_findings
 
     emitted = emit_plan(ctx.plan, recorded_findings(ctx), ctx.repo, target.resolve(), action_plan_file(ctx))
     out.print(f"build plan: {emitted.path} ({len(emitted.clusters)} clusters: "
@@ -105,19 +106,21 @@ def _emit(ctx: RunContext, target: Path) -> None:
     out.print(f"  next: work-clusters validate {emitted.path} --repo {ctx.repo}")
 
 
-def _execute(plan: str, repo: str, options: Mapping[str, object], runs_dir: Path,
+def _execute(plan: str, repo: str, options: RunOptions, runs_dir: Path,
              after: Callable[[], None] | None = None) -> None:
-    from flows.work_clusters import work_clusters
+    from prefect_work_clusters.flows.work_clusters import work_clusters
 
+    global _runs_dir
+    _runs_dir = runs_dir
     err.print(f"[bold]work-clusters[/bold]: running {plan} (Prefect logs follow)")
     since = datetime.now(timezone.utc)
-    state = work_clusters(plan=plan, repo=repo, return_state=True, **options)
+    state = work_clusters(plan=plan, repo=repo, return_state=True, **options.flow_parameters())
     _report_outcome(runs_dir, since, state.message, after)
 
 
 def _report_outcome(runs_dir: Path, since: datetime, message: str | None,
                     after: Callable[[], None] | None = None) -> None:
-    from tasks.report import RunReport
+    from prefect_work_clusters.tasks.report import RunReport
 
     report_file = runs_dir / "report.json"
     report = RunReport.model_validate_json(report_file.read_text()) if report_file.exists() else None
@@ -133,7 +136,7 @@ def _report_outcome(runs_dir: Path, since: datetime, message: str | None,
 def _print_summary(report: object, runs_dir: Path) -> None:
     from rich.table import Table
 
-    from tasks.report import RunReport
+    from prefect_work_clusters.tasks.report import RunReport
 
     assert isinstance(report, RunReport)
     table = Table(title=f"plan {report.plan}")
@@ -171,7 +174,7 @@ def demo(
                                 "a synthesis and the emitted build plan.")] = False,
 ) -> None:
     """Build a small example repo in a temp dir and run the whole flow on it with a scripted agent."""
-    from flows.demo.build import build_demo_repo, scripted_agent_cmd
+    from prefect_work_clusters.flows.demo.build import build_demo_repo, scripted_agent_cmd
 
     if investigation:
         return _demo_investigation()
@@ -181,15 +184,17 @@ def demo(
               "The agent in this demo is SCRIPTED: a small program that writes prepared code for each\n"
               "cluster, not an LLM. To run the same plan with a real agent:\n"
               f"  work-clusters run {plan} --repo {repo} --agent claude   (or codex, aider, --agent-cmd ...)\n")
-    options: dict[str, object] = dict(agent_cmd=scripted_agent_cmd())
-    from tasks.context import default_workspace
+    from prefect_work_clusters.tasks.context import default_workspace
+    from prefect_work_clusters.tasks.options import RunOptions
 
-    _execute(str(plan), str(repo), options, default_workspace(repo, "auth-system") / ".runs")
+    _execute(str(plan), str(repo), RunOptions(agent_cmd=scripted_agent_cmd()),
+             default_workspace(repo, "auth-system") / ".runs")
 
 
 def _demo_investigation() -> None:
-    from flows.examples.perf_investigation.build import build_example_repo
-    from tasks.identify import resolve_run
+    from prefect_work_clusters.flows.examples.perf_investigation.build import build_example_repo
+    from prefect_work_clusters.tasks.identify import resolve_run
+    from prefect_work_clusters.tasks.options import RunOptions
 
     dest = Path(tempfile.mkdtemp(prefix="work-clusters-investigation-"))
     repo, plan = build_example_repo(dest)
@@ -200,7 +205,7 @@ def _demo_investigation() -> None:
               f"  work-clusters run {plan} --repo {repo} --agent claude --integration-agent claude --rerun\n")
     ctx = resolve_run(plan, repo)
     target = dest / f"{ctx.plan.name}-fixes.yaml"
-    _execute(str(plan), str(repo), {}, ctx.runs_dir, after=lambda: _emit(ctx, target))
+    _execute(str(plan), str(repo), RunOptions(), ctx.runs_dir, after=lambda: _emit(ctx, target))
 
 
 @app.command("emit-plan")
@@ -211,10 +216,11 @@ def emit_plan_command(
     workspace: Annotated[Path | None, typer.Option(help="The workspace of the run, if not the default.")] = None,
 ) -> None:
     """Write the build plan of an earlier investigation run's proposed fixes, from its findings."""
-    from tasks.identify import resolve_run
+    from prefect_work_clusters.tasks.identify import resolve_run
+    from prefect_work_clusters.tasks.options import RunOptions
 
-    ctx = resolve_run(plan, repo, relative_to=Path.cwd(), workspace=workspace.resolve() if workspace else None,
-                      agents_needed=False)
+    options = RunOptions(workspace=str(workspace.resolve()) if workspace else None)
+    ctx = resolve_run(plan, repo, options, relative_to=Path.cwd(), agents_needed=False)
     _emit_target(ctx, output)
     _emit(ctx, output)
 
@@ -228,23 +234,26 @@ def integrate(
     land: Annotated[bool, typer.Option(help="Fast-forward the base branch when all is green.")] = False,
 ) -> None:
     """Re-run only the integration from the cluster branches an earlier run recorded."""
-    from flows.work_clusters import integrate_clusters
-    from tasks.identify import resolve_run
-    from tasks.worktrees import recorded
+    from prefect_work_clusters.flows.work_clusters import integrate_clusters
+    from prefect_work_clusters.tasks.identify import resolve_run
+    from prefect_work_clusters.tasks.options import RunOptions
+    from prefect_work_clusters.tasks.worktrees import recorded
 
-    ctx = resolve_run(plan, repo, relative_to=Path.cwd(), integration_agent=integration_agent,
-                      integration_agent_cmd=integration_agent_cmd, land=land, agents_needed=False)
+    options = RunOptions.pick(locals())
+    ctx = resolve_run(plan, repo, options, relative_to=Path.cwd(), agents_needed=False)
     recorded(ctx)  # fail fast, before Prefect starts, when there is nothing to integrate
+    global _runs_dir
+    _runs_dir = ctx.runs_dir
     since = datetime.now(timezone.utc)
-    state = integrate_clusters(plan=str(ctx.plan_file), repo=str(ctx.repo), integration_agent=integration_agent,
-                       integration_agent_cmd=integration_agent_cmd, land=land, return_state=True)
+    state = integrate_clusters(plan=str(ctx.plan_file), repo=str(ctx.repo), return_state=True,
+                               **options.flow_parameters())
     _report_outcome(ctx.runs_dir, since, state.message)
 
 
 @app.command()
 def status(plan: PlanArg, repo: RepoOpt = Path(".")) -> None:
     """Show the plan's clusters, branches, worktrees and the last result."""
-    from flows.housekeeping import status_table
+    from prefect_work_clusters.flows.housekeeping import status_table
 
     out.print(status_table(plan, repo))
 
@@ -257,7 +266,7 @@ def clean(
     force: Annotated[bool, typer.Option("--force", help="Delete branches even with unmerged commits.")] = False,
 ) -> None:
     """Remove the plan's worktrees (and, with --branches, its branches); nothing else."""
-    from flows.housekeeping import clean_plan
+    from prefect_work_clusters.flows.housekeeping import clean_plan
 
     for line in clean_plan(plan, repo, branches=branches, force=force):
         out.print(line)
@@ -277,11 +286,24 @@ def main() -> None:
         err.print("interrupted")
         sys.exit(130)
     except Exception as exc:  # noqa: BLE001 - the last line of defence: no bare traceback for users
-        log = Path(tempfile.gettempdir()) / "work-clusters-error.log"
-        log.write_text(traceback.format_exc())
+        log = _crash_log(traceback.format_exc())
         err.print(f"internal error: {exc.__class__.__name__}: {exc} (traceback in {log}; please report it)",
                   highlight=False, markup=False)
         sys.exit(3)
+
+
+def _crash_log(text: str) -> Path:
+    """The traceback, kept in the run's .runs/ folder when there is one, else in a private temp
+    file of its own (never a fixed shared path that other runs overwrite)."""
+    if _runs_dir is not None and _runs_dir.is_dir():
+        stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S")
+        path = _runs_dir / f"crash-{stamp}-{os.getpid()}.log"
+        path.write_text(text)
+        return path
+    fd, name = tempfile.mkstemp(prefix="work-clusters-crash-", suffix=".log")
+    with os.fdopen(fd, "w") as fh:
+        fh.write(text)
+    return Path(name)
 
 
 if __name__ == "__main__":

@@ -7,9 +7,10 @@ from pathlib import Path
 
 from rich.table import Table
 
-from tasks import gitops, gitworktrees
-from tasks.context import RunContext, load_record
-from tasks.identify import resolve_run
+from prefect_work_clusters.tasks.context import RunContext, load_record
+from prefect_work_clusters.tasks.git import core as gitops
+from prefect_work_clusters.tasks.git import worktrees as gitworktrees
+from prefect_work_clusters.tasks.identify import resolve_run
 
 
 def _ctx(plan: Path, repo: Path) -> RunContext:

@@ -16,12 +16,12 @@ from prefect import get_run_logger
 from prefect.client.schemas.objects import State
 from prefect.states import Completed, Failed
 
-from tasks import gitworktrees
-from tasks.context import ClusterRecord, RunContext
-from tasks.investigate import blocking, check_investigations
-from tasks.report import build_report, publish_report
-from tasks.synthesis import synthesize
-from tasks.worktrees import Prepared
+from prefect_work_clusters.tasks.context import ClusterRecord, RunContext
+from prefect_work_clusters.tasks.git import worktrees as gitworktrees
+from prefect_work_clusters.tasks.investigation.check import blocking, check_investigations
+from prefect_work_clusters.tasks.investigation.synthesis import synthesize
+from prefect_work_clusters.tasks.report import build_report, publish_report
+from prefect_work_clusters.tasks.worktrees import Prepared
 
 
 def finish_investigation(ctx: RunContext, prepared: Prepared, records: list[ClusterRecord],

@@ -7,7 +7,7 @@ from __future__ import annotations
 import time
 from collections import Counter
 from datetime import datetime, timezone
-from typing import Annotated, Any, cast
+from typing import Any, cast
 
 from prefect import flow, get_run_logger, unmapped
 from prefect.client.schemas.objects import State
@@ -15,22 +15,24 @@ from prefect.futures import as_completed
 from prefect.runtime import flow_run as runtime_flow_run
 from prefect.states import Completed, Failed
 from prefect.task_runners import ThreadPoolTaskRunner
-from pydantic import Field
 
-from flows.investigation import finish_investigation
-from tasks import gitworktrees, investigate
-from tasks import land as landing
-from tasks.context import ClusterRecord, RunContext, load_record
-from tasks.contract_check import contract_check, contract_check_integrated, integrated_ok
-from tasks.guard import restore_refs
-from tasks.identify import identify
-from tasks.integrate import integrate
-from tasks.limits import run_slots
-from tasks.progress import ClusterProgress
-from tasks.recovery import run_lock
-from tasks.report import build_report, publish_report
-from tasks.run_agents import agent_for, run_agent
-from tasks.worktrees import Prepared, create_worktrees, recorded
+from prefect_work_clusters.flows.investigation import finish_investigation
+from prefect_work_clusters.tasks.agents.attempt import run_agent
+from prefect_work_clusters.tasks.agents.call import agent_for
+from prefect_work_clusters.tasks.agents.guard import restore_refs
+from prefect_work_clusters.tasks.agents.limits import run_slots
+from prefect_work_clusters.tasks.agents.progress import ClusterProgress
+from prefect_work_clusters.tasks.checks.contract import contract_check, contract_check_integrated, integrated_ok
+from prefect_work_clusters.tasks.context import ClusterRecord, RunContext, load_record
+from prefect_work_clusters.tasks.git import worktrees as gitworktrees
+from prefect_work_clusters.tasks.identify import identify
+from prefect_work_clusters.tasks.integration import land as landing
+from prefect_work_clusters.tasks.integration.integrate import integrate
+from prefect_work_clusters.tasks.investigation import check as investigate
+from prefect_work_clusters.tasks.options import AgentName, Concurrency, NonEmpty, PlanPath, Retries, RunOptions, Timeout
+from prefect_work_clusters.tasks.recovery import run_lock
+from prefect_work_clusters.tasks.report import build_report, publish_report
+from prefect_work_clusters.tasks.worktrees import Prepared, create_worktrees, recorded
 
 
 def _run_agents(ctx: RunContext, prepared: Prepared) -> list[ClusterRecord]:
@@ -122,26 +124,19 @@ def _finish(ctx: RunContext, prepared: Prepared, records: list[ClusterRecord], p
     return Failed(message=f"{why}; report at {path}")
 
 
-# Parameter types: the deployment's form in the UI is drawn from them, and the server refuses a
-# run whose parameters break them (HTTP 409) before any worker starts it.
-PlanPath = Annotated[str, Field(min_length=1, pattern=r"\.(ya?ml|md)$", examples=["plans/auth-system.md"])]
-NonEmpty = Annotated[str, Field(min_length=1)]
-AgentName = Annotated[str, Field(min_length=1, examples=["claude"])]
-
-
 @flow(name="work-clusters", log_prints=True)
 def work_clusters(
     plan: PlanPath,
-    repo: NonEmpty = ".",
+    repo: NonEmpty,
     agent: AgentName | None = None,
     agent_cmd: NonEmpty | None = None,
     integration_agent: AgentName | None = None,
     integration_agent_cmd: NonEmpty | None = None,
     base: NonEmpty | None = None,
     workspace: NonEmpty | None = None,
-    concurrency: Annotated[int, Field(ge=1)] | None = None,
-    timeout: Annotated[float, Field(gt=0)] | None = None,
-    retries: Annotated[int, Field(ge=0)] | None = None,
+    concurrency: Concurrency | None = None,
+    timeout: Timeout | None = None,
+    retries: Retries | None = None,
     land: bool = False,
     rerun: bool = False,
     keep_worktrees: bool = True,
@@ -166,14 +161,12 @@ def work_clusters(
         rerun: Run every cluster's agent again, even those that finished in an earlier run.
         keep_worktrees: Keep the cluster worktrees after the run (the branches are always kept).
     """
+    options = RunOptions.pick(locals())
     phases: dict[str, float] = {}
     started = datetime.now(timezone.utc)
 
     t = time.monotonic()
-    ctx = identify(plan, repo, agent=agent, agent_cmd=agent_cmd, integration_agent=integration_agent,
-                   integration_agent_cmd=integration_agent_cmd, base=base, workspace=workspace,
-                   concurrency=concurrency, timeout=timeout, retries=retries, land=land, rerun=rerun,
-                   keep_worktrees=keep_worktrees)
+    ctx = identify(plan, repo, options)
     phases["identify"] = time.monotonic() - t
     with run_lock(ctx):  # one run per repo and plan; a second one is refused at once
         return _run(ctx, phases, started)
@@ -195,7 +188,7 @@ def _run(ctx: RunContext, phases: dict[str, float], started: datetime) -> State[
 
 
 @flow(name="work-clusters-integrate", log_prints=True)
-def integrate_clusters(plan: PlanPath, repo: NonEmpty = ".", integration_agent: AgentName | None = None,
+def integrate_clusters(plan: PlanPath, repo: NonEmpty, integration_agent: AgentName | None = None,
                        integration_agent_cmd: NonEmpty | None = None, land: bool = False) -> State[Any]:
     """Re-run only the integration of a plan from the cluster branches an earlier run recorded.
 
@@ -208,8 +201,7 @@ def integrate_clusters(plan: PlanPath, repo: NonEmpty = ".", integration_agent: 
     """
     started = datetime.now(timezone.utc)
     t = time.monotonic()
-    ctx = identify(plan, repo, integration_agent=integration_agent,
-                   integration_agent_cmd=integration_agent_cmd, land=land, agents_needed=False)
+    ctx = identify(plan, repo, RunOptions.pick(locals()), agents_needed=False)
     phases = {"identify": time.monotonic() - t, "worktrees": 0.0, "agents": 0.0}
     with run_lock(ctx):
         prepared = recorded(ctx)

@@ -14,7 +14,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from tasks.plan import Plan
+from prefect_work_clusters.tasks.plan.models import Plan
 
 ClusterStatus = Literal["pending", "succeeded", "failed", "timed_out", "cost_exceeded"]
 

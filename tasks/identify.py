@@ -9,13 +9,14 @@ from pathlib import Path
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from tasks import gitops
-from tasks.agents import resolve_agent
-from tasks.context import RunContext, default_workspace
-from tasks.errors import BadInput, WorkClustersError
-from tasks.plan import AgentRef, CommandAgent, Plan
-from tasks.plan_load import load_plan
-from tasks.runner import find_executable
+from prefect_work_clusters.tasks.agents.registry import resolve_agent
+from prefect_work_clusters.tasks.context import RunContext, default_workspace
+from prefect_work_clusters.tasks.errors import BadInput, WorkClustersError
+from prefect_work_clusters.tasks.git import core as gitops
+from prefect_work_clusters.tasks.options import RunOptions
+from prefect_work_clusters.tasks.plan.load import load_plan
+from prefect_work_clusters.tasks.plan.models import AgentRef, CommandAgent, Plan
+from prefect_work_clusters.tasks.proc.runner import find_executable
 
 
 def _agent(name: str | None, cmd: str | None, flag: str) -> AgentRef | None:
@@ -78,13 +79,8 @@ def _check_writable(workspace: Path) -> None:
                        "pass --workspace with a writable folder")
 
 
-def resolve_run(plan: str | Path, repo: str | Path = ".", *, relative_to: Path | None = None,
-                agent: str | None = None, agent_cmd: str | None = None,
-                integration_agent: str | None = None, integration_agent_cmd: str | None = None,
-                base: str | None = None, workspace: str | Path | None = None,
-                concurrency: int | None = None, timeout: float | None = None, retries: int | None = None,
-                land: bool = False, rerun: bool = False, keep_worktrees: bool = True,
-                agents_needed: bool = True) -> RunContext:
+def resolve_run(plan: str | Path, repo: str | Path, options: RunOptions | None = None, *,
+                relative_to: Path | None = None, agents_needed: bool = True) -> RunContext:
     """Everything a run needs, validated; raises BadInput (nothing created) when input is wrong.
 
     ``relative_to`` is where a relative plan path is taken from: the current directory on the
@@ -97,24 +93,26 @@ def resolve_run(plan: str | Path, repo: str | Path = ".", *, relative_to: Path |
     plan_path = Path(plan).expanduser()
     if not plan_path.is_absolute():
         plan_path = (relative_to or repo_path) / plan_path
-    loaded = load_plan(plan_path.resolve(), repo_path, base=base)
+    opts = options or RunOptions()
+    loaded = load_plan(plan_path.resolve(), repo_path, base=opts.base)
     loaded = apply_overrides(
         loaded,
-        agent=_agent(agent, agent_cmd, "--agent"),
-        integration_agent=_agent(integration_agent, integration_agent_cmd, "--integration-agent"),
-        concurrency=concurrency, timeout=timeout, retries=retries,
+        agent=_agent(opts.agent, opts.agent_cmd, "--agent"),
+        integration_agent=_agent(opts.integration_agent, opts.integration_agent_cmd, "--integration-agent"),
+        concurrency=opts.concurrency, timeout=opts.timeout, retries=opts.retries,
     )
     if agents_needed:
         check_agents(loaded)
-    ws = Path(workspace).expanduser().resolve() if workspace else default_workspace(repo_path, loaded.name)
+    ws = Path(opts.workspace).expanduser().resolve() if opts.workspace else default_workspace(repo_path, loaded.name)
     if ws == repo_path or repo_path in ws.parents:
         raise BadInput(f"workspace {ws} lies inside the repository; choose a --workspace outside {repo_path}")
     _check_writable(ws)
     return RunContext(plan=loaded, plan_file=plan_path.resolve(), repo=repo_path, workspace=ws,
-                      rerun=rerun, land=land or loaded.integration.land, keep_worktrees=keep_worktrees)
+                      rerun=opts.rerun, land=opts.land or loaded.integration.land,
+                      keep_worktrees=opts.keep_worktrees)
 
 
 @task(name="identify-clusters", cache_policy=NO_CACHE)
-def identify(plan: str, repo: str, **options: object) -> RunContext:
+def identify(plan: str, repo: str, options: RunOptions, agents_needed: bool = True) -> RunContext:
     """Load and validate the plan and resolve the run; a relative plan path is taken from the repo."""
-    return resolve_run(plan, repo, **options)  # type: ignore[arg-type]
+    return resolve_run(plan, repo, options, agents_needed=agents_needed)

@@ -19,9 +19,10 @@ from pathlib import Path
 import psutil
 from filelock import FileLock, Timeout
 
-from tasks import gitops, proctree
-from tasks.context import RunContext, write_json_atomic
-from tasks.errors import WorkClustersError
+from prefect_work_clusters.tasks.context import RunContext, write_json_atomic
+from prefect_work_clusters.tasks.errors import WorkClustersError
+from prefect_work_clusters.tasks.git import core as gitops
+from prefect_work_clusters.tasks.proc import tree as proctree
 
 
 class RunLocked(WorkClustersError):

@@ -12,13 +12,13 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 from pydantic import BaseModel, Field
 
-from tasks.context import ClusterRecord, RunContext, write_json_atomic
-from tasks.contract_check import CheckRow, ClusterCheck, check_markdown
-from tasks.findings import InvestigationResult, investigation_markdown
-from tasks.integrate import IntegrationResult
-from tasks.integration_report import integration_markdown
-from tasks.land import LandResult
-from tasks.worktrees import Prepared
+from prefect_work_clusters.tasks.checks.contract import CheckRow, ClusterCheck, check_markdown
+from prefect_work_clusters.tasks.context import ClusterRecord, RunContext, write_json_atomic
+from prefect_work_clusters.tasks.integration.integrate import IntegrationResult
+from prefect_work_clusters.tasks.integration.land import LandResult
+from prefect_work_clusters.tasks.integration.report import integration_markdown
+from prefect_work_clusters.tasks.investigation.findings import InvestigationResult, investigation_markdown
+from prefect_work_clusters.tasks.worktrees import Prepared
 
 PHASES = ("identify", "worktrees", "agents", "check", "integrate", "verify")
 

@@ -11,11 +11,12 @@ from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from pydantic import BaseModel
 
-from tasks import gitops, gitworktrees
-from tasks.context import ClusterRecord, RunContext, load_record, save_record
-from tasks.errors import WorkClustersError
-from tasks.paths import cone_dirs
-from tasks.recovery import recover
+from prefect_work_clusters.tasks.context import ClusterRecord, RunContext, load_record, save_record
+from prefect_work_clusters.tasks.errors import WorkClustersError
+from prefect_work_clusters.tasks.git import core as gitops
+from prefect_work_clusters.tasks.git import worktrees as gitworktrees
+from prefect_work_clusters.tasks.plan.paths import cone_dirs
+from prefect_work_clusters.tasks.recovery import recover
 
 # Worktrees prepared at once, one git process each. Sparse checkouts are CPU-bound and gain
 # (0.068 -> 0.044 s each at 100,000 files on 2 cores); full ones are bound by the disk and gain

@@ -136,3 +136,14 @@ def stand_in(root: Path, name: str, body: str, monkeypatch: pytest.MonkeyPatch) 
     exe.chmod(0o755)
     monkeypatch.setenv("PATH", f"{bin_dir}:{Path(sys.executable).parent}:/usr/bin:/bin")
     return exe
+
+
+def user_project(folder: Path) -> Path:
+    """A user's own Prefect project: its own ``flows/``, ``tasks.py`` and ``blocks/``, the names a
+    Prefect project almost always has, each answering who it is (``WHO``)."""
+    for rel, text in {"flows/__init__.py": "", "flows/etl.py": "WHO = 'user flows'\n",
+                      "tasks.py": "WHO = 'user tasks'\n", "blocks/__init__.py": "WHO = 'user blocks'\n",
+                      "deployments/__init__.py": "WHO = 'user deployments'\n"}.items():
+        (folder / rel).parent.mkdir(parents=True, exist_ok=True)
+        (folder / rel).write_text(text)
+    return folder

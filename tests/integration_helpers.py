@@ -10,13 +10,14 @@ import json
 import sys
 from pathlib import Path
 
-from tasks import gitops
-from tasks.context import RunContext
-from tasks.contract_check import ClusterCheck
-from tasks.identify import resolve_run
-from tasks.integrate import integrate_branches
-from tasks.integration_models import IntegrationResult
-from tasks.worktrees import prepare
+from prefect_work_clusters.tasks.checks.contract import ClusterCheck
+from prefect_work_clusters.tasks.context import RunContext
+from prefect_work_clusters.tasks.git import core as gitops
+from prefect_work_clusters.tasks.identify import resolve_run
+from prefect_work_clusters.tasks.integration.integrate import integrate_branches
+from prefect_work_clusters.tasks.integration.models import IntegrationResult
+from prefect_work_clusters.tasks.options import RunOptions
+from prefect_work_clusters.tasks.worktrees import prepare
 from tests.conftest import git, make_repo
 
 FILES = {
@@ -55,7 +56,7 @@ def setup(root: Path, *, verify: list[str] | None = None, retries: int = 0,
     repo = make_repo(root, FILES)
     plan = root / "shop.yaml"
     plan.write_text(plan_text(verify, retries))
-    ctx = resolve_run(plan, repo, integration_agent_cmd=integration_agent_cmd, agents_needed=False)
+    ctx = resolve_run(plan, repo, RunOptions(integration_agent_cmd=integration_agent_cmd), agents_needed=False)
     return ctx, prepare(ctx).base_sha
 
 
@@ -86,7 +87,8 @@ def integrate(ctx: RunContext, base: str) -> IntegrationResult:
 
 def with_integration_agent(ctx: RunContext, argv: str | None) -> RunContext:
     """The same run with another integration agent (``--integration-agent-cmd``), or none."""
-    agent = resolve_run(ctx.plan_file, ctx.repo, integration_agent_cmd=argv, agents_needed=False).plan.integration.agent
+    options = RunOptions(integration_agent_cmd=argv)
+    agent = resolve_run(ctx.plan_file, ctx.repo, options, agents_needed=False).plan.integration.agent
     return ctx.model_copy(update={"plan": ctx.plan.model_copy(
         update={"integration": ctx.plan.integration.model_copy(update={"agent": agent})})})
 

@@ -15,7 +15,11 @@ from typing import Any
 
 import pytest
 
-from tasks.agents import (
+from prefect_work_clusters.tasks.agents.aider import AiderBackend
+from prefect_work_clusters.tasks.agents.claude import ClaudeBackend
+from prefect_work_clusters.tasks.agents.codex import CodexBackend
+from prefect_work_clusters.tasks.agents.command import CommandBackend
+from prefect_work_clusters.tasks.agents.registry import (
     AGENTS,
     PLACEHOLDERS,
     AgentBackend,
@@ -25,13 +29,9 @@ from tasks.agents import (
     render_argv,
     resolve_agent,
 )
-from tasks.agents.aider import AiderBackend
-from tasks.agents.claude import ClaudeBackend
-from tasks.agents.codex import CodexBackend
-from tasks.agents.command import CommandBackend
-from tasks.errors import BadInput, WorkClustersError
-from tasks.plan import CommandAgent
-from tasks.runner import MissingExecutable, run_process
+from prefect_work_clusters.tasks.errors import BadInput, WorkClustersError
+from prefect_work_clusters.tasks.plan.models import CommandAgent
+from prefect_work_clusters.tasks.proc.runner import MissingExecutable, run_process
 
 CLAUDE_RESULT = {
     "type": "result",

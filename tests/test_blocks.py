@@ -22,22 +22,37 @@ from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRun
 from prefect.exceptions import ParameterTypeError
 from prefect.logging.handlers import APILogHandler
 from prefect.settings import PREFECT_API_URL, PREFECT_HOME, temporary_settings
+from prefect.testing.standard_test_suites import BlockStandardTestSuite
 from prefect.utilities.callables import parameter_schema
 from pydantic import SecretStr, ValidationError
 
-import blocks
-from blocks.agent import AgentBlock, PresetName, SavedAgent, load_agent
-from deployments.definitions import ENTRYPOINT, WORK_POOL, deployment_options
-from flows.work_clusters import work_clusters
-from tasks.agents import UnknownAgent, preset_names, resolve_agent
-from tasks.errors import BadInput
-from tasks.identify import resolve_run
-from tasks.limits import DEFAULT_SLOTS, limit_name, with_cost_cap
-from tasks.progress import ClusterProgress
+from prefect_work_clusters import blocks
+from prefect_work_clusters.blocks.agent import AgentBlock, PresetName, SavedAgent, load_agent
+from prefect_work_clusters.deployments.definitions import ENTRYPOINT, WORK_POOL, deployment_options
+from prefect_work_clusters.flows.work_clusters import work_clusters
+from prefect_work_clusters.tasks.agents.limits import DEFAULT_SLOTS, limit_name, with_cost_cap
+from prefect_work_clusters.tasks.agents.progress import ClusterProgress
+from prefect_work_clusters.tasks.agents.registry import UnknownAgent, preset_names, resolve_agent
+from prefect_work_clusters.tasks.errors import BadInput
+from prefect_work_clusters.tasks.identify import resolve_run
+from prefect_work_clusters.tasks.options import RunOptions
 from tests.conftest import git
 from tests.loop_helpers import plan_yaml, shop_repo
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+class TestAgentBlockStandards(BlockStandardTestSuite):
+    """Prefect's own standard suite for collection blocks, as its integrations run it."""
+
+    @pytest.fixture
+    def block(self) -> type[AgentBlock]:
+        return AgentBlock
+
+
+def test_the_block_links_this_projects_documentation() -> None:
+    urls = dict(u.split(", ", 1) for u in importlib.metadata.metadata("prefect-work-clusters").get_all("Project-URL"))
+    assert AgentBlock._documentation_url == urls["Documentation"]
 SECRET = f"sk-test-{uuid4().hex}"
 harness = pytest.mark.usefixtures("prefect_harness")
 
@@ -57,14 +72,12 @@ print(f"agent {cluster} wrote impl.py")
 def test_the_block_follows_prefect_collection_conventions() -> None:
     assert AgentBlock.get_block_type_name() == "Work Clusters Agent"
     assert AgentBlock.get_block_type_slug() == "work-clusters-agent"
-    assert AgentBlock._documentation_url
-    assert all(f.description for f in AgentBlock.model_fields.values())
-    assert 'AgentBlock.load("claude-team")' in (AgentBlock.get_code_example() or "")
+    # description, documentation link, field descriptions, code example: TestAgentBlockStandards
     assert AgentBlock.model_json_schema()["secret_fields"] == ["secret_env.*"]  # each value masked
     assert list(get_args(PresetName)) == preset_names()
-    assert blocks.AgentBlock is AgentBlock  # what `prefect block register -m blocks` finds
+    assert blocks.AgentBlock is AgentBlock  # what `prefect block register -m prefect_work_clusters.blocks` finds
     entry = {e.name: e.value for e in importlib.metadata.entry_points(group="prefect.collections")}
-    assert entry["prefect_work_clusters"] == "blocks"
+    assert entry["prefect_work_clusters"] == "prefect_work_clusters.blocks"
     with pytest.raises(ValidationError, match="give a preset or an argv template"):
         AgentBlock()
 
@@ -85,7 +98,7 @@ def test_a_block_becomes_a_backend_with_its_secrets_in_env_only() -> None:
 
 def test_a_block_cost_limit_lowers_the_plans(tmp_path: Path) -> None:
     repo, plan = shop_repo(tmp_path, plan_yaml(extra="  max_cost_usd: 3\n"))
-    ctx = resolve_run(plan, repo, agent_cmd="true")
+    ctx = resolve_run(plan, repo, RunOptions(agent_cmd="true"))
     assert with_cost_cap(ctx, 1.5).plan.limits.max_cost_usd == 1.5
     assert with_cost_cap(ctx, 9).plan.limits.max_cost_usd == 3
     assert with_cost_cap(ctx, None) is ctx
@@ -94,19 +107,18 @@ def test_a_block_cost_limit_lowers_the_plans(tmp_path: Path) -> None:
 def test_flow_parameters_are_typed_and_described() -> None:
     schema = parameter_schema(work_clusters).model_dump_for_openapi()
     props = schema["properties"]
-    assert schema["required"] == ["plan"] and all(p.get("description") for p in props.values())
+    assert schema["required"] == ["plan", "repo"] and all(p.get("description") for p in props.values())
     assert props["plan"]["pattern"] and props["concurrency"]["anyOf"][0]["minimum"] == 1
     assert props["retries"]["anyOf"][0]["minimum"] == 0 and props["land"]["type"] == "boolean"
     with pytest.raises(ParameterTypeError, match="concurrency"):
-        work_clusters.validate_parameters({"plan": "p.yaml", "concurrency": 0})
+        work_clusters.validate_parameters({"plan": "p.yaml", "repo": "/r", "concurrency": 0})
     with pytest.raises(ParameterTypeError, match="plan"):
-        work_clusters.validate_parameters({"plan": "notes.txt"})
+        work_clusters.validate_parameters({"plan": "notes.txt", "repo": "/r"})
 
 
 def test_prefect_yaml_and_the_python_helpers_describe_the_same_deployments() -> None:
     declared = yaml.safe_load((ROOT / "prefect.yaml").read_text())
-    assert declared["pull"] == [{"prefect.deployments.steps.set_working_directory":
-                                 {"directory": "{{ clone-dir.stdout }}"}}]
+    assert declared["pull"] == []  # module entrypoints: nothing to fetch, no folder to stand in
     for spec, options in zip(declared["deployments"], deployment_options(), strict=True):
         assert (spec["name"], spec["entrypoint"], spec["work_pool"]["name"]) == (options["name"], ENTRYPOINT,
                                                                                WORK_POOL)
@@ -115,6 +127,7 @@ def test_prefect_yaml_and_the_python_helpers_describe_the_same_deployments() -> 
         for declared_schedule, schedule in zip(spec.get("schedules", []), options.get("schedules", []), strict=True):
             assert declared_schedule == {"cron": schedule.cron, "timezone": schedule.timezone, "active": False}
     served = [work_clusters.to_deployment(**options) for options in deployment_options()]  # as serve_plans does
+    assert {d.entrypoint for d in served} == {ENTRYPOINT}
     assert [d.name for d in served] == [spec["name"] for spec in declared["deployments"]] and served[1].schedules
     nightly = deployment_options({"plan": "p.md", "repo": "/r"})[1]
     assert nightly["schedules"][0].active and nightly["parameters"] == {"plan": "p.md", "repo": "/r"}
@@ -138,7 +151,7 @@ def test_a_saved_block_is_named_like_a_preset_and_its_secret_masked(tmp_path: Pa
     assert isinstance(resolve_agent("masked-agent"), SavedAgent)
     repo, plan = shop_repo(tmp_path, plan_yaml(extra="agent: masked-agent\n"))
     assert resolve_run(plan, repo).plan.agent == "masked-agent"  # a plan's `agent:` resolves the block
-    assert resolve_run(plan, repo, agent="masked-agent").plan.agent == "masked-agent"  # --agent, a parameter
+    assert resolve_run(plan, repo, RunOptions(agent="masked-agent")).plan.agent == "masked-agent"  # --agent
     with pytest.raises(UnknownAgent, match="the name of a saved agent block"):
         resolve_agent("no-such-agent")
 

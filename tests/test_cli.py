@@ -11,7 +11,7 @@ from pathlib import Path
 from tests.conftest import branches, snapshot, write_agent
 from tests.loop_helpers import WRITER, plan_yaml, shop_repo
 
-CLI = [sys.executable, "-c", "from flows.cli import main; main()"]
+CLI = [sys.executable, "-c", "from prefect_work_clusters.flows.cli import main; main()"]
 ROOT = Path(__file__).resolve().parent.parent
 
 

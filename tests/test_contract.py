@@ -10,16 +10,24 @@ from pathlib import Path
 
 import pytest
 
-from tasks import gitops
-from tasks.conformance import Ref, python_conformance, typescript_conformance
-from tasks.context import RunContext
-from tasks.contract_check import CheckRow, ClusterCheck, check_cluster, check_integrated, check_markdown
-from tasks.errors import PlanError
-from tasks.identify import resolve_run
-from tasks.independence import Package, independence
-from tasks.plan_load import load_plan
-from tasks.run_agents import AgentFailed, run_attempt
-from tasks.worktrees import prepare
+from prefect_work_clusters.tasks.agents.attempt import AgentFailed, run_attempt
+from prefect_work_clusters.tasks.checks.conformance import python_conformance, typescript_conformance
+from prefect_work_clusters.tasks.checks.contract import (
+    CheckRow,
+    ClusterCheck,
+    check_cluster,
+    check_integrated,
+    check_markdown,
+)
+from prefect_work_clusters.tasks.checks.independence import Package, independence
+from prefect_work_clusters.tasks.context import RunContext
+from prefect_work_clusters.tasks.errors import PlanError
+from prefect_work_clusters.tasks.git import core as gitops
+from prefect_work_clusters.tasks.identify import resolve_run
+from prefect_work_clusters.tasks.options import RunOptions
+from prefect_work_clusters.tasks.plan.load import load_plan
+from prefect_work_clusters.tasks.plan.refs import Ref
+from prefect_work_clusters.tasks.worktrees import prepare
 from tests.conftest import make_repo, user_changes_expected, write_agent
 
 STORE = "from typing import Protocol\n\n\nclass Store(Protocol):\n    def get(self, key: str) -> str: ...\n"
@@ -65,7 +73,7 @@ clusters:
 contract: {{on_violation: {policy}, independent: {str(independent).lower()}}}
 limits: {{retries: {retries}, timeout_seconds: 60}}
 """)
-    return resolve_run(plan, repo, agent_cmd=write_agent(tmp_path, ACTOR))
+    return resolve_run(plan, repo, RunOptions(agent_cmd=write_agent(tmp_path, ACTOR)))
 
 
 def rows_of(check: ClusterCheck) -> dict[str, CheckRow]:

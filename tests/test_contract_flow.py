@@ -11,7 +11,7 @@ import pytest
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
 
-from flows.work_clusters import work_clusters
+from prefect_work_clusters.flows.work_clusters import work_clusters
 from tests.conftest import git
 from tests.test_contract import RIGHT, make_ctx
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from flows.work_clusters import integrate_clusters, work_clusters
+from prefect_work_clusters.flows.work_clusters import integrate_clusters, work_clusters
 from tests.conftest import branches, git, read_artifact, rebaseline, snapshot, write_agent
 from tests.loop_helpers import WRITER, plan_yaml, shop_repo
 

@@ -11,8 +11,8 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tasks.errors import PlanError
-from tasks.plan_load import load_plan
+from prefect_work_clusters.tasks.errors import PlanError
+from prefect_work_clusters.tasks.plan.load import load_plan
 from tests.conftest import make_repo
 
 TEXT = st.text(alphabet=string.printable + "äß€\u202e", max_size=30)

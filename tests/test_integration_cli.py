@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tasks import gitops
+from prefect_work_clusters.tasks.git import core as gitops
 from tests.conftest import git, write_agent
 from tests.integration_helpers import add_to_registry, commit_cluster, setup
 from tests.test_cli import cli

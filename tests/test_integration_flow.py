@@ -9,7 +9,7 @@ import pytest
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId, ArtifactFilterKey
 
-from flows.work_clusters import integrate_clusters, work_clusters
+from prefect_work_clusters.flows.work_clusters import integrate_clusters, work_clusters
 from tests.conftest import git, make_repo, user_changes_expected, write_agent
 from tests.integration_helpers import FILES, plan_text, py
 

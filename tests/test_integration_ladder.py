@@ -12,10 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from tasks import gitops, gitworktrees
-from tasks.context import RunContext
-from tasks.integrate import integrate_branches
-from tasks.land import land, refusals
+from prefect_work_clusters.tasks.context import RunContext
+from prefect_work_clusters.tasks.git import core as gitops
+from prefect_work_clusters.tasks.git import worktrees as gitworktrees
+from prefect_work_clusters.tasks.integration.integrate import integrate_branches
+from prefect_work_clusters.tasks.integration.land import land, refusals
 from tests.conftest import git, write_agent
 from tests.integration_helpers import (
     add_to_registry,

@@ -15,22 +15,23 @@ import pytest
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
 
-from flows.examples.perf_investigation.build import build_example_repo
-from flows.work_clusters import integrate_clusters, work_clusters
-from tasks.errors import PlanError, WorkClustersError
-from tasks.findings import TypedFinding, parse_findings
-from tasks.fixes import as_folders, emit_plan, group_by_paths
-from tasks.identify import resolve_run
-from tasks.investigate import restart
-from tasks.plan import IntegrationOptions
-from tasks.plan_load import load_plan
-from tasks.run_agents import AgentFailed, run_attempt
-from tasks.synthesis import recorded_findings, run_synthesis
-from tasks.worktrees import prepare
+from prefect_work_clusters.flows.examples.perf_investigation.build import build_example_repo
+from prefect_work_clusters.flows.work_clusters import integrate_clusters, work_clusters
+from prefect_work_clusters.tasks.agents.attempt import AgentFailed, run_attempt
+from prefect_work_clusters.tasks.errors import PlanError, WorkClustersError
+from prefect_work_clusters.tasks.identify import resolve_run
+from prefect_work_clusters.tasks.investigation.check import restart
+from prefect_work_clusters.tasks.investigation.findings import TypedFinding, parse_findings
+from prefect_work_clusters.tasks.investigation.fixes import as_folders, emit_plan, group_by_paths
+from prefect_work_clusters.tasks.investigation.synthesis import recorded_findings, run_synthesis
+from prefect_work_clusters.tasks.options import RunOptions
+from prefect_work_clusters.tasks.plan.load import load_plan
+from prefect_work_clusters.tasks.plan.models import IntegrationOptions
+from prefect_work_clusters.tasks.worktrees import prepare
 from tests.conftest import git, make_repo, rebaseline, snapshot, write_agent
 from tests.loop_helpers import BASE_FILES
 
-CLI = [sys.executable, "-c", "from flows.cli import main; main()"]
+CLI = [sys.executable, "-c", "from prefect_work_clusters.flows.cli import main; main()"]
 
 # An investigator: waits until all three have started (they run in parallel), writes findings
 # whose typed block is built from its cluster's name, and records its environment.
@@ -197,8 +198,8 @@ pathlib.Path(".cache").mkdir(exist_ok=True)  # an untracked scratch file is not 
 pathlib.Path(".cache/profile.out").write_text("x")
 """)
     monkeypatch.setenv("RECORD_DIR", str(tmp_path))
-    ctx = resolve_run(_write(tmp_path / "inv.yaml", _plan("true", "true").replace("retries: 0", "retries: 1")),
-                      repo, agent_cmd=agent)
+    text = _plan("true", "true").replace("retries: 0", "retries: 1")
+    ctx = resolve_run(_write(tmp_path / "inv.yaml", text), repo, RunOptions(agent_cmd=agent))
     prepared = prepare(ctx)
     base = prepared.base_sha
     failures = {}
@@ -317,7 +318,7 @@ def test_three_parallel_investigations_are_synthesized_and_a_tracked_change_is_f
 
 def test_a_rerun_investigates_the_current_base(tmp_path: Path) -> None:
     repo = make_repo(tmp_path, BASE_FILES)
-    ctx = resolve_run(_write(tmp_path / "inv.yaml", _plan("true", "true")), repo, rerun=True)
+    ctx = resolve_run(_write(tmp_path / "inv.yaml", _plan("true", "true")), repo, RunOptions(rerun=True))
     first = prepare(ctx)
     (repo / "api" / "new.py").write_text("NEW = 1\n")
     git(repo, "add", "-A")

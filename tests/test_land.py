@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tasks.context import CommandResult
-from tasks.integration_models import IntegrationResult, MergeStep
-from tasks.land import land, refusals
-from tasks.survival import ClusterSurvival, FileLoss
+from prefect_work_clusters.tasks.context import CommandResult
+from prefect_work_clusters.tasks.integration.land import land, refusals
+from prefect_work_clusters.tasks.integration.models import IntegrationResult, MergeStep
+from prefect_work_clusters.tasks.integration.survival import ClusterSurvival, FileLoss
 from tests.conftest import git, rebaseline, user_changes_expected
 from tests.integration_helpers import add_to_registry, integrate, setup
 

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from tasks.errors import PlanError
-from tasks.paths import PathSet
-from tasks.plan_load import load_plan
-from tasks.symlinks import bad_symlinks
+from prefect_work_clusters.tasks.checks.symlinks import bad_symlinks
+from prefect_work_clusters.tasks.errors import PlanError
+from prefect_work_clusters.tasks.plan.load import load_plan
+from prefect_work_clusters.tasks.plan.paths import PathSet
 from tests.conftest import git, make_repo, rebaseline
 
 PLAN = """name: p
@@ -57,10 +57,11 @@ def test_committed_symlinks_out_of_the_repo_or_into_another_cluster_are_flagged(
 
 
 def test_a_cluster_committing_an_escaping_symlink_is_not_merged(tmp_path: Path) -> None:
-    from tasks.contract_check import check_cluster
-    from tasks.identify import resolve_run
-    from tasks.run_agents import AgentFailed, run_attempt
-    from tasks.worktrees import prepare
+    from prefect_work_clusters.tasks.agents.attempt import AgentFailed, run_attempt
+    from prefect_work_clusters.tasks.checks.contract import check_cluster
+    from prefect_work_clusters.tasks.identify import resolve_run
+    from prefect_work_clusters.tasks.options import RunOptions
+    from prefect_work_clusters.tasks.worktrees import prepare
     from tests.conftest import write_agent
     from tests.loop_helpers import plan_yaml, shop_repo
 
@@ -69,7 +70,7 @@ def test_a_cluster_committing_an_escaping_symlink_is_not_merged(tmp_path: Path) 
         os.symlink("../ui/__init__.py", "api/peek.py")
     """)
     repo, plan = shop_repo(tmp_path, plan_yaml(extra="contract:\n  on_violation: fail\n"))
-    ctx = resolve_run(plan, repo, agent_cmd=agent)
+    ctx = resolve_run(plan, repo, RunOptions(agent_cmd=agent))
     prepare(ctx)
     try:
         record = run_attempt(ctx, "api", 1)

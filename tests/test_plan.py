@@ -11,12 +11,21 @@ import pytest
 import yaml
 from rich.console import Console
 
-from tasks.errors import PlanError, Problem
-from tasks.paths import PathSet, cone_dirs, cone_problem, container, first_overlap, normalize, overlaps, path_problem
-from tasks.plan import Plan
-from tasks.plan_load import load_plan
-from tasks.plan_markdown import parse_markdown
-from tasks.plan_view import fit_assessment, render_tree
+from prefect_work_clusters.tasks.errors import PlanError, Problem
+from prefect_work_clusters.tasks.plan.load import load_plan
+from prefect_work_clusters.tasks.plan.markdown import parse_markdown
+from prefect_work_clusters.tasks.plan.models import Plan
+from prefect_work_clusters.tasks.plan.paths import (
+    PathSet,
+    cone_dirs,
+    cone_problem,
+    container,
+    first_overlap,
+    normalize,
+    overlaps,
+    path_problem,
+)
+from prefect_work_clusters.tasks.plan.view import fit_assessment, render_tree
 from tests.conftest import branches, git, make_repo, snapshot
 
 PLANS = Path(__file__).parent / "plans"

@@ -31,10 +31,10 @@ from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRun
 from prefect.settings import PREFECT_API_URL, temporary_settings
 from pydantic import SecretStr
 
-from blocks import AgentBlock
-from deployments import deploy_plans, trigger
-from tasks.errors import BadInput
-from tests.conftest import git, make_repo
+from prefect_work_clusters.blocks import AgentBlock
+from prefect_work_clusters.deployments import deploy_plans, trigger
+from prefect_work_clusters.tasks.errors import BadInput
+from tests.conftest import git, make_repo, user_project
 
 pytestmark = pytest.mark.server
 
@@ -90,10 +90,11 @@ class Stack:
                     # a waiting agent asks again within a second rather than after up to 30 s
                     "PREFECT_SERVER_CONCURRENCY_MAXIMUM_CONCURRENCY_SLOT_WAIT_SECONDS": "1"}
         self.procs: list[tuple[str, subprocess.Popen[bytes]]] = []
+        self.cwd = ROOT
 
     def start(self, name: str, *argv: str) -> subprocess.Popen[bytes]:
         with (self.tmp / f"{name}.log").open("wb") as log:
-            proc = subprocess.Popen(argv, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT,
+            proc = subprocess.Popen(argv, cwd=self.cwd, env=self.env, stdout=log, stderr=subprocess.STDOUT,
                                     start_new_session=True)
         self.procs.append((name, proc))
         return proc
@@ -176,6 +177,11 @@ def _chromium(stack: Stack, url: str) -> tuple[subprocess.Popen[bytes], subproce
 
 
 def test_deploy_trigger_and_see_the_report_on_a_real_server(stack: Stack, tmp_path: Path) -> None:
+    # Everything runs from a user's own Prefect project, with its own flows/, tasks.py and blocks/:
+    # our package must neither shadow them nor be shadowed (the worker's flow-run process has this
+    # folder on sys.path), and the deployments need no checkout of this repository.
+    stack.cwd = user_project(tmp_path / "project")
+    shutil.copy(ROOT / "prefect.yaml", stack.cwd / "prefect.yaml")
     server = stack.start("server", PREFECT, "server", "start", "--host", "127.0.0.1", "--port", str(stack.port))
     stack.wait_healthy(server)
     with get_client(sync_client=True) as client:
@@ -185,7 +191,7 @@ def test_deploy_trigger_and_see_the_report_on_a_real_server(stack: Stack, tmp_pa
         client.create_global_concurrency_limit(GlobalConcurrencyLimitCreate(name="agents-command", limit=1))
     worker = stack.start("worker", PREFECT, "worker", "start", "--pool", "work-clusters")
     deploy = stack.start("deploy", PREFECT, "--no-prompt", "deploy", "--all")
-    register = stack.start("register", PREFECT, "block", "register", "-m", "blocks")
+    register = stack.start("register", PREFECT, "block", "register", "-m", "prefect_work_clusters.blocks")
 
     records = tmp_path / "records"
     records.mkdir()
@@ -206,7 +212,8 @@ def test_deploy_trigger_and_see_the_report_on_a_real_server(stack: Stack, tmp_pa
         nightly = client.read_deployment_by_name("work-clusters/nightly")
         flow_runs_before = len(client.read_flow_runs())
     schema = run_plan.parameter_openapi_schema or {}
-    assert schema["required"] == ["plan"]
+    assert schema["required"] == ["plan", "repo"]
+    assert run_plan.entrypoint == "prefect_work_clusters.flows.work_clusters.work_clusters"
     assert all(p.get("description") for p in schema["properties"].values()), schema
     assert schema["properties"]["concurrency"]["anyOf"][0]["minimum"] == 1
     assert [(s.schedule.cron, s.active) for s in nightly.schedules] == [("0 2 * * *", False)]  # type: ignore[union-attr]

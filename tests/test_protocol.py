@@ -10,18 +10,20 @@ from pathlib import Path
 import psutil
 import pytest
 
-from tasks import gitops, gitworktrees
-from tasks.context import RunContext
-from tasks.identify import resolve_run
-from tasks.run_agents import AgentFailed, run_attempt
-from tasks.worktrees import prepare
+from prefect_work_clusters.tasks.agents.attempt import AgentFailed, run_attempt
+from prefect_work_clusters.tasks.context import RunContext
+from prefect_work_clusters.tasks.git import core as gitops
+from prefect_work_clusters.tasks.git import worktrees as gitworktrees
+from prefect_work_clusters.tasks.identify import resolve_run
+from prefect_work_clusters.tasks.options import RunOptions
+from prefect_work_clusters.tasks.worktrees import prepare
 from tests.conftest import git, rebaseline, stand_in, write_agent
 from tests.loop_helpers import WRITER, plan_yaml, shop_repo
 
 
 def _ctx(tmp_path: Path, agent_cmd: str, plan_text: str | None = None) -> RunContext:
     repo, plan = shop_repo(tmp_path, plan_text)
-    return resolve_run(plan, repo, agent_cmd=agent_cmd)
+    return resolve_run(plan, repo, RunOptions(agent_cmd=agent_cmd))
 
 
 def test_argv_env_prompt_leftovers_and_log(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -67,7 +69,7 @@ def test_base_branch_commits_plan_and_contracts_only_when_they_differ(tmp_path: 
     git(ctx.repo, "add", "shop.yaml")
     git(ctx.repo, "commit", "-q", "-m", "plan")
     rebaseline(ctx.repo)
-    ctx2 = resolve_run(ctx.repo / "shop.yaml", ctx.repo, agent_cmd="true", workspace=tmp_path / "ws2")
+    ctx2 = resolve_run(ctx.repo / "shop.yaml", ctx.repo, RunOptions(agent_cmd="true", workspace=str(tmp_path / "ws2")))
     gitops.delete_branch(ctx.repo, "clusters/shop/base")
     for c in ("api", "ui", "db"):
         gitworktrees.remove_worktree(ctx.repo, ctx.worktree(c), force=True)

@@ -13,10 +13,11 @@ from pathlib import Path
 import psutil
 import pytest
 
-from flows.work_clusters import work_clusters
-from tasks import gitops
-from tasks.identify import resolve_run
-from tasks.recovery import RunLocked, run_lock
+from prefect_work_clusters.flows.work_clusters import work_clusters
+from prefect_work_clusters.tasks.git import core as gitops
+from prefect_work_clusters.tasks.identify import resolve_run
+from prefect_work_clusters.tasks.options import RunOptions
+from prefect_work_clusters.tasks.recovery import RunLocked, run_lock
 from tests.conftest import branches, git, snapshot, user_changes_expected, write_agent
 from tests.loop_helpers import WRITER, plan_yaml, shop_repo
 
@@ -70,7 +71,7 @@ if cluster == "ui" and not pathlib.Path({str(gate)!r}).exists():
     time.sleep(600)
 """)
     repo, plan = shop_repo(tmp_path)
-    script = (f"from flows.work_clusters import work_clusters; "
+    script = (f"from prefect_work_clusters.flows.work_clusters import work_clusters; "
               f"work_clusters(plan={str(plan)!r}, repo={str(repo)!r}, agent_cmd={agent!r})")
     env = {**os.environ, "PREFECT_HOME": str(tmp_path / "home2"), "RECORD_DIR": str(records)}
     # Its own session, so that the SIGKILL below takes its temporary Prefect server with it; the
@@ -113,7 +114,7 @@ if cluster == "ui" and not pathlib.Path({str(gate)!r}).exists():
 def test_second_run_of_a_plan_is_refused_other_plans_proceed(tmp_path: Path, records: Path) -> None:
     repo, plan = shop_repo(tmp_path)
     agent = write_agent(tmp_path, WRITER)
-    ctx = resolve_run(plan, repo, agent_cmd=agent)
+    ctx = resolve_run(plan, repo, RunOptions(agent_cmd=agent))
     with run_lock(ctx):
         with pytest.raises(RunLocked, match="another run of plan shop is in progress"):
             with run_lock(ctx):
@@ -183,7 +184,7 @@ def test_unwritable_workspace_is_one_clear_error_and_nothing_is_touched(tmp_path
     blocker = tmp_path / "not-a-dir"
     blocker.write_text("a file where the workspace should go")
     before = snapshot(repo), branches(repo)
-    res = subprocess.run([sys.executable, "-c", "from flows.cli import main; main()", "run", str(plan),
+    res = subprocess.run([sys.executable, "-m", "prefect_work_clusters.flows.cli", "run", str(plan),
                           "--repo", str(repo), "--agent-cmd", "true", "--workspace", str(blocker / "ws")],
                          capture_output=True, text=True, env={**os.environ, "PREFECT_HOME": str(tmp_path / "h")})
     assert res.returncode == 2 and "Traceback" not in res.stderr

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from tasks.decisions import parse_decisions
-from tasks.resolve import additive_resolve, hunks, parse_conflicts
+from prefect_work_clusters.tasks.integration.decisions import parse_decisions
+from prefect_work_clusters.tasks.integration.resolvers import additive_resolve, hunks, parse_conflicts
 
 
 def conflict(ours: str, base: str, theirs: str, before: str = "", after: str = "") -> str:

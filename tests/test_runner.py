@@ -12,7 +12,13 @@ from pathlib import Path
 import psutil
 import pytest
 
-from tasks.runner import CannotStart, MissingExecutable, ProcessResult, find_executable, run_process
+from prefect_work_clusters.tasks.proc.runner import (
+    CannotStart,
+    MissingExecutable,
+    ProcessResult,
+    find_executable,
+    run_process,
+)
 
 PY = sys.executable
 

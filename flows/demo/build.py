@@ -7,7 +7,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from tasks import gitops
+from prefect_work_clusters.tasks.git import core as gitops
 
 REPO = Path(__file__).parent / "repo"
 

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from tasks.agents.base import AgentBackend
+from prefect_work_clusters.tasks.agents.base import AgentBackend
 
 ARGV = [
     "aider",

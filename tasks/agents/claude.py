@@ -25,7 +25,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from tasks.agents.base import AgentBackend, Usage
+from prefect_work_clusters.tasks.agents.base import AgentBackend, Usage
 
 ARGV = ["claude", "-p", "--permission-mode", "acceptEdits", "--output-format", "json", "{prompt}"]
 

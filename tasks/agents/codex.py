@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from tasks.agents.base import AgentBackend
+from prefect_work_clusters.tasks.agents.base import AgentBackend
 
 ARGV = ["codex", "exec", "--sandbox", "workspace-write", "{prompt}"]
 

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from tasks.agents.base import AgentBackend
-from tasks.errors import BadInput
+from prefect_work_clusters.tasks.agents.base import AgentBackend
+from prefect_work_clusters.tasks.errors import BadInput
 
 NAME = "command"
 

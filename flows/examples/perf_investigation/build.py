@@ -7,7 +7,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from flows.demo.build import init_repo
+from prefect_work_clusters.flows.demo.build import init_repo
 
 REPO = Path(__file__).parent / "repo"
 PLAN = "plans/perf-regression.yaml"

@@ -13,8 +13,8 @@ import os
 import sys
 from pathlib import Path
 
-from tasks.findings import TypedFinding
-from tasks.fixes import render_action_plan
+from prefect_work_clusters.tasks.investigation.findings import TypedFinding
+from prefect_work_clusters.tasks.investigation.fixes import render_action_plan
 
 NOTE = ("**Scripted synthesis, not an LLM.** `flows/examples/perf_investigation/synthesis.py` grouped the "
         "findings' proposed fixes by the paths they concern and ordered them by severity and by how many "

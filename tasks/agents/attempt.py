@@ -1,0 +1,164 @@
+"""One agent attempt per call: prompt, environment, the process, leftovers committed, verify.
+
+``run_attempt`` is plain Python (tested without Prefect); ``run_agent`` is the mapped Prefect
+task around it, whose retries are the agent's further attempts (``WC_ATTEMPT`` is Prefect's run
+count). Each attempt rewrites the cluster's record in ``.runs/clusters/`` so the next attempt's
+prompt can say why the last one failed, and a killed run can be reported and resumed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from prefect import get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+from prefect.runtime import flow_run as runtime_flow_run
+from prefect.runtime import task_run as runtime_task_run
+
+from prefect_work_clusters.tasks import recovery
+from prefect_work_clusters.tasks.agents import guard
+from prefect_work_clusters.tasks.agents.call import Call, agent_for, base_env, invoke, max_attempts
+from prefect_work_clusters.tasks.agents.limits import agent_slot, with_cost_cap
+from prefect_work_clusters.tasks.agents.prompts import PROMPTS, contracts_for_prompt
+from prefect_work_clusters.tasks.checks.contract import attempt_violation
+from prefect_work_clusters.tasks.context import Attempt, ClusterRecord, RunContext, load_record, save_record
+from prefect_work_clusters.tasks.errors import WorkClustersError
+from prefect_work_clusters.tasks.git import core as gitops
+from prefect_work_clusters.tasks.investigation import check as investigate
+from prefect_work_clusters.tasks.plan.refs import provided_by
+from prefect_work_clusters.tasks.proc.commands import run_commands
+
+
+class AgentFailed(WorkClustersError):
+    """An attempt failed; ``retryable`` says whether another attempt may fix it."""
+
+    def __init__(self, record: ClusterRecord, retryable: bool) -> None:
+        self.record, self.retryable = record, retryable
+        last = record.attempts[-1] if record.attempts else None
+        super().__init__(f"cluster {record.cluster}: {last.failure if last else record.error}")
+
+
+def _feedback(record: ClusterRecord) -> str:
+    if not record.attempts:
+        return ""
+    last = record.attempts[-1]
+    tail = last.output_tail[-2000:].strip()
+    return f"{last.failure}\n\nLast output:\n\n```\n{tail}\n```" if tail else str(last.failure)
+
+
+def run_attempt(ctx: RunContext, cluster: str, attempt: int,
+                on_line: Callable[[str], None] | None = None) -> ClusterRecord:
+    """Run the cluster's agent once; return its updated record, or raise AgentFailed."""
+    spec = ctx.plan.cluster(cluster)
+    record = load_record(ctx, cluster)
+    if record is None:
+        raise WorkClustersError(f"cluster {cluster} has no worktree record; run the worktrees step first")
+    if attempt == 1 and record.attempts and not record.resumed:
+        record = record.model_copy(update={"attempts": []})  # a new run starts its count again
+    agent = agent_for(ctx, spec.agent)
+    limits = ctx.plan.limits
+    timeout = agent.timeout_seconds or limits.timeout_seconds
+    wt, log = record.worktree, ctx.log_file(cluster)
+    log.parent.mkdir(parents=True, exist_ok=True)
+    env = base_env(ctx, wt)
+
+    if not record.setup_done and ctx.plan.worktree.setup:
+        setup = run_commands(ctx.plan.worktree.setup, wt, env, timeout, log, on_line)
+        if not all(r.ok for r in setup):
+            record.error = f"worktree setup failed: {setup[-1].command} (see {log})"
+            record.status = "failed"
+            save_record(ctx, record)
+            raise AgentFailed(record, retryable=False)
+        record.setup_done = True
+
+    feedback = _feedback(record) if attempt > 1 else ""
+    # An investigation writes findings outside its worktree and changes no tracked file.
+    findings = investigate.start_attempt(ctx, cluster) if spec.kind == "investigation" else None
+    prompt = PROMPTS.get_template("cluster.md.j2").render(
+        plan=ctx.plan, cluster=spec, branch=record.branch, contracts=contracts_for_prompt(ctx),
+        feedback=feedback, attempt=attempt, findings_file=str(findings or ""),
+        provides={str(impl): str(proto) for impl, proto in provided_by(ctx.plan, cluster)})
+    call = Call(role="cluster", name=cluster, label=cluster, worktree=wt, branch=record.branch, attempt=attempt,
+                owned=spec.paths, extra_env={"WC_FINDINGS_FILE": str(findings)} if findings else {},
+                hint="install it, or pass --agent / --agent-cmd")
+    link_before, head_before = guard.git_link(wt), gitops.head(wt)
+    try:
+        res, usage = invoke(ctx, agent, call, prompt, feedback, timeout, on_line,
+                            on_start=lambda pid: recovery.note_agent_started(ctx, cluster, pid))
+    finally:
+        recovery.note_agent_ended(ctx, cluster)
+    tampered, committable = guard.check_attempt(ctx, record, link_before, head_before)
+    changed = investigate.settle_attempt(ctx, record, attempt, head_before) if findings and committable else None
+    if committable and not findings:
+        gitops.commit_all(wt, f"work-clusters: {cluster} attempt {attempt} (left uncommitted by the agent)",
+                          exclude=[f"**/{p}" for p in agent.scratch])
+    entry = Attempt(attempt=attempt, exit_code=res.exit_code, timed_out=res.timed_out, duration=res.duration,
+                    output_tail=res.output_tail,
+                    cost_usd=usage.cost_usd if usage else None,
+                    input_tokens=usage.input_tokens if usage else None,
+                    output_tokens=usage.output_tokens if usage else None)
+    record.attempts.append(entry)
+    retryable = attempt < max_attempts(ctx, agent)
+    spent = record.cost_usd
+    if tampered or changed:
+        entry.failure, record.status = tampered or changed, "failed"
+    elif res.timed_out:
+        entry.failure, record.status = f"the agent ran past its timeout of {timeout:g} s and was killed", "timed_out"
+    elif res.exit_code != 0:
+        entry.failure, record.status = f"the agent exited with status {res.exit_code}", "failed"
+    elif usage is not None and usage.is_error:
+        entry.failure, record.status = "the agent exited 0 but reported an error in its result", "failed"
+    elif limits.max_cost_usd is not None and spent is not None and spent > limits.max_cost_usd:
+        entry.failure = f"cost ${spent:.2f} is past the limit of ${limits.max_cost_usd:.2f}"
+        record.status, retryable = "cost_exceeded", False
+    else:
+        entry.verify = run_commands(spec.verify, wt, env, timeout, log, on_line)
+        failed = [v for v in entry.verify if not v.ok]
+        # Policy retry: a broken contract fails the attempt, its report the next prompt's feedback.
+        violation = (None if failed else investigate.attempt_problem(ctx, cluster) if findings
+                     else attempt_violation(ctx, record))
+        if failed:
+            entry.failure = f"verify command `{failed[0].command}` failed (exit {failed[0].exit_code})"
+            entry.output_tail = failed[0].output_tail
+            record.status = "failed"
+        elif violation:
+            entry.failure, entry.output_tail = violation
+            record.status = "failed"
+        else:
+            gitops.commit_empty(wt, f"work-clusters: {cluster} finished (attempt {attempt})\n\n"
+                                    f"{gitops.FINISHED_TRAILER}: {cluster} attempt {attempt}")
+            record.status, record.error = "succeeded", None
+    if limits.max_cost_usd is not None and spent is not None and spent > limits.max_cost_usd:
+        retryable = False
+    record.head_sha = gitops.head(wt)
+    save_record(ctx, record)
+    if record.status != "succeeded":
+        raise AgentFailed(record, retryable)
+    return record
+
+
+def _retry_allowed(task: Any, task_run: Any, state: Any) -> bool:
+    try:
+        state.result()
+    except AgentFailed as exc:
+        return exc.retryable
+    except Exception:  # noqa: BLE001 - an unexpected error may be transient; let Prefect retry it
+        return True
+    return False
+
+
+@task(name="run-agent", task_run_name="agent-{cluster}", cache_policy=NO_CACHE,
+      retry_condition_fn=_retry_allowed, retry_delay_seconds=0)
+def run_agent(ctx: RunContext, cluster: str) -> ClusterRecord:
+    """Run one cluster's agent in its worktree; a failed attempt is retried by Prefect.
+
+    Each attempt holds a slot of its backend's global concurrency limit (``tasks.agents.limits``), so
+    runs together never start more agents of one backend than that limit allows.
+    """
+    logger = get_run_logger()
+    attempt = max(1, int(runtime_task_run.run_count or 1))
+    backend = agent_for(ctx, ctx.plan.cluster(cluster).agent)
+    ctx = with_cost_cap(ctx, getattr(backend, "max_cost_usd", None))  # a saved agent block's cost limit
+    with agent_slot(str(runtime_flow_run.id), backend.name):
+        return run_attempt(ctx, cluster, attempt, on_line=lambda line: logger.info("[%s] %s", cluster, line))

@@ -1,0 +1,66 @@
+"""What an agent must not do to git, checked after every attempt and after all agents.
+
+An agent runs with full access to its worktree, and through it to the repository's refs. It
+could rewrite the worktree's ``.git`` link, switch or delete its branch, reset it to before the
+base, or move another cluster's branch. None of that may cost another cluster its work: each
+branch's head is recorded after every attempt and restored when something else moved it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from prefect_work_clusters.tasks.context import ClusterRecord, RunContext, save_record
+from prefect_work_clusters.tasks.git import core as gitops
+
+
+def git_link(worktree: Path) -> str | None:
+    """The content of the worktree's ``.git`` file (the link to its git dir)."""
+    try:
+        return (worktree / ".git").read_text()
+    except OSError:
+        return None
+
+
+def check_attempt(ctx: RunContext, record: ClusterRecord, link_before: str | None,
+                  head_before: str) -> tuple[str | None, bool]:
+    """After an attempt: (why it must fail for tampering with git or None, whether its leftovers
+    may be committed on its branch). Repairs what it can (the ``.git`` link, a deleted branch,
+    history reset to before the base) so later attempts and other clusters can go on."""
+    wt, branch = record.worktree, record.branch
+    reasons: list[str] = []
+    if link_before is not None and git_link(wt) != link_before:
+        (wt / ".git").write_text(link_before)
+        reasons.append("the agent changed the worktree's .git link (restored); agents must not touch .git")
+    if not gitops.branch_exists(ctx.repo, branch):
+        head = gitops.resolve_ref(wt, "HEAD")
+        gitops.set_branch(ctx.repo, branch, head or head_before, "work-clusters: restore a branch the agent deleted")
+        reasons.append(f"the agent deleted its branch {branch} (restored); agents must not delete branches")
+    current = gitops.run(wt, "symbolic-ref", "--quiet", "HEAD", check=False).stdout.strip()
+    if current != f"refs/heads/{branch}":
+        reasons.append(f"the agent left its branch {branch} (HEAD is {current or 'detached'}); "
+                       "its uncommitted files stay in the worktree, uncommitted")
+        return "; ".join(reasons), False
+    if not gitops.is_ancestor(ctx.repo, record.base_sha, branch):
+        gitops.reset_to(wt, head_before)
+        reasons.append(f"the agent rewrote {branch} to before its base {record.base_sha[:12]}; "
+                       f"reset to {head_before[:12]}, where the attempt started")
+        return "; ".join(reasons), False
+    return ("; ".join(reasons) or None), True
+
+
+def restore_refs(ctx: RunContext, records: list[ClusterRecord]) -> tuple[list[ClusterRecord], list[str]]:
+    """After all agents: every cluster branch back at the head its own agent left. An agent that
+    moved or deleted another cluster's branch cannot make that cluster's work disappear."""
+    notes: list[str] = []
+    for rec in records:
+        if not rec.head_sha:
+            continue
+        tip = gitops.resolve_ref(ctx.repo, f"refs/heads/{rec.branch}")
+        if tip == rec.head_sha:
+            continue
+        gitops.set_branch(ctx.repo, rec.branch, rec.head_sha, "work-clusters: restore a branch moved by another agent")
+        notes.append(f"{rec.branch} was {'deleted' if tip is None else f'moved to {tip[:12]}'} outside its own "
+                     f"agent; restored to {rec.head_sha[:12]}")
+        save_record(ctx, rec)
+    return records, notes

@@ -1,0 +1,223 @@
+"""The git side of integration: conflict prediction, merges with rerere, marker checks, blobs.
+
+Split from ``core`` (which holds repository facts and commits) to keep both small;
+every call still goes through ``gitops.run``, so the environment rules hold here too. Options
+that change git's behaviour are passed with ``-c`` on our own commands only: the user's config
+is never written.
+
+This module imports nothing of ours but ``gitops``.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+import tempfile
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from filelock import FileLock
+
+from prefect_work_clusters.tasks.git import core as gitops
+from prefect_work_clusters.tasks.git.core import GitError
+
+# rerere replays a resolution recorded for the same conflict earlier; autoupdate stages it. It is
+# enabled for our merges and commits only, never in the user's config.
+RERERE = ("-c", "rerere.enabled=true", "-c", "rerere.autoupdate=true")
+# diff3 shows the base between the sides, which the additive resolver needs to judge a hunk.
+DIFF3 = ("-c", "merge.conflictStyle=diff3")
+_REPLAYED = re.compile(r"^(?:Staged|Resolved) '(.+)' using previous resolution\.$", re.M)
+_MARKER = re.compile(r"^(.+):(\d+): leftover conflict marker$", re.M)
+_ATTR_BEGIN = "# >>> work-clusters: temporary merge driver (removed after the merge)\n"
+_ATTR_END = "# <<< work-clusters\n"
+
+
+def contained(repo: Path, commit: str, branches: Sequence[str]) -> set[str]:
+    """Which of ``branches`` are already contained in ``commit``: one call for all of them."""
+    if not branches:
+        return set()
+    text = gitops.out(repo, "for-each-ref", f"--merged={commit}", "--format=%(refname)",
+                      *(f"refs/heads/{b}" for b in branches))
+    return {line.removeprefix("refs/heads/") for line in text.splitlines()} & set(branches)
+
+
+@dataclass
+class Prediction:
+    """What ``git merge-tree --write-tree`` says merging two commits would give."""
+
+    tree: str
+    conflicts: dict[str, list[str]] = field(default_factory=dict)  # path -> kinds ("contents", ...)
+
+
+def merge_tree(repo: Path, ours: str, theirs: str) -> Prediction:
+    """Predict the merge of ``theirs`` into ``ours`` without touching any worktree or index."""
+    res = gitops.run(repo, "merge-tree", "--write-tree", "-z", "--name-only", ours, theirs, check=False)
+    if res.status not in (0, 1):
+        raise GitError(["merge-tree", "--write-tree", ours, theirs], res.status, res.stderr or res.stdout)
+    fields = res.stdout.split("\0")
+    pred = Prediction(tree=fields[0].strip())
+    if res.status == 0:
+        return pred
+    i = 1
+    while i < len(fields) and fields[i]:
+        pred.conflicts.setdefault(fields[i], [])
+        i += 1
+    i += 1
+    # Messages come as: <count> NUL <path>... NUL <type> NUL <message> NUL (git-merge-tree(1), -z).
+    while i < len(fields) and fields[i].isdigit():
+        n = int(fields[i])
+        paths, kind = fields[i + 1:i + 1 + n], fields[i + 1 + n] if i + 1 + n < len(fields) else ""
+        if kind.startswith("CONFLICT"):
+            label = kind.removeprefix("CONFLICT").strip(" ()")
+            for path in paths:
+                if path in pred.conflicts and label not in pred.conflicts[path]:
+                    pred.conflicts[path].append(label)
+        i += n + 3
+    return pred
+
+
+def commit_tree(repo: Path, tree: str, parents: Sequence[str], message: str) -> str:
+    """A commit object (no ref points at it) so the next prediction can build on this one."""
+    args = [a for p in parents for a in ("-p", p)]
+    return gitops.out(repo, "commit-tree", tree, *args, "-m", message, env=gitops.identity_env(repo))
+
+
+@dataclass
+class MergeStart:
+    committed: bool  # the merge went through cleanly and is committed
+    unmerged: list[str]  # paths git left conflicted
+    replayed: list[str]  # paths rerere resolved from an earlier recorded resolution
+    output: str
+
+
+def start_merge(worktree: Path, branch: str, message: str) -> MergeStart:
+    """``git merge --no-ff`` with rerere and diff3 for this command only. Its exit status is not
+    the verdict (rerere leaves it at 1 even when it resolved everything): the unmerged paths are."""
+    res = gitops.run(worktree, *RERERE, *DIFF3, "merge", "--no-ff", "--no-edit", "-m", message, "--", branch,
+                     env=gitops.identity_env(worktree), check=False)
+    output = (res.stdout + res.stderr).strip()
+    if res.status == 0:
+        return MergeStart(committed=True, unmerged=[], replayed=[], output=output)
+    if not gitops.merge_in_progress(worktree):
+        raise GitError(["merge", "--no-ff", branch], res.status, output)
+    return MergeStart(committed=False, unmerged=gitops.unmerged_files(worktree),
+                      replayed=sorted(set(_REPLAYED.findall(output))), output=output)
+
+
+def stage(worktree: Path, paths: Sequence[str]) -> None:
+    """Mark paths resolved; ``-A`` also records a deletion (a modify/delete resolved by removal)."""
+    if paths:
+        gitops.run(worktree, "add", "-A", "--", *paths)
+
+
+def commit_merge(worktree: Path) -> str:
+    """Conclude the merge with the message given when it started; rerere records the resolution
+    so the same conflict resolves itself the next time it appears."""
+    gitops.run(worktree, "-c", "rerere.enabled=true", "commit", "--no-edit", "--no-verify", "-q",
+               env=gitops.identity_env(worktree))
+    return gitops.head(worktree)
+
+
+def restore_conflict(worktree: Path, paths: Sequence[str]) -> None:
+    """Put the conflicted content (diff3 markers) back from the index stages, undoing a rejected
+    resolution. Only valid while the paths are still unmerged in the index."""
+    if paths:
+        gitops.run(worktree, "checkout", "--conflict=diff3", "--", *paths)
+
+
+def marker_lines(worktree: Path, since: str, paths: Sequence[str] = ()) -> dict[str, list[int]]:
+    """Lines that ``git diff --check`` calls leftover conflict markers, worktree against ``since``.
+    Whitespace complaints are ignored: they are the clusters' style, not a failed resolution."""
+    res = gitops.run(worktree, "diff", "--check", "--no-ext-diff", since, "--", *paths, check=False)
+    found: dict[str, list[int]] = {}
+    for path, line in _MARKER.findall(res.stdout):
+        found.setdefault(path, []).append(int(line))
+    return found
+
+
+def show_blob(repo: Path, commit: str, path: str) -> str | None:
+    """The text of ``path`` at ``commit``, or None when it does not exist there."""
+    res = gitops.run(repo, "cat-file", "blob", f"{commit}:{path}", check=False)
+    return res.stdout if res.status == 0 else None
+
+
+def _unquote(path: str) -> str:
+    """A path as git prints it in diff headers: C-quoted when it holds unusual bytes."""
+    if not path.startswith('"'):
+        return path
+    raw = path[1:-1].encode("latin-1", "backslashreplace").decode("unicode_escape")
+    return raw.encode("latin-1").decode("utf-8", "replace")
+
+
+def added_lines(repo: Path, base: str, head: str) -> dict[str, list[str]]:
+    """The lines ``head`` added since it left ``base``, per file (renames count as delete + add)."""
+    text = gitops.out(repo, "diff", "--no-renames", "--no-color", "--no-ext-diff", "--no-textconv", "-U0",
+                      "--src-prefix=a/", "--dst-prefix=b/", f"{base}...{head}")
+    found: dict[str, list[str]] = {}
+    current: list[str] | None = None
+    for line in text.splitlines():
+        if line.startswith("+++ "):
+            target = line[4:]
+            current = None if target == "/dev/null" else found.setdefault(_unquote(target)[2:], [])
+        elif line.startswith("diff --git "):
+            current = None
+        elif line.startswith("+") and current is not None:
+            current.append(line[1:])
+    return found
+
+
+def mergiraf_driver(executable: str, failures: Path) -> list[str]:
+    """``-c`` options that define the mergiraf driver for one git command. ``checkout -m`` ignores a
+    driver's exit status and keeps whatever is in ``%A`` (ours, if the driver died), so the driver
+    line also appends the path (``%P``, quoted by git) to ``failures`` when mergiraf fails.
+    ``%S/%X/%Y`` (marker labels) are left out: git 2.39 passes them through unexpanded."""
+    line = (f"{shlex.quote(executable)} merge --git %O %A %B -p %P -l %L"
+            f" || {{ echo %P >> {shlex.quote(str(failures))}; exit 1; }}")
+    return ["-c", "merge.mergiraf.name=mergiraf (work-clusters)", "-c", f"merge.mergiraf.driver={line}"]
+
+
+def _attr_pattern(path: str) -> str:
+    escaped = re.sub(r"([\\*?\[])", r"\\\1", path)
+    anchored = "/" + escaped  # a pattern without a slash would match the name in every folder
+    return '"' + anchored.replace('"', '\\"') + '"' if re.search(r'[\s"]', anchored) else anchored
+
+
+@contextmanager
+def merge_attributes(repo: Path, paths: Sequence[str], driver: str) -> Iterator[None]:
+    """``merge=<driver>`` for exactly ``paths``, through the common dir's ``info/attributes``
+    (never a tracked ``.gitattributes``); the file is put back as it was afterwards."""
+    info = gitops.common_dir(repo) / "info"
+    info.mkdir(exist_ok=True)
+    attributes = info / "attributes"
+    with FileLock(str(info / "work-clusters-attributes.lock")):
+        original = attributes.read_bytes() if attributes.exists() else None
+        body = "".join(f"{_attr_pattern(p)} merge={driver}\n" for p in paths)
+        prefix = (original or b"").decode("utf-8", "surrogateescape")
+        if prefix and not prefix.endswith("\n"):
+            prefix += "\n"
+        attributes.write_text(prefix + _ATTR_BEGIN + body + _ATTR_END, errors="surrogateescape")
+        try:
+            yield
+        finally:
+            if original is None:
+                attributes.unlink(missing_ok=True)
+            else:
+                attributes.write_bytes(original)
+
+
+def remerge_with_driver(worktree: Path, paths: Sequence[str], executable: str) -> set[str]:
+    """Merge ``paths`` again from their index stages with the mergiraf driver (``checkout -m``
+    runs the driver the attributes name); results land in the worktree, unstaged. Returns the
+    paths where mergiraf reported failure."""
+    with tempfile.TemporaryDirectory(prefix="wc-mergiraf-") as tmp, \
+            merge_attributes(worktree, paths, "mergiraf"):
+        failures = Path(tmp) / "failed"
+        gitops.run(worktree, *mergiraf_driver(executable, failures), *DIFF3, "checkout", "-m", "--", *paths,
+                   check=False)
+        return set(failures.read_text().splitlines()) if failures.exists() else set()
+
+
+def parents(repo: Path, rev: str) -> list[str]:
+    return gitops.out(repo, "rev-list", "--parents", "-n", "1", rev).split()[1:]

@@ -1,0 +1,117 @@
+"""Worktrees: one per cluster and one for the integration, added and removed under a lock
+(parallel `git worktree add` corrupts .git/worktrees), full or sparse."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from filelock import FileLock
+
+from prefect_work_clusters.tasks.git.core import GitError, branch_exists, common_dir, out, run
+
+
+@contextmanager
+def worktree_lock(repo: Path) -> Iterator[None]:
+    """Serialize worktree add/remove: parallel `git worktree add` corrupts .git/worktrees."""
+    with FileLock(str(common_dir(repo) / "work-clusters-worktrees.lock")):
+        yield
+
+
+@dataclass
+class Worktree:
+    path: Path
+    branch: str | None
+    head: str
+
+
+def worktrees(repo: Path) -> list[Worktree]:
+    found: list[Worktree] = []
+    entry: dict[str, str] = {}
+    for line in (out(repo, "worktree", "list", "--porcelain") + "\n\n").splitlines():
+        if not line.strip():
+            if "worktree" in entry:
+                branch = entry.get("branch", "").removeprefix("refs/heads/") or None
+                found.append(Worktree(Path(entry["worktree"]), branch, entry.get("HEAD", "")))
+            entry = {}
+            continue
+        key, _, value = line.partition(" ")
+        entry[key] = value
+    return found
+
+
+def branch_tips(repo: Path, prefix: str) -> dict[str, str]:
+    """Every branch under ``prefix`` (``clusters/<plan>/``) and its tip, in one call."""
+    text = out(repo, "for-each-ref", "--format=%(objectname) %(refname)", f"refs/heads/{prefix.rstrip('/')}/")
+    tips = {}
+    for line in text.splitlines():
+        sha, _, ref = line.partition(" ")
+        tips[ref.removeprefix("refs/heads/")] = sha
+    return tips
+
+
+@dataclass
+class WorktreeInfo:
+    path: Path
+    branch: str
+    start_sha: str
+    created: bool
+    sparse_dirs: list[str] = field(default_factory=list)
+    new_branch: bool = False  # the branch was made here, at ``start``: it holds no commits of its own
+
+
+def ensure_worktree(repo: Path, path: Path, branch: str, start: str,
+                    sparse_dirs: Sequence[str] | None = None, *,
+                    listed: Sequence[Worktree] | None = None,
+                    branch_exists_hint: bool | None = None) -> WorktreeInfo:
+    """A worktree at ``path`` on ``branch`` (created from ``start`` if the branch is new).
+
+    An existing worktree of that branch at that path is reused, so a second run resumes. With
+    ``sparse_dirs`` the checkout holds only those folders plus top-level files, with a sparse
+    index (the index lists the folders left out, not their files: ``add``, ``commit`` and
+    ``status`` cost the cone, not the repo); the final ``checkout`` fills the index, without which
+    `git status` shows every other file deleted.
+
+    Safe to call from several threads for different paths: only registering the worktree
+    (``worktree add --no-checkout``, and ``sparse-checkout set``, which may write the shared
+    config) holds the repository's worktree lock; the checkout, which writes this worktree's own
+    files and index, runs outside it, so checkouts of several worktrees proceed together.
+    ``listed`` (``worktrees(repo)``) and ``branch_exists_hint`` spare the git calls that find
+    them when the caller already knows, as when preparing many worktrees at once.
+    """
+    path = path.resolve()
+    with worktree_lock(repo):
+        for wt in worktrees(repo) if listed is None else listed:
+            if wt.path.resolve() == path:
+                if wt.branch != branch:
+                    raise GitError(["worktree", "add", str(path)], 1,
+                                   f"{path} is already a worktree of branch {wt.branch}")
+                return WorktreeInfo(path, branch, wt.head, created=False, sparse_dirs=list(sparse_dirs or []))
+        if path.exists() and any(path.iterdir()):
+            raise GitError(["worktree", "add", str(path)], 1,
+                           f"{path} exists and is not empty; remove it or choose another --workspace")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        exists = branch_exists(repo, branch) if branch_exists_hint is None else branch_exists_hint
+        if exists:
+            run(repo, "worktree", "add", "--no-checkout", str(path), branch)
+        else:
+            run(repo, "worktree", "add", "--no-checkout", "-b", branch, str(path), start)
+        if sparse_dirs is not None:
+            run(path, "sparse-checkout", "set", "--cone", "--sparse-index", "--", *sparse_dirs)
+    run(path, "checkout", "-q")
+    return WorktreeInfo(path, branch, out(path, "rev-parse", "HEAD"), created=True,
+                        sparse_dirs=list(sparse_dirs or []), new_branch=not exists)
+
+
+def remove_worktree(repo: Path, path: Path, force: bool = False) -> None:
+    with worktree_lock(repo):
+        run(repo, "worktree", "remove", *(["--force"] if force else []), str(path))
+
+
+def prune_worktrees(repo: Path) -> None:
+    with worktree_lock(repo):
+        run(repo, "worktree", "prune")
+
+

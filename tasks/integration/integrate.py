@@ -1,0 +1,262 @@
+"""Integration: preflight, merge every mergeable cluster branch through the conflict ladder,
+verify (with the integration agent fixing failures), then prove nothing was lost.
+
+The integration branch is kept when it grew from the recorded base (a person's committed
+resolution survives, and branches already merged are skipped), so merges land on the base the
+clusters started from, never silently on a base that moved meanwhile. A conflict no resolver
+settles stops the integration with the worktree left mid-merge and exact instructions.
+"""
+
+from __future__ import annotations
+
+import shlex
+import shutil
+import time
+from collections.abc import Callable
+
+from prefect import get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+
+from prefect_work_clusters.tasks.agents.call import base_env, integration_backend, max_attempts
+from prefect_work_clusters.tasks.checks.contract import ClusterCheck
+from prefect_work_clusters.tasks.context import CommandResult, RunContext
+from prefect_work_clusters.tasks.errors import WorkClustersError
+from prefect_work_clusters.tasks.git import core as gitops
+from prefect_work_clusters.tasks.git import merge as gitmerge
+from prefect_work_clusters.tasks.git import worktrees as gitworktrees
+from prefect_work_clusters.tasks.integration.agent import (
+    decisions_dir,
+    discard_decisions,
+    run_integration_agent,
+)
+from prefect_work_clusters.tasks.integration.decisions import load_decisions
+from prefect_work_clusters.tasks.integration.ladder import Ladder
+from prefect_work_clusters.tasks.integration.models import Decision, IntegrationResult, MergeStep, VerifyRound
+from prefect_work_clusters.tasks.integration.preflight import predict
+from prefect_work_clusters.tasks.integration.survival import check_survival
+from prefect_work_clusters.tasks.proc.commands import run_commands
+
+__all__ = ["IntegrationResult", "MergeStep", "integrate", "integrate_branches"]
+
+OnLine = Callable[[str], None] | None
+
+
+def conflict_instructions(ctx: RunContext, step: MergeStep) -> str:
+    wt = shlex.quote(str(ctx.integration_worktree))
+    again = f"  work-clusters integrate {shlex.quote(str(ctx.plan_file))} --repo {shlex.quote(str(ctx.repo))}\n"
+    if not step.files:
+        return (f"Merging {step.branch} into {ctx.integration_branch} did not start: {step.reason}.\n"
+                f"The integration worktree {wt} is unchanged. Fix what git names (an untracked file in the\n"
+                f"way: move it out of the worktree), then:\n{again}")
+    left = [f for f in step.files if f.resolved_by is None]
+    files = " ".join(shlex.quote(f.path) for f in left)
+    listed = "\n".join(
+        f"  {f.path}  (ours: {', '.join(f.ours) or 'the base'}; theirs: {f.theirs}; tried: "
+        + ", ".join(f"{a.tier} {a.outcome}" for a in f.attempts if a.tier != "person") + ")" for f in left)
+    done = [f"{f.path} ({f.resolved_by})" for f in step.files if f.resolved_by]
+    person = decisions_dir(ctx) / "person.md"
+    return (
+        f"Merging {step.branch} into {ctx.integration_branch} stopped on conflicts no resolver settled:\n{listed}\n"
+        + (f"Resolved automatically and staged: {', '.join(done)}\n" if done else "")
+        + f"\nThe integration worktree is left mid-merge for a person. To finish:\n"
+        f"  cd {wt}\n"
+        f"  # edit each file above and remove every conflict marker, then:\n"
+        f"  git add -A -- {files}\n  git commit --no-edit\n{again}"
+        f"    (merges the remaining branches on top of your resolution, then verifies)\n"
+        f"If you drop a cluster's line on purpose, say why in {shlex.quote(str(person))} (a `## <file>` heading,\n"
+        f"the reason under it); otherwise the survival check fails the run.\n"
+        f"To give up on this merge instead:\n  git -C {wt} merge --abort\n"
+    )
+
+
+def start_integration(ctx: RunContext, base_sha: str) -> None:
+    """The integration worktree on our integration branch. The branch is kept when it grew from
+    the recorded base; it is reset to the base only when it did not (and then the decisions that
+    explained old resolutions go too). A merge left half-done, or uncommitted edits, stop
+    us: they may be a person's work in progress."""
+    wt = gitworktrees.ensure_worktree(ctx.repo, ctx.integration_worktree, ctx.integration_branch, base_sha)
+    if gitops.merge_in_progress(wt.path) or gitops.tracked_changes(wt.path):
+        q = shlex.quote(str(wt.path))
+        raise WorkClustersError(
+            f"the integration worktree {wt.path} has a merge in progress or uncommitted changes; finish it "
+            f"(git -C {q} add -A && git -C {q} commit --no-edit) or abort it (git -C {q} merge --abort), then re-run")
+    if not gitops.is_ancestor(ctx.repo, base_sha, gitops.head(wt.path)):
+        gitops.reset_to(wt.path, base_sha)
+    if gitops.head(wt.path) == base_sha:  # nothing merged: no earlier resolution is left to explain
+        shutil.rmtree(decisions_dir(ctx), ignore_errors=True)
+
+
+def prediction_start(ctx: RunContext, base_sha: str) -> str:
+    """Where the merges will start: the integration branch if it grew from the base, else the base."""
+    tip = gitops.resolve_ref(ctx.repo, f"refs/heads/{ctx.integration_branch}")
+    return tip if tip and gitops.is_ancestor(ctx.repo, base_sha, tip) else base_sha
+
+
+def _failure_text(result: CommandResult) -> str:
+    verdict = "timed out" if result.timed_out else f"failed (exit {result.exit_code})"
+    tail = result.output_tail[-3000:].strip()
+    return f"`{result.command}` {verdict}.\n\nOutput (last part):\n\n```\n{tail}\n```"
+
+
+def verify_and_fix(ctx: RunContext, ladder: Ladder, result: IntegrationResult, on_line: OnLine) -> None:
+    """Run the integration verify; on failure give the agent the output, ``1 + retries`` times.
+    A fix that leaves a marker, rewinds the branch or exits non-zero is dropped whole."""
+    wt, t0 = ctx.integration_worktree, time.monotonic()
+    env, log = base_env(ctx, wt), ctx.log_file("integration-verify")
+
+    def verify(after: str) -> list[CommandResult]:
+        results = run_commands(ctx.plan.integration.verify, wt, env, ctx.plan.limits.timeout_seconds, log, on_line)
+        result.verify_rounds.append(VerifyRound(round=len(result.verify_rounds) + 1, after=after,
+                                                head=gitops.head(wt), results=results))
+        return results
+
+    results = verify("the merges")
+    backend, note = ladder.backend, ""
+    attempts = max_attempts(ctx, backend) if backend and ctx.plan.integration.verify else 0
+    for attempt in range(1, attempts + 1):
+        if all(r.ok for r in results) or backend is None:
+            break
+        pre, keep = gitops.head(wt), gitops.untracked(wt)
+        call = run_integration_agent(ctx, backend, purpose="verification", label="verify", attempt=attempt,
+                                     merged=[s.cluster for s in result.steps if s.status == "merged"],
+                                     feedback=note + _failure_text(results[-1]), on_line=on_line)
+        ladder.calls.append(call)
+        markers = gitmerge.marker_lines(wt, pre)
+        if not call.failure and markers:
+            call.failure = f"left conflict markers in {', '.join(sorted(markers))}"
+        if not call.failure and not gitops.is_ancestor(ctx.repo, pre, gitops.head(wt)):
+            call.failure = "rewound the integration branch"
+        if call.failure:
+            gitops.reset_to(wt, pre, keep)
+            discard_decisions(call)
+            note = f"Your attempt {attempt} was dropped: {call.failure}.\n\n"
+            continue
+        note = ""
+        gitops.stage_all(wt, [f"**/{p}" for p in backend.scratch], keep)  # not what verify left behind
+        gitops.commit_staged(wt, f"work-clusters: integration fix for verification, attempt {attempt}")
+        results = verify(f"integration agent fix, attempt {attempt}")
+    result.verify = results
+    result.final_sha = gitops.head(wt)
+    result.verify_seconds = round(time.monotonic() - t0, 3)
+
+
+def _evidence(result: IntegrationResult) -> str:
+    if result.instructions:
+        return "not run: the integration stopped on a conflict"
+    if not result.verify:
+        return f"no integration verify commands; merged tree at {(result.final_sha or '-')[:12]}"
+    at = (result.final_sha or "-")[:12]
+    failed = [v for v in result.verify if not v.ok]
+    if failed:
+        return f"FAILED at {at}: `{failed[0].command}` exit {failed[0].exit_code}"
+    return f"passed at {at}: {len(result.verify)} verify command(s)"
+
+
+def build_decisions(result: IntegrationResult) -> list[Decision]:
+    """One decision per conflict hunk (per file where git showed no hunks), plus what the agent
+    said about its verification fixes, each with the verification evidence."""
+    evidence, out = _evidence(result), []
+    for step in result.steps:
+        said = [d for c in result.agent_calls if c.label == f"merge-{step.cluster}" for d in c.decisions]
+        for f in step.files:
+            tier = f.resolved_by or "person"
+            done = next((a.detail for a in f.attempts if a.tier == tier and a.outcome == "resolved"), "")
+            hunks: list[int | None] = [h.index for h in f.hunks] or [None]
+            for hunk in hunks:
+                if tier == "agent":
+                    why = [d.reason for d in said if d.file == f.path and d.hunk in (None, hunk)]
+                    reason = "; ".join(why) or "(the agent wrote no reason for this file)"
+                elif tier == "person":
+                    reason = "left for a person; tried " + ", ".join(
+                        f"{a.tier} ({a.outcome})" for a in f.attempts if a.tier != "person")
+                else:
+                    reason = done
+                out.append(Decision(file=f.path, hunk=hunk, ours=f.ours, theirs=f.theirs, tier=tier, reason=reason,
+                                    verification=evidence))
+    for call in result.agent_calls:
+        if call.purpose == "verification" and call.ok:
+            out += [Decision(file=d.file, hunk=d.hunk, ours=[], theirs="", tier="agent",
+                             reason=f"verification fix (attempt {call.attempt}): {d.reason}",
+                             verification=evidence) for d in call.decisions]
+    return out
+
+
+def integrate_branches(ctx: RunContext, base_sha: str, checks: list[ClusterCheck],
+                       on_line: OnLine = None) -> IntegrationResult:
+    """Preflight, then merge in ``depends_on`` order, then plan order; stop at the first conflict
+    no resolver settles; otherwise verify, fix, and check survival."""
+    by_name = {c.cluster: c for c in checks}
+    touched = {c.cluster: c.files_changed for c in checks}
+    order = ctx.plan.merge_order()
+    mergeable = [(c.name, ctx.branch(c.name)) for c in order if by_name[c.name].mergeable]
+    preflight = predict(ctx.repo, prediction_start(ctx, base_sha), mergeable, touched)
+    start_integration(ctx, base_sha)
+    wt = ctx.integration_worktree
+    ladder = Ladder(ctx, integration_backend(ctx), on_line)
+    steps: list[MergeStep] = []
+    merged: list[str] = []
+    stopped: MergeStep | None = None
+    t0 = time.monotonic()
+    head = gitops.head(wt)
+    earlier = gitmerge.contained(ctx.repo, head, [b for _, b in mergeable])
+    for cluster in order:
+        check, branch = by_name[cluster.name], ctx.branch(cluster.name)
+        if stopped:
+            steps.append(MergeStep(cluster=cluster.name, branch=branch, status="not-reached",
+                                   reason="an earlier merge stopped on a conflict"))
+            continue
+        if not check.mergeable:
+            steps.append(MergeStep(cluster=cluster.name, branch=branch, status="skipped",
+                                   reason=f"contract check: {check.status}"))
+            continue
+        stat = gitops.diffstat(ctx.repo, base_sha, branch)
+        if branch in earlier:
+            steps.append(MergeStep(cluster=cluster.name, branch=branch, status="merged", reason="merged earlier",
+                                   commit=head, diffstat=stat))
+            merged.append(cluster.name)
+            continue
+        predicted = preflight.for_cluster(cluster.name)
+        kinds = {c.path: c.kinds for c in predicted.conflicts} if predicted else {}
+        step = ladder.merge(cluster.name, branch, head, list(merged), touched, kinds)
+        step.diffstat = stat
+        steps.append(step)
+        if step.status == "merged" and step.commit:
+            merged.append(cluster.name)
+            head = step.commit
+        else:
+            stopped = step
+    result = IntegrationResult(branch=ctx.integration_branch, worktree=str(wt), base_sha=base_sha, steps=steps,
+                               merge_seconds=round(time.monotonic() - t0, 3), preflight=preflight)
+    if stopped:
+        decisions_dir(ctx).mkdir(parents=True, exist_ok=True)  # where the instructions ask a person to write
+        result.instructions = conflict_instructions(ctx, stopped)
+    else:
+        verify_and_fix(ctx, ladder, result, on_line)
+        t1 = time.monotonic()
+        assert result.final_sha is not None
+        result.survival = check_survival(ctx.repo, result.final_sha,
+                                         [(s.cluster, s.branch, base_sha) for s in steps if s.status == "merged"],
+                                         load_decisions(decisions_dir(ctx)))
+        result.survival_seconds = round(time.monotonic() - t1, 3)
+    result.agent_calls = ladder.calls
+    result.decisions = build_decisions(result)
+    return result
+
+
+@task(name="integrate", cache_policy=NO_CACHE)
+def integrate(ctx: RunContext, base_sha: str, checks: list[ClusterCheck]) -> IntegrationResult:
+    """Merge the cluster branches into the integration branch, verify, and check survival."""
+    logger = get_run_logger()
+    result = integrate_branches(ctx, base_sha, checks, on_line=lambda line: logger.info("[integration] %s", line))
+    if result.preflight:
+        logger.info("preflight: %d conflict(s) predicted in %.2f s", result.preflight.conflict_count,
+                    result.preflight.seconds)
+    for step in result.steps:
+        logger.info("merge %s: %s %s", step.cluster, step.status, step.reason)
+    if result.instructions:
+        logger.error(result.instructions)
+    for v in result.verify:
+        logger.info("verify `%s`: %s", v.command, "passed" if v.ok else f"failed (exit {v.exit_code})")
+    for s in result.lost:
+        logger.error("survival: %s lost %d line(s) in %s", s.cluster, s.lost_count, ", ".join(f.path for f in s.lost))
+    return result

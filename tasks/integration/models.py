@@ -1,0 +1,143 @@
+"""What the integration records: each merge, each conflicted file and the tiers tried on it, the
+integration agent's calls, the decisions per conflict hunk, verification rounds and survival.
+
+Plain pydantic data: it goes into ``report.json`` as it is, and the merge report is drawn from it.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+from prefect_work_clusters.tasks.context import CommandResult
+from prefect_work_clusters.tasks.integration.decisions import AgentDecision
+from prefect_work_clusters.tasks.integration.preflight import Preflight
+from prefect_work_clusters.tasks.integration.survival import ClusterSurvival
+
+MergeStatus = Literal["merged", "conflict", "skipped", "not-reached"]
+Tier = Literal["git", "additive", "mergiraf", "agent", "person"]
+Outcome = Literal["resolved", "unresolved", "rejected", "not-applicable", "failed", "unavailable"]
+TIERS: tuple[Tier, ...] = ("git", "additive", "mergiraf", "agent", "person")
+
+
+class TierAttempt(BaseModel):
+    """One resolver tried on one file."""
+
+    tier: Tier
+    outcome: Outcome
+    detail: str = ""
+
+
+class HunkInfo(BaseModel):
+    """One conflict hunk as git left it (diff3 style), trimmed for the report."""
+
+    index: int
+    line: int
+    ours: str
+    base: str
+    theirs: str
+
+
+class ConflictFile(BaseModel):
+    path: str
+    theirs: str = Field(description="the cluster being merged")
+    ours: list[str] = Field(default_factory=list, description="clusters merged before it that changed the file")
+    kinds: list[str] = Field(default_factory=list, description="conflict kinds git reported (contents, add/add...)")
+    hunks: list[HunkInfo] = Field(default_factory=list)
+    attempts: list[TierAttempt] = Field(default_factory=list)
+    resolved_by: Tier | None = None
+
+
+class MergeStep(BaseModel):
+    cluster: str
+    branch: str
+    status: MergeStatus
+    reason: str = ""
+    commit: str | None = None
+    conflicts: list[str] = Field(default_factory=list, description="every path that conflicted")
+    files: list[ConflictFile] = Field(default_factory=list)
+    diffstat: str = ""
+
+    @property
+    def remaining(self) -> list[str]:
+        return [f.path for f in self.files if f.resolved_by is None]
+
+
+class AgentCall(BaseModel):
+    """One run of the integration agent."""
+
+    purpose: Literal["conflict", "verification"]
+    label: str
+    attempt: int
+    exit_code: int | None = None
+    timed_out: bool = False
+    duration: float = 0.0
+    failure: str | None = None
+    prompt_file: str = ""
+    decisions_file: str = ""
+    output_tail: str = ""
+    cost_usd: float | None = None
+    decisions: list[AgentDecision] = Field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return self.failure is None
+
+
+class Decision(BaseModel):
+    """How one conflict hunk was resolved, and the evidence that the result works."""
+
+    file: str
+    hunk: int | None
+    ours: list[str]
+    theirs: str
+    tier: Tier
+    reason: str
+    verification: str = "not run"
+
+
+class VerifyRound(BaseModel):
+    round: int
+    after: str
+    head: str
+    results: list[CommandResult]
+
+    @property
+    def ok(self) -> bool:
+        return all(r.ok for r in self.results)
+
+
+class IntegrationResult(BaseModel):
+    branch: str
+    worktree: str
+    base_sha: str
+    steps: list[MergeStep]
+    verify: list[CommandResult] = Field(default_factory=list)
+    final_sha: str | None = None
+    instructions: str = ""
+    merge_seconds: float = 0.0
+    verify_seconds: float = 0.0
+    survival_seconds: float = 0.0
+    preflight: Preflight | None = None
+    agent_calls: list[AgentCall] = Field(default_factory=list)
+    verify_rounds: list[VerifyRound] = Field(default_factory=list)
+    decisions: list[Decision] = Field(default_factory=list)
+    survival: list[ClusterSurvival] = Field(default_factory=list)
+
+    @property
+    def all_merged(self) -> bool:
+        return all(s.status == "merged" for s in self.steps)
+
+    @property
+    def verified(self) -> bool:
+        return all(v.ok for v in self.verify)
+
+    @property
+    def lost(self) -> list[ClusterSurvival]:
+        """Clusters with added lines missing from the integrated tree and no decision for them."""
+        return [s for s in self.survival if not s.ok]
+
+    @property
+    def ok(self) -> bool:
+        return self.all_merged and self.verified and not self.lost and self.final_sha is not None

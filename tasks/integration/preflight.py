@@ -1,0 +1,85 @@
+"""Preflight: predict every conflict of the integration before the integration worktree is touched.
+
+Each branch is merged, in merge order, onto the predicted result of the merges before it with
+``git merge-tree --write-tree`` (objects only: no worktree, no index, no ref). The predicted
+result becomes a dangling commit so the next prediction builds on it, as the real merges will.
+After a predicted conflict the chain goes on from git's tree with markers in it, so later
+predictions in the same files are marked approximate: a resolver may well settle them.
+
+Example::
+
+    pf = predict(repo, base_sha, [("api", "clusters/shop/api"), ("ui", "clusters/shop/ui")],
+                 touched={"api": ["app/registry.py"], "ui": ["app/registry.py"]})
+    [m.status for m in pf.merges]   # ['clean', 'conflict']
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+from prefect_work_clusters.tasks.git import merge as gitmerge
+
+PredictedStatus = Literal["clean", "conflict", "already-merged"]
+
+
+class PredictedConflict(BaseModel):
+    path: str
+    kinds: list[str] = Field(default_factory=list)
+    ours: list[str] = Field(default_factory=list, description="clusters merged earlier that changed the file")
+
+
+class PredictedMerge(BaseModel):
+    cluster: str
+    branch: str
+    status: PredictedStatus
+    conflicts: list[PredictedConflict] = Field(default_factory=list)
+    approximate: bool = False
+
+
+class Preflight(BaseModel):
+    start: str
+    merges: list[PredictedMerge]
+    seconds: float = 0.0
+
+    @property
+    def conflict_count(self) -> int:
+        return sum(len(m.conflicts) for m in self.merges)
+
+    def for_cluster(self, cluster: str) -> PredictedMerge | None:
+        return next((m for m in self.merges if m.cluster == cluster), None)
+
+
+def predict(repo: Path, start: str, branches: Sequence[tuple[str, str]],
+            touched: Mapping[str, Sequence[str]] | None = None) -> Preflight:
+    """Predict merging ``branches`` ((cluster, branch) in merge order) one by one onto ``start``.
+    ``touched`` (cluster -> files its branch changed) names the clusters on our side of a conflict."""
+    t0 = time.monotonic()
+    touched = touched or {}
+    current = start
+    merged: list[str] = []
+    conflicted: set[str] = set()
+    merges: list[PredictedMerge] = []
+    # A branch not contained in the start cannot be contained in a prediction built from it
+    # before it is merged itself, so one look-up serves the whole chain.
+    earlier = gitmerge.contained(repo, start, [b for _, b in branches])
+    for cluster, branch in branches:
+        if branch in earlier:
+            merges.append(PredictedMerge(cluster=cluster, branch=branch, status="already-merged"))
+            merged.append(cluster)
+            continue
+        pred = gitmerge.merge_tree(repo, current, branch)
+        conflicts = [PredictedConflict(path=path, kinds=kinds,
+                                       ours=[c for c in merged if path in touched.get(c, ())])
+                     for path, kinds in sorted(pred.conflicts.items())]
+        approximate = any(c.path in conflicted for c in conflicts)
+        merges.append(PredictedMerge(cluster=cluster, branch=branch, status="conflict" if conflicts else "clean",
+                                     conflicts=conflicts, approximate=approximate))
+        conflicted.update(pred.conflicts)
+        current = gitmerge.commit_tree(repo, pred.tree, [current, branch], f"work-clusters preflight: {cluster}")
+        merged.append(cluster)
+    return Preflight(start=start, merges=merges, seconds=round(time.monotonic() - t0, 4))

@@ -1,0 +1,256 @@
+"""The one way to run a subprocess: argv only, own session, our timeout, nothing left behind.
+
+``run_process`` starts the child in its own session (so its process group is ours to signal),
+drains stdout and stderr together through one pipe so a full pipe can never block the child,
+and enforces the timeout itself: SIGTERM to the group, ``grace`` seconds, then SIGKILL. While
+the child runs, its descendants are recorded with psutil, so a descendant that left the group
+with ``setsid`` is stopped as well. When the child ends, on time or not, whatever it left
+running is stopped the same way. Limit: a descendant that detaches with setsid *and* loses its
+parent between two snapshots (about half a second apart) cannot be found without cgroups.
+
+Example::
+
+    result = run_process(["pytest", "-q"], cwd=worktree, env=dict(os.environ), timeout=600,
+                         log_path=runs / "logs" / "backend.log", on_line=print)
+    if not result.ok:
+        ...
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import selectors
+import shutil
+import subprocess
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+import psutil
+
+from prefect_work_clusters.tasks.errors import WorkClustersError
+from prefect_work_clusters.tasks.proc import tree as proctree
+
+log = logging.getLogger(__name__)
+
+TAIL_CHARS = 4000
+
+
+class MissingExecutable(WorkClustersError):
+    """The program to run is not installed, not on PATH, or not executable."""
+
+    def __init__(self, name: str, hint: str) -> None:
+        self.name = name
+        where = "is not an executable file" if "/" in name else "not found on PATH"
+        super().__init__(f"executable {name!r} {where}; {hint}")
+
+
+class CannotStart(WorkClustersError):
+    """The operating system refused to start the program."""
+
+
+@dataclass(frozen=True)
+class ProcessResult:
+    """How a process ended.
+
+    ``exit_code`` is None when the process did not exit by itself (it timed out and was killed);
+    a negative code means it died of that signal.
+    """
+
+    exit_code: int | None
+    timed_out: bool
+    duration: float
+    output_tail: str
+    pid: int
+
+    @property
+    def ok(self) -> bool:
+        return self.exit_code == 0 and not self.timed_out
+
+
+def find_executable(
+    name: str,
+    env: Mapping[str, str] | None = None,
+    *,
+    cwd: Path | None = None,
+    hint: str = "install it or give its full path",
+) -> str:
+    """Return the path that ``name`` runs as under ``env``'s PATH, or raise MissingExecutable.
+
+    A name with a slash is a path (relative to ``cwd``) and must be an executable file.
+    """
+    if "/" in name:
+        path = Path(name) if cwd is None else cwd / name
+        if path.is_file() and os.access(path, os.X_OK):
+            return str(path)
+        raise MissingExecutable(name, hint)
+    # os.get_exec_path gives the search path exactly as exec would use it (PATH, or the default).
+    found = shutil.which(name, path=os.pathsep.join(os.get_exec_path(env)))
+    if found is None:
+        raise MissingExecutable(name, hint)
+    return found
+
+
+def run_process(
+    argv: Sequence[str],
+    *,
+    cwd: Path,
+    env: Mapping[str, str],
+    timeout: float | None,
+    log_path: Path | None = None,
+    on_line: Callable[[str], None] | None = None,
+    grace: float = 5.0,
+    stdin_devnull: bool = True,
+    hint: str = "install it or give its full path",
+    on_start: Callable[[int], None] | None = None,
+) -> ProcessResult:
+    """Run ``argv`` in ``cwd`` with exactly ``env``; stop it and its descendants after ``timeout``.
+
+    Every output line (stdout and stderr, in order of arrival) is appended to ``log_path`` and
+    passed to ``on_line`` without its newline. ``hint`` finishes the missing-executable message.
+    ``on_start`` gets the child's pid (also its process group id) as soon as it runs, so a caller
+    can record it and a later run can stop what a killed run left behind.
+    Safe to call from many threads at once.
+    """
+    if not argv:
+        raise ValueError("argv is empty")
+    if timeout is not None and timeout <= 0:
+        raise ValueError(f"timeout must be positive, not {timeout}")
+    executable = find_executable(argv[0], env, cwd=cwd, hint=hint)
+    if not cwd.is_dir():
+        raise CannotStart(f"cannot run {argv[0]!r}: working directory {cwd} does not exist")
+    sink = _LineSink(log_path, on_line)
+    start = time.monotonic()
+    try:
+        proc = subprocess.Popen(
+            list(argv),
+            executable=executable,
+            cwd=cwd,
+            env=dict(env),
+            stdin=subprocess.DEVNULL if stdin_devnull else None,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    except OSError as exc:
+        sink.close()
+        raise _start_error(argv[0], exc) from exc
+    assert proc.stdout is not None
+    if on_start is not None:
+        on_start(proc.pid)
+    stop_reading = threading.Event()
+    reader = threading.Thread(target=sink.drain, args=(proc.stdout, stop_reading), daemon=True)
+    reader.start()
+    known: dict[int, psutil.Process] = {}
+    timed_out = False
+    duration = 0.0
+    try:
+        timed_out = proctree.wait_exit(proc, known, None if timeout is None else start + timeout)
+        duration = time.monotonic() - start
+    finally:
+        # Also on KeyboardInterrupt or a cancellation raised in this thread: nothing survives us.
+        proctree.stop_tree(proc, known, grace)
+        stop_reading.set()  # the writers are gone: the reader takes what is left, then stops
+        reader.join()
+        proc.stdout.close()
+        sink.close()
+    return ProcessResult(
+        exit_code=None if timed_out else proc.returncode,
+        timed_out=timed_out,
+        duration=duration,
+        output_tail=sink.tail(),
+        pid=proc.pid,
+    )
+
+
+def _start_error(name: str, exc: OSError) -> CannotStart:
+    if exc.errno == errno.E2BIG:
+        return CannotStart(
+            f"cannot run {name!r}: its command line is too long (one argument may hold at most "
+            "128 KiB on Linux); pass long text through a file instead"
+        )
+    return CannotStart(f"cannot run {name!r}: {exc.strerror or exc}")
+
+
+class _LineSink:
+    """Receives raw output, splits it into lines, and hands each to the log, the callback and the tail."""
+
+    def __init__(self, log_path: Path | None, on_line: Callable[[str], None] | None) -> None:
+        self._log: BinaryIO | None = None
+        if log_path is not None:
+            log_path.parent.mkdir(parents=True, exist_ok=True)
+            self._log = open(log_path, "ab")
+        self._on_line = on_line
+        self._partial: list[bytes] = []  # pieces of an unfinished line; joined once it ends
+        self._tail: deque[str] = deque()
+        self._tail_chars = 0
+
+    def feed(self, chunk: bytes) -> None:
+        first, *lines = chunk.split(b"\n")
+        self._partial.append(first)
+        if lines:
+            *complete, rest = lines
+            for line in [b"".join(self._partial), *complete]:
+                self._emit(line + b"\n")
+            self._partial = [rest]
+
+    def finish(self) -> None:
+        if any(self._partial):
+            self._emit(b"".join(self._partial))
+        self._partial = []
+
+    def _emit(self, raw: bytes) -> None:
+        if self._log is not None:
+            self._log.write(raw)
+            self._log.flush()
+        text = raw.decode("utf-8", errors="replace")
+        self._tail.append(text)
+        self._tail_chars += len(text)
+        while self._tail_chars - len(self._tail[0]) >= TAIL_CHARS:
+            self._tail_chars -= len(self._tail.popleft())
+        if self._on_line is not None:
+            try:
+                self._on_line(text.rstrip("\r\n"))
+            except Exception:
+                # A broken callback must not stop the draining, or the child would block.
+                log.exception("on_line callback failed; no further lines are passed to it")
+                self._on_line = None
+
+    def drain(self, pipe: BinaryIO, stop: threading.Event) -> None:
+        """Read the pipe until EOF, or, once ``stop`` is set, until nothing more is waiting."""
+        fd = pipe.fileno()
+        os.set_blocking(fd, False)
+        give_up: float | None = None
+        with selectors.DefaultSelector() as selector:
+            selector.register(fd, selectors.EVENT_READ)
+            while True:
+                ready = selector.select(timeout=0.1)
+                if stop.is_set():
+                    # Never chase a writer that outlived the kill (one that left unseen).
+                    give_up = give_up or time.monotonic() + 1.0
+                    if not ready or time.monotonic() > give_up:
+                        break
+                if not ready:
+                    continue
+                try:
+                    chunk = os.read(fd, 1 << 16)
+                except BlockingIOError:
+                    continue
+                if not chunk:
+                    break
+                self.feed(chunk)
+        self.finish()
+
+    def tail(self) -> str:
+        return "".join(self._tail)[-TAIL_CHARS:]
+
+    def close(self) -> None:
+        if self._log is not None:
+            self._log.close()
+            self._log = None

@@ -1,0 +1,79 @@
+"""One import name: the package lives under ``prefect_work_clusters`` and shadows nobody.
+
+A Prefect project almost always has its own ``flows/`` folder, often ``tasks.py`` or ``blocks/``;
+from such a folder (on ``sys.path``, as in a flow-run process) both its modules and ours import.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+from tests.conftest import user_project
+
+ROOT = Path(__file__).resolve().parent.parent
+GENERIC = ("flows", "tasks", "blocks", "deployments")
+
+# Run with the project folder as cwd and on sys.path (`python -c` puts it first, as the worker's
+# flow-run process does); prints what each side saw.
+PROBE = """
+import importlib, json
+from prefect.blocks.core import Block
+from prefect.plugins import load_prefect_collections
+
+from prefect_work_clusters.flows.work_clusters import work_clusters
+from prefect_work_clusters.blocks import AgentBlock
+import flows.etl, tasks, blocks, deployments
+
+collections = load_prefect_collections()
+print(json.dumps({
+    "flow": work_clusters.name,
+    "user": [flows.etl.WHO, tasks.WHO, blocks.WHO, deployments.WHO],
+    "collection": getattr(collections.get("prefect_work_clusters"), "__name__", None),
+    "block": Block.get_block_class_from_key("work-clusters-agent") is AgentBlock,
+}))
+"""
+
+
+def _env(tmp_path: Path) -> dict[str, str]:
+    return {**os.environ, "PREFECT_HOME": str(tmp_path / "home")}
+
+
+def test_a_user_project_keeps_its_own_flows_tasks_and_blocks(tmp_path: Path) -> None:
+    project = user_project(tmp_path / "project")
+    res = subprocess.run([sys.executable, "-c", PROBE], cwd=project, capture_output=True, text=True,
+                         env=_env(tmp_path), timeout=120)
+    assert res.returncode == 0, res.stderr
+    seen = json.loads(res.stdout.strip().splitlines()[-1])
+    assert seen == {"flow": "work-clusters", "user": ["user flows", "user tasks", "user blocks", "user deployments"],
+                    "collection": "prefect_work_clusters.blocks", "block": True}
+    cli = subprocess.run([sys.executable, "-m", "prefect_work_clusters.flows.cli", "--help"], cwd=project,
+                         capture_output=True, text=True, env=_env(tmp_path), timeout=120)
+    assert cli.returncode == 0 and "validate" in cli.stdout, cli.stderr
+
+
+def test_the_wheel_installs_one_import_name(tmp_path: Path) -> None:
+    # Built from a copy: setuptools writes build/ beside the sources.
+    src = tmp_path / "src"
+    shutil.copytree(ROOT, src, symlinks=True, ignore=shutil.ignore_patterns(
+        ".git", ".venv", "build", "*.egg-info", "__pycache__", ".mypy_cache", ".ruff_cache", ".pytest_cache"))
+    res = subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation",
+                          "-w", str(tmp_path), str(src)], capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr
+    (wheel,) = tmp_path.glob("prefect_work_clusters-*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    tops = {n.split("/")[0] for n in names if not n.split("/")[0].endswith(".dist-info")}
+    assert tops == {"prefect_work_clusters"}
+    # the package data travels with it: prompt templates, the demo repo and the example repo
+    for data in ("tasks/agents/templates/cluster.md.j2", "flows/demo/repo/contracts/auth.py",
+                 "flows/demo/solutions/backend/service.py", "flows/examples/perf_investigation/repo/app/bench.py"):
+        assert f"prefect_work_clusters/{data}" in names, data
+    meta = next(n for n in names if n.endswith("entry_points.txt"))
+    entry = zipfile.ZipFile(wheel).read(meta).decode()
+    assert "prefect_work_clusters = prefect_work_clusters.blocks" in entry
+    assert "work-clusters = prefect_work_clusters.flows.cli:main" in entry
