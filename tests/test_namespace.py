@@ -77,3 +77,15 @@ def test_the_wheel_installs_one_import_name(tmp_path: Path) -> None:
     entry = zipfile.ZipFile(wheel).read(meta).decode()
     assert "prefect_work_clusters = prefect_work_clusters.blocks" in entry
     assert "work-clusters = prefect_work_clusters.flows.cli:main" in entry
+
+
+def test_the_demo_runs_from_a_user_project(tmp_path: Path) -> None:
+    """README's first command, from a folder with its own flows/ and tasks.py: the scripted agent
+    runs as `python -m prefect_work_clusters.flows.demo.agent` in each worktree, not from here."""
+    project = user_project(tmp_path / "project")
+    env = {**_env(tmp_path), "TMPDIR": str(tmp_path), "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "240"}
+    res = subprocess.run([sys.executable, "-m", "prefect_work_clusters.flows.cli", "demo"], cwd=project,
+                         capture_output=True, text=True, env=env, timeout=600)
+    assert res.returncode == 0, (res.stdout + res.stderr)[-4000:]
+    assert "integrated and verified" in res.stdout
+    assert "Traceback" not in res.stdout + res.stderr

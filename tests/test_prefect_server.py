@@ -106,7 +106,7 @@ class Stack:
         assert proc.wait(timeout=timeout) == 0, f"{name} failed:\n{self.log(name)[-4000:]}"
         return self.log(name)
 
-    def wait_healthy(self, server: subprocess.Popen[bytes], timeout: float = 60) -> None:
+    def wait_healthy(self, server: subprocess.Popen[bytes], timeout: float = 240) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             assert server.poll() is None, f"server exited:\n{self.log('server')[-4000:]}"

@@ -1,6 +1,6 @@
 """The example's investigation agents: real tools on the bundled codebase, scripted, no LLM.
 
-work-clusters runs ``python -m flows.examples.perf_investigation.investigators`` in each
+work-clusters runs ``python -m prefect_work_clusters.flows.examples.perf_investigation.investigators`` in each
 investigation cluster's worktree; ``WC_CLUSTER`` picks the investigator:
 
 - ``backend``: cProfile of one customer report (read with pstats), at two sizes, to see what the

@@ -1,6 +1,6 @@
 """The example's synthesis agent: SCRIPTED, not an LLM, and the action plan it writes says so.
 
-work-clusters runs ``python -m flows.examples.perf_investigation.synthesis`` in the role
+work-clusters runs ``python -m prefect_work_clusters.flows.examples.perf_investigation.synthesis`` in the role
 ``synthesis``. It checks that its prompt holds every finding, reads the typed findings from
 ``$WC_FINDINGS_DIR/findings.json``, and writes the fixes, grouped by the paths they concern and
 ordered by severity, to ``$WC_ACTION_PLAN_FILE``. A real synthesis agent would weigh them.
