@@ -29,6 +29,7 @@ runs=(
   "resume|bench_resume.py|"
   "integration|bench_integration.py|"
   "scope|bench_scope.py|"
+  "suggest|bench_suggest.py|"
 )
 mkdir -p bench/results
 load=$(cut -d' ' -f1-3 /proc/loadavg)

@@ -44,13 +44,65 @@ def validate(plan: PlanArg, repo: RepoOpt = Path(".")) -> None:
     """Parse and validate a plan; print its cluster tree and how well it fits the pattern."""
     from prefect_work_clusters.tasks.plan.load import load_plan
     from prefect_work_clusters.tasks.plan.view import fit_assessment, render_tree
+    from prefect_work_clusters.tasks.suggest.propose import plan_fit
 
     loaded = load_plan(plan.resolve(), repo.resolve())
     out.print(render_tree(loaded))
     out.print()
     for line in fit_assessment(loaded):
         out.print(f"  {line}")
+    out.print("\nmeasured on the code and its history:")
+    for line in _measured(lambda work: plan_fit(loaded, repo.resolve(), work).lines()):
+        out.print(f"  {line}", markup=False)
     out.print(f"\n[green]valid[/green]: {plan}")
+
+
+def _measured(figures: Callable[[Path], list[str]]) -> list[str]:
+    """``figures`` computed in a scratch folder of their own (grimp's output), removed after."""
+    with tempfile.TemporaryDirectory(prefix="work-clusters-measure-") as work:
+        return figures(Path(work))
+
+
+@app.command()
+def suggest(
+    repo: RepoOpt = Path("."),
+    goal: Annotated[str | None, typer.Option(help="What the agents should build; names the plan.")] = None,
+    clusters: Annotated[int | None, typer.Option(min=2, help="How many clusters (default: as many as the "
+                                                 "code has distinct pieces, at most 6).")] = None,
+    paths: Annotated[list[str] | None, typer.Option("--paths", help="Only these files (globs; repeatable).")] = None,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Write the plan here (YAML).")] = None,
+) -> None:
+    """Propose a plan from the code: its imports, what changes together, folders and CODEOWNERS."""
+    from prefect_work_clusters.tasks.git import core as gitops
+    from prefect_work_clusters.tasks.plan.load import load_plan
+    from prefect_work_clusters.tasks.suggest.propose import suggest as propose
+
+    root = repo.resolve()
+    if not gitops.is_git_repo(root):
+        raise BadInput(f"{root} is not a git repository; pass --repo with the repository to split")
+    if output is not None and output.suffix not in (".yaml", ".yml"):
+        raise BadInput(f"--output {output}: a suggested plan is YAML; give a file name ending in .yaml or .yml")
+    with tempfile.TemporaryDirectory(prefix="work-clusters-suggest-") as work:
+        found = propose(gitops.toplevel(root), Path(work), goal=goal, clusters=clusters, globs=paths or ())
+        if found.plan is None:
+            for line in found.fit.lines() + found.notes:
+                err.print(line, markup=False, highlight=False)
+            err.print("not split: the code does not fall into distinct pieces here; run the task with one "
+                      "agent, or pass --clusters N to force a split", markup=False)
+            raise typer.Exit(1)
+        text = found.yaml()
+        draft = Path(work) / "suggested.yaml"
+        draft.write_text(text)
+        load_plan(draft, gitops.toplevel(root))  # what we propose, validate accepts; else nothing is written
+        if output is not None:
+            output.write_text(text)
+    if output is None:
+        out.print(text, markup=False, highlight=False, end="")
+        return
+    for line in found.fit.lines():
+        out.print(f"  {line}", markup=False, highlight=False)
+    out.print(f"plan: {output} ({len(found.plan['clusters'])} clusters)\n"
+              f"  next: work-clusters validate {output} --repo {root}", markup=False, highlight=False)
 
 
 @app.command()

@@ -18,6 +18,7 @@ import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from prefect_work_clusters.tasks.checks.conformance import Outcome, clean_env, search_path
 from prefect_work_clusters.tasks.plan.models import Plan
@@ -62,6 +63,26 @@ def _owner(module: str, packages: Sequence[Package]) -> Package | None:
     return max(holding, key=lambda p: len(p.module)) if holding else None
 
 
+Import = dict[str, Any]  # {"importer", "imported", "line", "text"}, as the probe writes them
+
+
+def probe_imports(tree: Path, roots: Sequence[str], watch: Sequence[str], workdir: Path, env: Mapping[str, str],
+                  timeout: float) -> tuple[list[Import], str | None, float]:
+    """Every import made by a module under ``watch`` in ``tree`` (grimp, in a subprocess):
+    (imports, why it failed or None, seconds)."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    out = workdir / "imports.json"
+    out.unlink(missing_ok=True)
+    spec = {"path": search_path(tree), "roots": list(roots), "watch": list(watch)}
+    res = run_process([sys.executable, "-I", str(PROBE), json.dumps(spec), str(out)], cwd=workdir,
+                      env=clean_env(env), timeout=timeout, log_path=workdir / "grimp.log")
+    if not out.exists():
+        why = "ran past its timeout" if res.timed_out else " ".join(res.output_tail.strip().splitlines()[-2:])
+        return [], why, res.duration
+    found = json.loads(out.read_text())
+    return list(found["imports"]), found["error"], res.duration
+
+
 def independence(tree: Path, packages: Sequence[Package], workdir: Path, env: Mapping[str, str], timeout: float,
                  only: str | None = None) -> Outcome:
     """Every import between two clusters' packages in ``tree`` (only those made by cluster
@@ -72,23 +93,14 @@ def independence(tree: Path, packages: Sequence[Package], workdir: Path, env: Ma
         return Outcome("skipped", note="no owned path is an importable Python package")
     if not roots:
         return Outcome("skipped", note="none of the cluster packages exist in this tree yet")
-    workdir.mkdir(parents=True, exist_ok=True)
-    out = workdir / "imports.json"
-    out.unlink(missing_ok=True)
-    spec = {"path": search_path(tree), "roots": roots, "watch": sorted(p.module for p in watched)}
-    res = run_process([sys.executable, "-I", str(PROBE), json.dumps(spec), str(out)], cwd=workdir,
-                      env=clean_env(env), timeout=timeout, log_path=workdir / "grimp.log")
-    if not out.exists():
-        why = "ran past its timeout" if res.timed_out else " ".join(res.output_tail.strip().splitlines()[-2:])
+    found, why, seconds = probe_imports(tree, roots, sorted(p.module for p in watched), workdir, env, timeout)
+    if why:
         return Outcome("failed", note=f"the import graph could not be built: {why}")
-    found = json.loads(out.read_text())
-    if found["error"]:
-        return Outcome("failed", note=f"the import graph could not be built: {found['error']}")
     evidence: list[str] = []
-    for imp in found["imports"]:
+    for imp in found:
         src, dst = _owner(imp["importer"], watched), _owner(imp["imported"], packages)
         if src is not None and dst is not None and src.cluster != dst.cluster:
             evidence.append(f"{imp['importer']} (cluster {src.cluster}) imports {imp['imported']} "
                             f"(cluster {dst.cluster}) at line {imp['line']}: {imp['text'].strip()}")
     return Outcome("violation" if evidence else "ok", evidence,
-                   note=f"import graph of {', '.join(roots)} (grimp) in {res.duration:.1f} s")
+                   note=f"import graph of {', '.join(roots)} (grimp) in {seconds:.1f} s")

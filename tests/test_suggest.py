@@ -1,0 +1,121 @@
+"""``work-clusters suggest`` and the measured fit of ``validate``: on planted structure and real code."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import prefect
+import pytest
+import yaml
+
+from prefect_work_clusters.tasks.plan.load import load_plan
+from prefect_work_clusters.tasks.suggest.propose import suggest
+from tests.conftest import git, make_repo, rebaseline
+
+CLI = [sys.executable, "-m", "prefect_work_clusters.flows.cli"]
+PIECES = ("billing", "catalog", "shipping")
+
+
+def _module(pkg: str, n: int, imports: list[str]) -> str:
+    return "".join(f"import {m}\n" for m in imports) + f"\n\ndef f{n}() -> int:\n    return {n}\n"
+
+
+def planted_repo(tmp_path: Path, coupled: bool = False) -> Path:
+    """Three packages under app/, each five modules importing each other, and a hub (app/core)
+    that every module imports. Its history: each commit changes one package (or, ``coupled``,
+    every module imports across packages and every commit spans them)."""
+    files: dict[str, str] = {"README.md": "# shop\n", "app/__init__.py": "", "app/core/__init__.py": "",
+                             "app/core/money.py": "RATE = 1\n"}
+    for i, pkg in enumerate(PIECES):
+        files[f"app/{pkg}/__init__.py"] = ""
+        for n in range(5):
+            own = [f"app.{pkg}.m{k}" for k in range(n)]
+            other = [f"app.{p}.m{n}" for p in PIECES if p != pkg] if coupled else []
+            files[f"app/{pkg}/m{n}.py"] = _module(pkg, n, ["app.core.money", *own[-2:], *other])
+        if i == 0 and not coupled:  # one weak tie across: billing reads the catalog once
+            files["app/billing/m4.py"] = _module(pkg, 4, ["app.core.money", "app.billing.m3", "app.catalog.m0"])
+    repo = make_repo(tmp_path, files)
+    for round_ in range(4):
+        for pkg in PIECES:
+            touched = [f"app/{p}/m{round_}.py" for p in (PIECES if coupled else (pkg,))]
+            for path in touched:
+                with (repo / path).open("a") as fh:
+                    fh.write(f"# change {round_} by {pkg}\n")
+            git(repo, "commit", "-qam", f"{pkg}: change {round_}")
+    rebaseline(repo)  # the history is the user's own, made before any run
+    return repo
+
+
+def test_three_planted_pieces_are_found_and_the_hub_is_shared(tmp_path: Path) -> None:
+    repo = planted_repo(tmp_path)
+    found = suggest(repo, tmp_path / "work", goal="Speed up checkout")
+    assert found.plan is not None, found.fit.lines()
+    assert sorted(tuple(c["paths"]) for c in found.plan["clusters"]) == [(f"app/{p}/",) for p in PIECES]
+    assert {c["name"] for c in found.plan["clusters"]} == set(PIECES)
+    assert found.plan["shared"] == ["app/core/"] and found.plan["name"] == "speed-up-checkout"
+    assert found.fit.verdict().startswith("good fit: 3 distinct pieces"), found.fit.lines()
+    billing = next(c for c in found.fit.clusters if c.name == "billing")
+    assert billing.imports_to == {"catalog": 1} and billing.imports_inside > 5
+    plan_file = tmp_path / "plan.yaml"
+    plan_file.write_text(found.yaml())
+    assert len(load_plan(plan_file, repo).clusters) == 3  # validate accepts it as it is
+
+
+def test_a_tightly_coupled_repo_is_a_poor_fit_and_no_plan_is_written(tmp_path: Path) -> None:
+    repo = planted_repo(tmp_path, coupled=True)
+    target = tmp_path / "plan.yaml"
+    res = subprocess.run([*CLI, "suggest", "--repo", str(repo), "-o", str(target)], capture_output=True, text=True,
+                         cwd=tmp_path)
+    assert res.returncode == 1, res.stdout + res.stderr
+    assert "poor fit:" in res.stderr and "not split" in res.stderr and "Traceback" not in res.stderr
+    assert not target.exists()
+    forced = subprocess.run([*CLI, "suggest", "--repo", str(repo), "--clusters", "3", "-o", str(target)],
+                            capture_output=True, text=True, cwd=tmp_path)
+    assert forced.returncode == 0, forced.stderr
+    assert "# poor fit:" in target.read_text()  # forced, and the figures say how it will go
+
+
+def test_validate_measures_a_hand_written_plan(tmp_path: Path) -> None:
+    repo = planted_repo(tmp_path)
+    plan = tmp_path / "plan.yaml"
+    plan.write_text(yaml.safe_dump({"name": "halves", "goal": "g", "shared": ["app/core/"], "clusters": [
+        {"name": "money", "paths": ["app/billing/", "app/shipping/m0.py"]},
+        {"name": "rest", "paths": ["app/catalog/", "app/shipping/m1.py", "app/shipping/m2.py",
+                                   "app/shipping/m3.py", "app/shipping/m4.py"]}]}))
+    res = subprocess.run([*CLI, "validate", str(plan), "--repo", str(repo)], capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    measured = res.stdout.split("measured on the code and its history:")[1]
+    # shipping is cut in two: its own imports and commits now cross the boundary
+    assert "poor fit:" in measured or "borderline:" in measured, measured
+    assert "money:" in measured and "to rest" in measured
+
+
+def test_not_a_repo_and_a_bad_output_name_are_one_line_each(tmp_path: Path) -> None:
+    res = subprocess.run([*CLI, "suggest", "--repo", str(tmp_path)], capture_output=True, text=True)
+    assert res.returncode == 2 and "is not a git repository" in res.stderr and "Traceback" not in res.stderr
+    repo = planted_repo(tmp_path)
+    res = subprocess.run([*CLI, "suggest", "--repo", str(repo), "-o", "plan.txt"], capture_output=True, text=True,
+                         cwd=tmp_path)
+    assert res.returncode == 2 and "YAML" in res.stderr and not (tmp_path / "plan.txt").exists()
+
+
+@pytest.mark.slow
+def test_on_real_code_prefects_own_source(tmp_path: Path) -> None:
+    """The installed prefect package (about 1,600 files) as a repository: a plan that validates
+    (its time is bench/bench_suggest.py's figure)."""
+    repo = tmp_path / "prefect-src"
+    shutil.copytree(Path(prefect.__file__).parent, repo / "prefect", ignore=shutil.ignore_patterns("__pycache__"))
+    git(repo.parent, "init", "-q", str(repo))
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", "prefect's source")
+    target = tmp_path / "plan.yaml"
+    res = subprocess.run([*CLI, "suggest", "--repo", str(repo), "-o", str(target)], capture_output=True, text=True,
+                         env={**os.environ, "PREFECT_SERVER_ANALYTICS_ENABLED": "false"})
+    assert res.returncode == 0, res.stderr
+    plan = load_plan(target, repo)
+    assert len(plan.clusters) >= 2 and plan.shared  # hub modules (utilities, settings, ...) are shared
+    assert "prefect/utilities/" in plan.shared  # imported by nearly everything: never a cluster of its own
