@@ -19,7 +19,8 @@ from prefect_work_clusters.tasks.plan.models import AgentRef, CommandAgent, Plan
 from prefect_work_clusters.tasks.proc.runner import find_executable
 
 
-def _agent(name: str | None, cmd: str | None, flag: str) -> AgentRef | None:
+def agent_ref(name: str | None, cmd: str | None, flag: str) -> AgentRef | None:
+    """An agent named on the command line: ``cmd`` (split as a shell would) wins over ``name``."""
     if cmd:
         try:
             argv = shlex.split(cmd)
@@ -97,8 +98,8 @@ def resolve_run(plan: str | Path, repo: str | Path, options: RunOptions | None =
     loaded = load_plan(plan_path.resolve(), repo_path, base=opts.base)
     loaded = apply_overrides(
         loaded,
-        agent=_agent(opts.agent, opts.agent_cmd, "--agent"),
-        integration_agent=_agent(opts.integration_agent, opts.integration_agent_cmd, "--integration-agent"),
+        agent=agent_ref(opts.agent, opts.agent_cmd, "--agent"),
+        integration_agent=agent_ref(opts.integration_agent, opts.integration_agent_cmd, "--integration-agent"),
         concurrency=opts.concurrency, timeout=opts.timeout, retries=opts.retries,
     )
     if agents_needed:

@@ -119,3 +119,46 @@ def test_on_real_code_prefects_own_source(tmp_path: Path) -> None:
     plan = load_plan(target, repo)
     assert len(plan.clusters) >= 2 and plan.shared  # hub modules (utilities, settings, ...) are shared
     assert "prefect/utilities/" in plan.shared  # imported by nearly everything: never a cluster of its own
+
+
+PLANNER = r'''
+import os, pathlib, sys
+attempt = int(os.environ["WC_ATTEMPT"])
+assert os.environ["WC_ROLE"] == "planner"
+prompt = pathlib.Path(os.environ["WC_PROMPT_FILE"]).read_text()
+pathlib.Path(sys.argv[1], f"prompt-{attempt}.md").write_text(prompt)
+clusters = ["billing"] if attempt == 1 else ["billing", "catalog", "shipping"]
+body = "".join(f"  - name: {c}\n    paths: [app/{c}/]\n    tasks: [make {c} faster]\n" for c in clusters)
+pathlib.Path(os.environ["WC_PLAN_FILE"]).write_text(
+    "name: speed-up\ngoal: Speed up checkout\nshared: [app/core/]\nclusters:\n" + body)
+pathlib.Path("scribble.txt").write_text("the planner's worktree is thrown away")
+'''
+
+
+def test_a_planner_agent_is_retried_with_the_problems_of_its_plan(tmp_path: Path) -> None:
+    repo = planted_repo(tmp_path)
+    seen = tmp_path / "seen"
+    seen.mkdir()
+    agent = tmp_path / "planner.py"
+    agent.write_text(PLANNER)
+    target = tmp_path / "plan.yaml"
+    res = subprocess.run([*CLI, "suggest", "--repo", str(repo), "--goal", "Speed up checkout", "-o", str(target),
+                          "--agent-cmd", f"{sys.executable} {agent} {seen}"], capture_output=True, text=True,
+                         cwd=tmp_path)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "planner attempt 1 refused" in res.stderr and "attempt 2" in res.stdout
+    assert sorted(p.name for p in seen.iterdir()) == ["prompt-1.md", "prompt-2.md"]
+    first, second = ((seen / f"prompt-{n}.md").read_text() for n in (1, 2))
+    assert "## The measured suggestion" in first and "good fit: 3 distinct pieces" in first
+    assert "`app/billing/`: 6 files" in first  # the repository's map
+    assert "last attempt was refused" not in first and "a plan needs at least 2 clusters" in second
+    assert [c.name for c in load_plan(target, repo).clusters] == ["billing", "catalog", "shipping"]
+    assert not list(repo.parent.glob("*.clusters/*/planner"))  # its worktree is gone
+    assert "scribble.txt" not in git(repo, "status", "--porcelain", "--untracked-files=all")
+
+
+def test_a_planner_needs_a_goal(tmp_path: Path) -> None:
+    repo = planted_repo(tmp_path)
+    res = subprocess.run([*CLI, "suggest", "--repo", str(repo), "--agent-cmd", "true"], capture_output=True,
+                         text=True)
+    assert res.returncode == 2 and "--goal" in res.stderr

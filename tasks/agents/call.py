@@ -66,7 +66,7 @@ def log_segment(path: Path, offset: int) -> str:
 class Call:
     """Who is called, where, and with what."""
 
-    role: str  # cluster | integration | synthesis
+    role: str  # cluster | integration | synthesis | planner
     name: str  # WC_CLUSTER: the cluster's name, or the role's
     label: str  # names the prompt, feedback and log header of this call
     worktree: Path
