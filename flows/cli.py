@@ -145,8 +145,11 @@ def _plan_with_agent(repo: Path, goal: str, ref: AgentRef, found: Suggestion, wo
 
 @app.command()
 def run(
-    plan: PlanArg,
+    plan: Annotated[Path | None, typer.Argument(
+        help="Plan file (.yaml, .yml or .md), relative to the current directory; or give --goal.")] = None,
     repo: RepoOpt = Path("."),
+    goal: Annotated[str | None, typer.Option(help="Instead of a plan: what to build; the plan is suggested "
+                                             "from the code (and written by --agent as planner).")] = None,
     agent: Annotated[str | None, typer.Option(help="Agent preset or saved block for every role.")] = None,
     agent_cmd: Annotated[str | None, typer.Option(help="Agent command line (split as a shell would).")] = None,
     integration_agent: Annotated[str | None, typer.Option(help="Agent for the integration role.")] = None,
@@ -167,12 +170,34 @@ def run(
     from prefect_work_clusters.tasks.options import RunOptions
 
     options = RunOptions.pick({**locals(), "workspace": str(workspace.resolve()) if workspace else None})
+    if (plan is None) == (goal is None):
+        raise BadInput("give a plan file or --goal (not both): what to run, or what to plan and run")
+    if plan is None:
+        plan = _plan_for_goal(repo, goal or "", options)
     # Validate before Prefect starts: bad input costs no server start and creates nothing.
     ctx = resolve_run(plan, repo, options, relative_to=Path.cwd())
     if emit_plan:
         _emit_target(ctx, emit_plan)
     _execute(str(ctx.plan_file), str(ctx.repo), options, ctx.runs_dir,
-             after=(lambda: _emit(ctx, emit_plan)) if emit_plan else None)
+             after=(lambda: _emit(ctx, emit_plan)) if emit_plan else None, goal=goal)
+
+
+def _plan_for_goal(repo: Path, goal: str, options: RunOptions) -> Path:
+    """The plan for ``goal`` (suggested, and written by the agent as planner when there is one)."""
+    from prefect_work_clusters.tasks.agents.registry import resolve_agent
+    from prefect_work_clusters.tasks.git import core as gitops
+    from prefect_work_clusters.tasks.identify import agent_ref
+    from prefect_work_clusters.tasks.suggest.planner import plan_for_goal
+
+    root = repo.resolve()
+    if not gitops.is_git_repo(root):
+        raise BadInput(f"{root} is not a git repository; pass --repo with the repository to work on")
+    ref = agent_ref(options.agent, options.agent_cmd, "--agent")
+    path = plan_for_goal(gitops.toplevel(root), goal, resolve_agent(ref) if ref is not None else None,
+                         Path(options.workspace) if options.workspace else None,
+                         on_line=lambda line: err.print(f"[planner] {line}", markup=False, highlight=False))
+    err.print(f"plan for the goal: {path}", markup=False, highlight=False)
+    return path
 
 
 def _emit_target(ctx: RunContext, target: Path) -> None:
@@ -197,14 +222,14 @@ def _emit(ctx: RunContext, target: Path) -> None:
 
 
 def _execute(plan: str, repo: str, options: RunOptions, runs_dir: Path,
-             after: Callable[[], None] | None = None) -> None:
+             after: Callable[[], None] | None = None, goal: str | None = None) -> None:
     from prefect_work_clusters.flows.work_clusters import work_clusters
 
     global _runs_dir
     _runs_dir = runs_dir
     err.print(f"[bold]work-clusters[/bold]: running {plan} (Prefect logs follow)")
     since = datetime.now(timezone.utc)
-    state = work_clusters(plan=plan, repo=repo, return_state=True, **options.flow_parameters())
+    state = work_clusters(plan=plan, repo=repo, goal=goal, return_state=True, **options.flow_parameters())
     _report_outcome(runs_dir, since, state.message, after)
 
 

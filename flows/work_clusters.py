@@ -29,7 +29,16 @@ from prefect_work_clusters.tasks.identify import identify
 from prefect_work_clusters.tasks.integration import land as landing
 from prefect_work_clusters.tasks.integration.integrate import integrate
 from prefect_work_clusters.tasks.investigation import check as investigate
-from prefect_work_clusters.tasks.options import AgentName, Concurrency, NonEmpty, PlanPath, Retries, RunOptions, Timeout
+from prefect_work_clusters.tasks.options import (
+    AgentName,
+    Concurrency,
+    Goal,
+    NonEmpty,
+    PlanPath,
+    Retries,
+    RunOptions,
+    Timeout,
+)
 from prefect_work_clusters.tasks.recovery import run_lock
 from prefect_work_clusters.tasks.report import build_report, publish_report
 from prefect_work_clusters.tasks.worktrees import Prepared, create_worktrees, recorded
@@ -126,8 +135,10 @@ def _finish(ctx: RunContext, prepared: Prepared, records: list[ClusterRecord], p
 
 @flow(name="work-clusters", log_prints=True)
 def work_clusters(
-    plan: PlanPath,
+    plan: PlanPath | None = None,
+    *,
     repo: NonEmpty,
+    goal: Goal | None = None,
     agent: AgentName | None = None,
     agent_cmd: NonEmpty | None = None,
     integration_agent: AgentName | None = None,
@@ -145,7 +156,12 @@ def work_clusters(
 
     Args:
         plan: Path of the plan file (.yaml, .yml or .md); a relative path is taken from the repo.
+            Leave it empty and give a goal to have the plan suggested from the code.
         repo: Path of the git repository to work on.
+        goal: Instead of a plan: what to build. The plan is suggested from the code's imports and
+            history (and written by the agent as planner when there is one), published as the
+            plan-<name> artifact and committed on the base branch like a hand-written one. Given
+            with a plan: the goal that plan was made for (published the same way).
         agent: Agent for every role the plan does not set otherwise: a preset (claude, codex,
             aider) or a saved agent block's name.
         agent_cmd: An agent command line instead of a preset, split as a shell would; may hold
@@ -166,7 +182,7 @@ def work_clusters(
     started = datetime.now(timezone.utc)
 
     t = time.monotonic()
-    ctx = identify(plan, repo, options)
+    ctx = identify(plan, repo, options, goal=goal)
     phases["identify"] = time.monotonic() - t
     with run_lock(ctx):  # one run per repo and plan; a second one is refused at once
         return _run(ctx, phases, started)

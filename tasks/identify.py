@@ -114,6 +114,45 @@ def resolve_run(plan: str | Path, repo: str | Path, options: RunOptions | None =
 
 
 @task(name="identify-clusters", cache_policy=NO_CACHE)
-def identify(plan: str, repo: str, options: RunOptions, agents_needed: bool = True) -> RunContext:
-    """Load and validate the plan and resolve the run; a relative plan path is taken from the repo."""
-    return resolve_run(plan, repo, options, agents_needed=agents_needed)
+def identify(plan: str | None, repo: str, options: RunOptions, agents_needed: bool = True,
+             goal: str | None = None) -> RunContext:
+    """Load and validate the plan and resolve the run; a relative plan path is taken from the repo.
+
+    Given a ``goal`` instead of a plan, the plan is suggested from the code (and written by the
+    planner agent when the run has an agent), published as the ``plan-<name>`` artifact, then
+    loaded like a hand-written one."""
+    if plan is None:
+        if not goal:
+            raise BadInput("give a plan, or a goal to plan for")
+        plan = str(_plan_for_goal(repo, goal, options))
+    ctx = resolve_run(plan, repo, options, agents_needed=agents_needed)
+    if goal:
+        _publish_plan(ctx.plan_file, ctx.plan.name, goal)
+    return ctx
+
+
+def _publish_plan(path: Path, name: str, goal: str) -> None:
+    """The plan a goal was planned into, as the ``plan-<name>`` artifact."""
+    from prefect.artifacts import create_markdown_artifact
+
+    create_markdown_artifact(key=f"plan-{name}", markdown=f"# Plan `{name}`\n\nFor the goal: {goal}\n\n"
+                                                         f"```yaml\n{path.read_text()}```\n",
+                             description=f"The plan made for the goal: {goal}")
+
+
+def _plan_for_goal(repo: str, goal: str, options: RunOptions) -> Path:
+    from prefect import get_run_logger
+
+    from prefect_work_clusters.tasks.suggest.planner import plan_for_goal
+
+    root = Path(repo).expanduser().resolve()
+    if not gitops.is_git_repo(root):
+        raise BadInput(f"{root} is not a git repository; pass --repo with the repository to work on")
+    root = gitops.toplevel(root)
+    ref = agent_ref(options.agent, options.agent_cmd, "--agent")
+    logger = get_run_logger()
+    path = plan_for_goal(root, goal, resolve_agent(ref) if ref is not None else None,
+                         Path(options.workspace).expanduser().resolve() if options.workspace else None,
+                         on_line=lambda line: logger.info("[planner] %s", line))
+    logger.info("plan for the goal: %s", path)
+    return path

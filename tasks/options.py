@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 PlanPath = Annotated[str, Field(min_length=1, pattern=r"\.(ya?ml|md)$", examples=["plans/auth-system.md"])]
 NonEmpty = Annotated[str, Field(min_length=1)]
 AgentName = Annotated[str, Field(min_length=1, examples=["claude"])]
+Goal = Annotated[str, Field(min_length=1, max_length=500, examples=["Add single sign-on"])]
 Concurrency = Annotated[int, Field(ge=1)]
 Timeout = Annotated[float, Field(gt=0)]
 Retries = Annotated[int, Field(ge=0)]

@@ -162,3 +162,37 @@ def test_a_planner_needs_a_goal(tmp_path: Path) -> None:
     res = subprocess.run([*CLI, "suggest", "--repo", str(repo), "--agent-cmd", "true"], capture_output=True,
                          text=True)
     assert res.returncode == 2 and "--goal" in res.stderr
+
+
+ROLES = r'''
+import os, pathlib, sys
+role = os.environ["WC_ROLE"]
+if role == "planner":
+    body = "".join(f"  - name: {c}\n    paths: [app/{c}/]\n    tasks: [add a fast path]\n"
+                   for c in ("billing", "catalog", "shipping"))
+    pathlib.Path(os.environ["WC_PLAN_FILE"]).write_text(
+        "name: fast-path\ngoal: Add a fast path\nshared: [app/core/]\nclusters:\n" + body)
+elif role == "cluster":
+    name = os.environ["WC_CLUSTER"]
+    pathlib.Path(f"app/{name}/fast.py").write_text(f"FAST = {name!r}\n")
+'''
+
+
+def test_run_with_a_goal_plans_runs_and_integrates(tmp_path: Path) -> None:
+    repo = planted_repo(tmp_path)
+    agent = tmp_path / "roles.py"
+    agent.write_text(ROLES)
+    env = {**os.environ, "PREFECT_HOME": str(tmp_path / "home"),
+           "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "240"}
+    res = subprocess.run([*CLI, "run", "--goal", "Add a fast path", "--repo", str(repo),
+                          "--agent-cmd", f"{sys.executable} {agent}"], capture_output=True, text=True, env=env,
+                         cwd=tmp_path, timeout=600)
+    assert res.returncode == 0, (res.stdout + res.stderr)[-4000:]
+    assert "integrated and verified" in res.stdout
+    base = "clusters/fast-path/base"
+    assert "clusters:" in git(repo, "show", f"{base}:.work-clusters/fast-path.yaml")  # committed like any plan
+    merged = git(repo, "ls-tree", "-r", "--name-only", "clusters/fast-path/integration").splitlines()
+    assert {f"app/{c}/fast.py" for c in PIECES} <= set(merged)
+    both = subprocess.run([*CLI, "run", "plan.yaml", "--goal", "x", "--repo", str(repo)], capture_output=True,
+                          text=True, cwd=tmp_path)
+    assert both.returncode == 2 and "not both" in both.stderr

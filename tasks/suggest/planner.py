@@ -11,6 +11,7 @@ problems as feedback, within ``1 + retries`` attempts.
 from __future__ import annotations
 
 import shutil
+import tempfile
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -96,3 +97,36 @@ def _refusal(exit_code: int | None, timed_out: bool, plan_file: Path, repo: Path
     except PlanError as exc:
         return str(exc)
     return None
+
+
+def plan_for_goal(repo: Path, goal: str, backend: AgentBackend | None, workspace: Path | None,
+                  on_line: Callable[[str], None] | None = None) -> Path:
+    """A plan for ``goal``, written where the run's records go: by the planner agent when there is
+    one (from the measured suggestion), else the measured suggestion itself. Raises when there is
+    no plan to run (the code is one piece and no agent planned it, or the planner never wrote a
+    valid one)."""
+    from prefect_work_clusters.tasks.suggest.propose import suggest
+
+    with tempfile.TemporaryDirectory(prefix="work-clusters-suggest-") as tmp:
+        found = suggest(repo, Path(tmp), goal=goal)
+        if found.plan is None and backend is None:
+            raise WorkClustersError(f"no plan for the goal: {found.fit.verdict()}; write a plan by hand, or pass "
+                                    "an agent to plan it")
+        if found.plan is None:
+            found = suggest(repo, Path(tmp), goal=goal, clusters=2)
+        assert found.plan is not None
+        ws = workspace or default_workspace(repo, found.plan["name"])
+        target = ws / ".runs" / "goal" / f"{found.plan['name']}.yaml"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(found.yaml())
+        if backend is None:
+            return target
+        planned = plan_with_agent(repo, goal, backend, found, target, on_line)
+    if planned.plan_file is None:
+        raise WorkClustersError("the planner wrote no valid plan in "
+                                f"{len(planned.attempts)} attempt(s): {planned.attempts[-1]}")
+    name = load_plan(planned.plan_file, repo).name  # the planner may have named it otherwise
+    final = (workspace or default_workspace(repo, name)) / ".runs" / "goal" / f"{name}.yaml"
+    final.parent.mkdir(parents=True, exist_ok=True)
+    final.write_text(planned.plan_file.read_text())
+    return final
