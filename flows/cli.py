@@ -7,6 +7,7 @@ integrate or an expected failure, 2 bad input (nothing created), 3 an internal e
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 import tempfile
 import traceback
@@ -287,14 +288,22 @@ def demo(
     investigation: Annotated[bool, typer.Option(
         "--investigation", help="The investigation example instead: a slow report, three investigators, "
                                 "a synthesis and the emitted build plan.")] = False,
+    typescript: Annotated[bool, typer.Option(
+        "--typescript", help="The pattern's own example in TypeScript: its contract checked by tsc, "
+                             "its tests run by node.")] = False,
 ) -> None:
     """Build a small example repo in a temp dir and run the whole flow on it with a scripted agent."""
     from prefect_work_clusters.flows.demo.build import build_demo_repo, scripted_agent_cmd
 
     if investigation:
         return _demo_investigation()
+    if typescript:
+        missing = [tool for tool in ("tsc", "node") if shutil.which(tool) is None]
+        if missing:
+            raise BadInput(f"demo --typescript needs {' and '.join(missing)} on PATH: install Node.js, then "
+                           "`npm install -g typescript`")
     dest = Path(tempfile.mkdtemp(prefix="work-clusters-demo-"))
-    repo, plan = build_demo_repo(dest)
+    repo, plan = build_demo_repo(dest, typescript=typescript)
     err.print(f"demo repo: {repo}\n"
               "The agent in this demo is SCRIPTED: a small program that writes prepared code for each\n"
               "cluster, not an LLM. To run the same plan with a real agent:\n"

@@ -3,6 +3,8 @@
 It is not an LLM. It reads the protocol's environment (WC_CLUSTER, WC_PROMPT_FILE, ...), checks
 that its prompt carries the contract, writes the cluster's prepared solution into its owned
 folder, commits part of it and leaves the rest for work-clusters to commit, as real agents do.
+It serves the Python demo and the TypeScript one (a worktree with a tsconfig.json), and any
+attempt of either: run again, it rewrites the same files and commits only what changed.
 """
 
 from __future__ import annotations
@@ -13,25 +15,35 @@ import subprocess
 import sys
 from pathlib import Path
 
-SOLUTIONS = Path(__file__).parent / "solutions"
-TARGETS = {"data": "auth_db", "backend": "auth_api", "frontend": "auth_ui"}
+HERE = Path(__file__).parent
+PYTHON = (HERE / "solutions", {"data": "auth_db", "backend": "auth_api", "frontend": "auth_ui"},
+          "class AuthAPI(Protocol)", "*.py")
+TYPESCRIPT = (HERE / "typescript" / "solutions", {"data": "auth-db", "backend": "auth-api", "frontend": "auth-ui"},
+              "interface AuthAPI {", "*.ts")
+TS_SOLUTION = {"data": "db", "backend": "api", "frontend": "ui"}
 
 
 def main() -> int:
-    cluster = os.environ["WC_CLUSTER"]
+    cluster, role = os.environ["WC_CLUSTER"], os.environ.get("WC_ROLE", "cluster")
+    if role != "cluster":
+        print(f"scripted agent: nothing to do as {role} (the demo's merges need no agent)")
+        return 0
+    typescript = Path("tsconfig.json").is_file()
+    solutions, targets, marker, pattern = TYPESCRIPT if typescript else PYTHON
     prompt = Path(os.environ["WC_PROMPT_FILE"]).read_text()
-    if "class AuthAPI(Protocol)" not in prompt:
+    if marker not in prompt:
         print("scripted agent: the prompt does not carry the contract", file=sys.stderr)
         return 3
-    target = Path(TARGETS[cluster])
+    target = Path(targets[cluster])
     target.mkdir(exist_ok=True)
-    files = sorted((SOLUTIONS / cluster).glob("*.py"))
+    files = sorted((solutions / (TS_SOLUTION[cluster] if typescript else cluster)).glob(pattern))
     for src in files:
         shutil.copyfile(src, target / src.name)
         print(f"scripted agent [{cluster}] wrote {target / src.name}")
-    # Commit the package marker ourselves; leave the rest uncommitted for work-clusters to commit.
-    subprocess.run(["git", "add", str(target / "__init__.py")], check=True)
-    subprocess.run(["git", "commit", "-q", "-m", f"{cluster}: package"], check=True)
+    # Commit the first file ourselves; leave the rest uncommitted for work-clusters to commit.
+    subprocess.run(["git", "add", str(target / files[0].name)], check=True)
+    if subprocess.run(["git", "diff", "--cached", "--quiet"], check=False).returncode != 0:
+        subprocess.run(["git", "commit", "-q", "-m", f"{cluster}: {files[0].name}"], check=True)
     print(f"scripted agent [{cluster}] done (attempt {os.environ['WC_ATTEMPT']})")
     return 0
 

@@ -10,12 +10,14 @@ from pathlib import Path
 from prefect_work_clusters.tasks.git import core as gitops
 
 REPO = Path(__file__).parent / "repo"
+TS_REPO = Path(__file__).parent / "typescript" / "repo"
 
 
-def build_demo_repo(dest: Path) -> tuple[Path, Path]:
-    """Create the demo repo under ``dest``; return (repo, plan file)."""
+def build_demo_repo(dest: Path, typescript: bool = False) -> tuple[Path, Path]:
+    """Create the demo repo under ``dest`` (the Python one, or the pattern's own TypeScript
+    example); return (repo, plan file)."""
     repo = dest / "auth-system"
-    shutil.copytree(REPO, repo, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(TS_REPO if typescript else REPO, repo, ignore=shutil.ignore_patterns("__pycache__"))
     plan = repo / "plans" / "auth-system.md"
     plan.write_text(plan.read_text().replace("{python}", shlex.quote(sys.executable)))
     init_repo(repo, "Auth system: contract and end-to-end test")

@@ -38,7 +38,7 @@ from prefect_work_clusters.tasks.checks.conformance import (
     ts_contracts,
     typescript_conformance,
 )
-from prefect_work_clusters.tasks.checks.independence import cluster_packages, independence
+from prefect_work_clusters.tasks.checks.independence import cluster_packages, independence, ts_independence
 from prefect_work_clusters.tasks.checks.symlinks import bad_symlinks
 from prefect_work_clusters.tasks.context import ClusterRecord, RunContext
 from prefect_work_clusters.tasks.git import core as gitops
@@ -117,16 +117,20 @@ def tree_rows(ctx: RunContext, who: str, tree: Path | None, pairs: list[tuple[Re
     env = {k: v for k, v in os.environ.items() if k not in gitops.LOCAL_ENV_VARS}
     work, timeout = ctx.runs_dir / "conformance" / who, min(ctx.plan.limits.timeout_seconds, MAX_TIMEOUT)
     rows: list[CheckRow] = []
-    if pairs:
+    python_pairs = [p for p in pairs if not p[0].typescript]
+    if python_pairs:
         cache = ctx.runs_dir / "conformance" / ".mypy_cache"
-        rows.append(_row(who, "conformance", python_conformance(tree, pairs, work, env, timeout, cache)))
+        rows.append(_row(who, "conformance", python_conformance(tree, python_pairs, work, env, timeout, cache)))
     if has_ts:
+        ts_pairs = [p for p in pairs if p[0].typescript]
         ts = (Outcome("skipped", note="sparse checkout: TypeScript is checked on the integrated tree") if sparse
-              else typescript_conformance(tree, ctx.plan.contracts, work, env, timeout))
+              else typescript_conformance(tree, ctx.plan.contracts, work, env, timeout, ts_pairs))
         rows += [_row(who, "conformance", ts)] if ts else []
     if independent:
         rows.append(_row(who, "independence",
                          independence(tree, cluster_packages(ctx.plan), work, env, timeout, only=only)))
+        if has_ts:
+            rows.append(_row(who, "independence", ts_independence(tree, ctx.plan, only=only)))
     return rows
 
 

@@ -14,6 +14,8 @@ is absent there still shows by its top-level name) and again on the integrated t
 from __future__ import annotations
 
 import json
+import posixpath
+import re
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -22,7 +24,7 @@ from typing import Any
 
 from prefect_work_clusters.tasks.checks.conformance import Outcome, clean_env, search_path
 from prefect_work_clusters.tasks.plan.models import Plan
-from prefect_work_clusters.tasks.plan.paths import is_glob, normalize
+from prefect_work_clusters.tasks.plan.paths import PathSet, is_glob, normalize
 from prefect_work_clusters.tasks.proc.runner import run_process
 
 PROBE = Path(__file__).with_name("import_probe.py")
@@ -104,3 +106,55 @@ def independence(tree: Path, packages: Sequence[Package], workdir: Path, env: Ma
                             f"(cluster {dst.cluster}) at line {imp['line']}: {imp['text'].strip()}")
     return Outcome("violation" if evidence else "ok", evidence,
                    note=f"import graph of {', '.join(roots)} (grimp) in {seconds:.1f} s")
+
+
+# -- TypeScript and JavaScript ----------------------------------------------------------------
+
+_JS_SUFFIXES = (".ts", ".tsx", ".mts", ".cts", ".js", ".jsx", ".mjs", ".cjs")
+# import ... from "x" / export ... from "x" / import "x" / require("x") / import("x")
+_SPECIFIER = re.compile(r"""(?:\bfrom\s*|\bimport\s*\(?\s*|\brequire\s*\(\s*)["']([^"'\n]+)["']""")
+
+
+def _resolve_js(tree: Path, importer: str, spec: str) -> str | None:
+    """The repo path a relative specifier names (``./x`` -> ``x.ts``, ``x/index.ts``, ...)."""
+    if not spec.startswith("."):
+        return None  # a package, or a path alias: not another cluster's file by this parser's view
+    base = posixpath.normpath(posixpath.join(posixpath.dirname(importer), spec))
+    stem = base[: -len(Path(base).suffix)] if base.endswith((".js", ".mjs", ".cjs", ".jsx")) else base
+    for candidate in (base, *(stem + s for s in _JS_SUFFIXES), *(f"{base}/index{s}" for s in _JS_SUFFIXES)):
+        if (tree / candidate).is_file():
+            return candidate
+    # Not in this tree (another cluster's file, in a cluster's own worktree): its path still says whose.
+    return None if base.startswith("../") else base
+
+
+def ts_independence(tree: Path, plan: Plan, only: str | None = None) -> Outcome:
+    """Clusters' TypeScript and JavaScript import each other only through the contract files:
+    every relative import (``import``/``export ... from``, ``require``, dynamic ``import()``)
+    from one cluster's files into another cluster's is reported with its line. Package imports
+    and path aliases are not followed."""
+    owners = [(c.name, PathSet(c.paths)) for c in plan.clusters]
+    contracts = set(plan.contracts)
+    evidence: list[str] = []
+    scanned = 0
+    for name, paths in owners:
+        if only is not None and name != only:
+            continue
+        for file in sorted(p for p in tree.rglob("*") if p.suffix in _JS_SUFFIXES and "node_modules" not in p.parts):
+            rel = file.relative_to(tree).as_posix()
+            if not paths.matches(rel):
+                continue
+            scanned += 1
+            for number, line in enumerate(file.read_text(errors="replace").splitlines(), 1):
+                for spec in _SPECIFIER.findall(line):
+                    target = _resolve_js(tree, rel, spec)
+                    if target is None or target in contracts:
+                        continue
+                    other = next((n for n, p in owners if n != name and p.matches(target)), None)
+                    if other:
+                        evidence.append(f"{rel} (cluster {name}) imports {spec} ({target}, cluster {other}) "
+                                        f"at line {number}: {line.strip()}")
+    if not scanned:
+        return Outcome("skipped", note="no TypeScript or JavaScript file in the clusters' paths yet")
+    return Outcome("violation" if evidence else "ok", evidence,
+                   note=f"relative imports of {scanned} TypeScript/JavaScript files")

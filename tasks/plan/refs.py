@@ -1,7 +1,9 @@
-"""``module.path:Name`` references of a plan's ``provides``, and which cluster provides which.
+"""References of a plan's ``provides``, and which cluster provides which.
 
+Python: ``module.path:Name``, a module at the root or under ``src/``, as ``.py`` or ``.pyi``.
+TypeScript: ``path/to/file.ts:Name``, the file itself (``.ts``, ``.tsx``, ``.mts``, ``.cts``).
 One definition for the prompt (what a cluster must implement) and the conformance check (what is
-checked in its worktree): a module lives at the root or under ``src/``, as ``.py`` or ``.pyi``.
+checked in its worktree).
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ from prefect_work_clusters.tasks.plan.paths import PathSet
 
 _NAME = r"[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*"
 REF = re.compile(rf"^(?P<module>{_NAME}):(?P<name>{_NAME})$")
+TS_SUFFIXES = (".ts", ".tsx", ".mts", ".cts")
+TS_REF = re.compile(r"^(?P<module>[\w@.-]+(?:/[\w@.-]+)*\.(?:ts|tsx|mts|cts)):(?P<name>[A-Za-z_$][\w$]*)$")
 
 
 @dataclass(frozen=True)
@@ -23,9 +27,13 @@ class Ref:
     module: str
     name: str
 
+    @property
+    def typescript(self) -> bool:
+        return self.module.endswith(TS_SUFFIXES)
+
     @classmethod
     def parse(cls, text: str) -> Ref:
-        match = REF.match(text.strip())
+        match = REF.match(text.strip()) or TS_REF.match(text.strip())
         if match is None:
             raise ValueError(ref_problem(text))
         return cls(match["module"], match["name"])
@@ -35,11 +43,12 @@ class Ref:
 
 
 def ref_problem(text: str) -> str | None:
-    """Why ``text`` is not a ``module.path:Name`` reference, or None when it is one."""
-    if REF.match(text.strip()):
+    """Why ``text`` is not a reference, or None when it is one."""
+    if REF.match(text.strip()) or TS_REF.match(text.strip()):
         return None
     return (f"{text!r} is not a reference of the form module.path:Name (dotted module, a colon, "
-            "the name defined in it), e.g. 'auth_api.service:AuthService'")
+            "the name defined in it), e.g. 'auth_api.service:AuthService', or, for TypeScript, "
+            "path/to/file.ts:Name, e.g. 'auth-api/service.ts:AuthService'")
 
 
 def module_paths(module: str) -> list[str]:
@@ -47,7 +56,11 @@ def module_paths(module: str) -> list[str]:
 
     >>> module_paths("auth_api.service")[:2]
     ['auth_api/service.py', 'auth_api/service.pyi']
+    >>> module_paths("auth-api/service.ts")
+    ['auth-api/service.ts']
     """
+    if module.endswith(TS_SUFFIXES):
+        return [module]
     rel = module.replace(".", "/")
     return [f"{root}{rel}{end}" for root in ("", "src/")
             for end in (".py", ".pyi", "/__init__.py", "/__init__.pyi")]
