@@ -30,6 +30,7 @@ runs=(
   "integration|bench_integration.py|"
   "scope|bench_scope.py|"
   "suggest|bench_suggest.py|"
+  "suggest-history|bench_suggest_history.py|--repo /work/.mirror/encode+httpx/repo --repo /work/.mirror/pallets+click/repo --repo /work/.mirror/more-itertools+more-itertools/repo --back 100 --window 100"
 )
 mkdir -p bench/results
 load=$(cut -d' ' -f1-3 /proc/loadavg)
