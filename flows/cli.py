@@ -291,6 +291,8 @@ def demo(
     typescript: Annotated[bool, typer.Option(
         "--typescript", help="The pattern's own example in TypeScript: its contract checked by tsc, "
                              "its tests run by node.")] = False,
+    fail: Annotated[bool, typer.Option(
+        "--fail", help="Make the frontend cluster's agent fail, to see a failed run end to end.")] = False,
 ) -> None:
     """Build a small example repo in a temp dir and run the whole flow on it with a scripted agent."""
     from prefect_work_clusters.flows.demo.build import build_demo_repo, scripted_agent_cmd
@@ -311,7 +313,7 @@ def demo(
     from prefect_work_clusters.tasks.context import default_workspace
     from prefect_work_clusters.tasks.options import RunOptions
 
-    _execute(str(plan), str(repo), RunOptions(agent_cmd=scripted_agent_cmd()),
+    _execute(str(plan), str(repo), RunOptions(agent_cmd=scripted_agent_cmd("frontend" if fail else None)),
              default_workspace(repo, "auth-system") / ".runs")
 
 

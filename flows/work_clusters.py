@@ -169,7 +169,8 @@ def work_clusters(
         integration_agent: Agent for the integration role (conflicts, failed verification).
         integration_agent_cmd: Integration agent command line instead of a preset.
         base: Ref the clusters start from; default: the plan's base, else the repo's HEAD.
-        workspace: Where worktrees and run records go; default <repo>.clusters/<plan> beside the repo.
+        workspace: Where worktrees and run records go; default: a folder beside the repo named after
+            it and the plan (REPO.clusters/PLAN).
         concurrency: Agents running at once (overrides the plan's limits.concurrency).
         timeout: Seconds an agent attempt may run before its process group is killed.
         retries: Further attempts after a failed one.

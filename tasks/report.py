@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 from collections.abc import Sequence
 from datetime import datetime, timezone
 from pathlib import Path
@@ -75,6 +76,33 @@ class RunReport(BaseModel):
     land: LandResult | None = None
     notes: list[str] = Field(default_factory=list)
     total_cost_usd: float | None = None
+    plan_file: str = ""
+
+
+def next_steps(report: RunReport) -> list[str]:
+    """The exact commands that continue from here: inspect, land, resume, clean."""
+    repo, plan = shlex.quote(report.repo), shlex.quote(report.plan_file or f"<plan of {report.plan}>")
+    base, integration = f"clusters/{report.plan}/base", f"clusters/{report.plan}/integration"
+    if report.investigation:
+        steps = [f"- Read the action plan: `{report.investigation.action_plan.file}`",
+                 f"- Turn the proposed fixes into a build plan: `work-clusters emit-plan {plan} fixes.yaml "
+                 f"--repo {repo}`"]
+    else:
+        steps = [f"- Inspect: `git -C {repo} log --oneline {base}..{integration}` and "
+                 f"`git -C {repo} diff {base} {integration}`"]
+        landed = report.land is not None and report.land.landed
+        if report.ok and not landed:
+            steps.append(f"- Land (fast-forward `{report.base_ref}`): `work-clusters integrate {plan} --repo {repo} "
+                         "--land`")
+        if not report.ok:
+            steps.append(f"- Resume: `work-clusters run {plan} --repo {repo}` (finished clusters are kept; the "
+                         "others run again, then the integration)")
+            if report.integration and report.integration.instructions:
+                steps.append(f"- Or finish the merge by hand in `{report.workspace}/integration`, then "
+                             f"`work-clusters integrate {plan} --repo {repo}`")
+    steps.append(f"- Clean up: `work-clusters clean {plan} --repo {repo}` (worktrees; `--branches` also deletes "
+                 "the branches)")
+    return steps
 
 
 def render_markdown(report: RunReport) -> str:
@@ -112,6 +140,7 @@ def render_markdown(report: RunReport) -> str:
     lines += ["", "## Phases", "", " · ".join(f"{p} {report.phases.get(p, 0.0):.2f} s" for p in shown)]
     if report.notes:
         lines += ["", "## Notes", "", *[f"- {n}" for n in report.notes]]
+    lines += ["", "## Next steps", "", *next_steps(report)]
     return "\n".join(lines) + "\n"
 
 
@@ -144,5 +173,5 @@ def build_report(ctx: RunContext, prepared: Prepared, records: list[ClusterRecor
         base_ref=ctx.plan.base or "HEAD", base_ref_sha=prepared.base_ref_sha, base_sha=prepared.base_sha,
         started_at=started, finished_at=datetime.now(timezone.utc), ok=ok,
         phases={k: round(v, 3) for k, v in phases.items()},
-        clusters=[ClusterSummary.of(ctx, r) for r in records], notes=notes,
+        clusters=[ClusterSummary.of(ctx, r) for r in records], notes=notes, plan_file=str(ctx.plan_file),
         total_cost_usd=sum(costs) if costs else None, **parts)

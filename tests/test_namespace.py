@@ -89,3 +89,19 @@ def test_the_demo_runs_from_a_user_project(tmp_path: Path) -> None:
     assert res.returncode == 0, (res.stdout + res.stderr)[-4000:]
     assert "integrated and verified" in res.stdout
     assert "Traceback" not in res.stdout + res.stderr
+
+
+def test_demo_fail_shows_a_failed_run_with_its_next_step(tmp_path: Path) -> None:
+    """`demo --fail`: the frontend's agent fails; the run says so, merges the others, and the merge
+    report ends with the command that continues."""
+    env = {**_env(tmp_path), "TMPDIR": str(tmp_path), "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "240"}
+    res = subprocess.run([sys.executable, "-m", "prefect_work_clusters.flows.cli", "demo", "--fail"], cwd=tmp_path,
+                         capture_output=True, text=True, env=env, timeout=600)
+    assert res.returncode == 1, (res.stdout + res.stderr)[-4000:]
+    assert "not integrated" in res.stdout
+    (report,) = tmp_path.glob("work-clusters-demo-*/auth-system.clusters/auth-system/.runs/merge-report.md")
+    text = report.read_text()
+    assert "failing on purpose (demo --fail)" in (report.parent / "logs" / "frontend.log").read_text()
+    steps = text.split("## Next steps", 1)[1]
+    assert "- Resume: `work-clusters run " in steps and "auth-system.md --repo " in steps
+    assert "Land" not in steps  # nothing to land from a failed run

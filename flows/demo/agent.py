@@ -23,11 +23,15 @@ TYPESCRIPT = (HERE / "typescript" / "solutions", {"data": "auth-db", "backend": 
 TS_SOLUTION = {"data": "db", "backend": "api", "frontend": "ui"}
 
 
-def main() -> int:
+def main(argv: list[str]) -> int:
     cluster, role = os.environ["WC_CLUSTER"], os.environ.get("WC_ROLE", "cluster")
     if role != "cluster":
         print(f"scripted agent: nothing to do as {role} (the demo's merges need no agent)")
         return 0
+    if argv[1:3] == ["--fail", cluster]:  # `work-clusters demo --fail`: one cluster fails on purpose
+        print(f"scripted agent [{cluster}]: cannot build {cluster}: failing on purpose (demo --fail)",
+              file=sys.stderr)
+        return 1
     typescript = Path("tsconfig.json").is_file()
     solutions, targets, marker, pattern = TYPESCRIPT if typescript else PYTHON
     prompt = Path(os.environ["WC_PROMPT_FILE"]).read_text()
@@ -49,4 +53,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(sys.argv))

@@ -31,6 +31,8 @@ def init_repo(repo: Path, message: str) -> None:
     gitops.run(repo, "commit", "-q", "-m", message, env=gitops.identity_env(repo))
 
 
-def scripted_agent_cmd() -> str:
-    """The command line of the bundled scripted agent, for ``--agent-cmd``."""
-    return f"{shlex.quote(sys.executable)} -m prefect_work_clusters.flows.demo.agent"
+def scripted_agent_cmd(fail: str | None = None) -> str:
+    """The command line of the bundled scripted agent, for ``--agent-cmd``; ``fail`` names a
+    cluster whose agent fails every attempt."""
+    command = f"{shlex.quote(sys.executable)} -m prefect_work_clusters.flows.demo.agent"
+    return f"{command} --fail {fail}" if fail else command
