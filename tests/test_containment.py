@@ -234,3 +234,32 @@ def test_a_sandboxed_run_integrates_and_its_trespassing_writes_are_refused_and_r
     assert "api: honest work" in git(repo, "log", "--format=%s", "clusters/shop/api")
     notes = _report(repo)["notes"]
     assert any(n.startswith("api attempt 1: the sandbox refused 2 write(s)") for n in notes), notes
+
+
+def test_without_bwrap_validate_and_run_with_the_sandbox_exit_2(tmp_path: Path) -> None:
+    from tests.test_cli import cli
+
+    repo, plan = shop_repo(tmp_path)
+    bin_dir = tmp_path / "bin"  # git and true, no bwrap
+    bin_dir.mkdir()
+    for tool in ("git", "true"):
+        (bin_dir / tool).symlink_to(shutil.which(tool) or f"/usr/bin/{tool}")
+    env = {"PATH": str(bin_dir)}
+    boxed = tmp_path / "boxed.yaml"
+    boxed.write_text(plan.read_text() + "sandbox: {enabled: true}\n")
+    for args in (["validate", str(boxed)], ["run", str(plan), "--sandbox", "--agent-cmd", "true"]):
+        res = cli(*args, "--repo", str(repo), cwd=tmp_path, env=env)
+        assert res.returncode == 2, res.stdout + res.stderr
+        assert "`bwrap` is not on PATH" in res.stderr and "Traceback" not in res.stderr
+    assert not (tmp_path / "repo.clusters").exists()
+
+
+@needs_bwrap
+def test_bench_sandbox_smoke(tmp_path: Path) -> None:
+    root = Path(__file__).resolve().parent.parent
+    out = tmp_path / "sandbox.json"
+    subprocess.run([sys.executable, str(root / "bench" / "bench_sandbox.py"), "--rounds", "2", "--out", str(out)],
+                   check=True, capture_output=True, timeout=120)
+    data = json.loads(out.read_text())
+    assert set(data["ms"]) == {"bare", "launcher", "bwrap", "run_process", "run_process_sandbox"}
+    assert data["table"][-2]["target"] == "<= 50"

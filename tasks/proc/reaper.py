@@ -5,48 +5,60 @@ and waits for it. A descendant that double-forks and calls ``setsid`` leaves the
 loses its parent, but an orphan is re-parented to the nearest subreaper: to us, not to init. So
 once the command has exited, every process still below us is one it left behind: each is sent
 SIGTERM, then SIGKILL after ``GRACE`` seconds, and reaped (no zombie is left). Their command lines
-go to ``REPORT`` as JSON, and we exit as the command did (same status, or the same signal).
+go to ``REPORT`` (NUL-separated), and we exit as the command did (same status, or the same signal).
 
 SIGTERM, SIGINT or SIGHUP sent to us (the runner's timeout) is passed to every descendant.
 
-Run by path with ``-I -S`` and the standard library only, so it starts in milliseconds and never
-imports the user's or our own packages.
+Started with ``-I -S`` and importing only ``os``, ``signal``, ``sys``, ``time`` and ``ctypes``
+(no json, re or typing: each costs milliseconds per agent start), never the user's or our own
+packages; the runner imports it by folder (``LAUNCH``) so its bytecode is cached.
 """
 
 from __future__ import annotations
 
-import contextlib
 import ctypes
-import json
 import os
 import signal
 import sys
 import time
-from types import FrameType
 
 PR_SET_CHILD_SUBREAPER = 36
 _FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 
 
-def descendants(root: int) -> list[int]:
-    """Every living process below ``root``, read from ``/proc`` (parents before their children)."""
-    children: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
+def _children(pid: int) -> list[int]:
+    """``pid``'s children, from ``/proc/<pid>/task/*/children`` (cheap: no scan of every process)."""
+    found: list[int] = []
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return found
+    for tid in tasks:
         try:
-            with open(f"/proc/{entry}/stat", "rb") as f:
-                stat = f.read()
+            with open(f"/proc/{pid}/task/{tid}/children", "rb") as f:
+                found += [int(c) for c in f.read().split()]
         except OSError:
             continue
-        fields = stat[stat.rfind(b")") + 2:].split()  # the name may hold spaces and parentheses
-        if fields[0] != b"Z":  # a zombie is dead already: only reaping is left
-            children.setdefault(int(fields[1]), []).append(int(entry))
-    found, todo = [], list(children.get(root, []))
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+    except OSError:
+        return False
+    return stat[stat.rfind(b")") + 2:][:1] != b"Z"  # a zombie is dead already: only reaping is left
+
+
+def descendants(root: int) -> list[int]:
+    """Every living process below ``root`` (parents before their children)."""
+    found, todo = [], _children(root)
     while todo:
         pid = todo.pop(0)
-        found.append(pid)
-        todo += children.get(pid, [])
+        if _alive(pid):
+            found.append(pid)
+        todo += _children(pid)
     return found
 
 
@@ -60,8 +72,10 @@ def _cmdline(pid: int) -> str:
 
 def _signal_all(pids: list[int], sig: int) -> None:
     for pid in pids:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
+        try:
             os.kill(pid, sig)
+        except (ProcessLookupError, PermissionError):
+            pass
 
 
 def _reap(block: bool) -> bool:
@@ -77,6 +91,10 @@ def stop_leftovers(grace: float) -> list[str]:
     """SIGTERM what is still below us, SIGKILL it after ``grace``, reap it all; its command lines."""
     me = os.getpid()
     left = descendants(me)
+    if not left:
+        while _reap(block=False):
+            pass
+        return []
     names = [_cmdline(pid) for pid in left]
     _signal_all(left, signal.SIGTERM)
     deadline = time.monotonic() + grace
@@ -102,7 +120,7 @@ def main(argv: list[str]) -> int:
         print(f"work-clusters reaper: prctl failed ({os.strerror(ctypes.get_errno())}); "
               "orphans of this process are not collected", file=sys.stderr)
 
-    def forward(sig: int, _frame: FrameType | None) -> None:
+    def forward(sig: int, _frame: object) -> None:
         _signal_all(descendants(os.getpid()), sig)
 
     for sig in _FORWARDED:
@@ -124,11 +142,13 @@ def main(argv: list[str]) -> int:
             break
     leftovers = stop_leftovers(float(grace))
     with open(report, "w") as f:
-        json.dump({"leftovers": leftovers}, f)
+        f.write("\0".join(leftovers))
     if os.WIFSIGNALED(status):  # die of the same signal, so the runner sees what the command saw
         died_of = os.WTERMSIG(status)
-        with contextlib.suppress(OSError, ValueError):  # SIGKILL and SIGSTOP cannot be set
+        try:
             signal.signal(died_of, signal.SIG_DFL)
+        except (OSError, ValueError):  # SIGKILL and SIGSTOP cannot be set
+            pass
         os.kill(os.getpid(), died_of)
         return 128 + died_of  # only if the signal cannot kill us
     return os.waitstatus_to_exitcode(status)

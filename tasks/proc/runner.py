@@ -23,7 +23,6 @@ Example::
 from __future__ import annotations
 
 import errno
-import json
 import logging
 import os
 import selectors
@@ -155,7 +154,7 @@ def _run(argv: Sequence[str], executable: str, cwd: Path, env: Mapping[str, str]
     sink = _LineSink(log_path, on_line)
     report = _reaper_report()
     launch, program = (list(argv), executable) if report is None else (
-        [sys.executable, "-I", "-S", str(REAPER), str(report), str(grace), executable, *argv], sys.executable)
+        [sys.executable, "-I", "-S", "-c", LAUNCH, str(report), str(grace), executable, *argv], sys.executable)
     start = time.monotonic()
     try:
         proc = subprocess.Popen(
@@ -202,6 +201,8 @@ def _run(argv: Sequence[str], executable: str, cwd: Path, env: Mapping[str, str]
 
 
 REAPER = Path(__file__).with_name("reaper.py")
+# Imported by folder rather than run by path, so that its compiled bytecode is cached.
+LAUNCH = f"import sys; sys.path.insert(0, {str(REAPER.parent)!r}); import reaper; sys.exit(reaper.main(sys.argv[1:]))"
 
 
 def _reaper_report() -> Path | None:
@@ -218,11 +219,11 @@ def _leftovers(report: Path | None) -> tuple[str, ...]:
     if report is None:
         return ()
     try:
-        found = json.loads(report.read_text() or "{}").get("leftovers", [])
-    except (OSError, ValueError):
-        found = []
+        text = report.read_text(errors="replace")
+    except OSError:
+        text = ""
     report.unlink(missing_ok=True)
-    return tuple(str(c) for c in found)
+    return tuple(c for c in text.split("\0") if c)
 
 
 def _start_error(name: str, exc: OSError) -> CannotStart:
