@@ -263,3 +263,20 @@ def test_bench_sandbox_smoke(tmp_path: Path) -> None:
     data = json.loads(out.read_text())
     assert set(data["ms"]) == {"bare", "launcher", "bwrap", "run_process", "run_process_sandbox"}
     assert data["table"][-2]["target"] == "<= 50"
+
+
+@needs_bwrap
+@pytest.mark.usefixtures("prefect_harness")
+def test_the_auth_example_integrates_and_verifies_in_the_sandbox(tmp_path: Path) -> None:
+    from prefect_work_clusters.flows.demo.build import build_demo_repo, scripted_agent_cmd
+    from prefect_work_clusters.flows.work_clusters import work_clusters
+
+    repo, plan = build_demo_repo(tmp_path)
+    state = work_clusters(plan=str(plan), repo=str(repo), agent_cmd=scripted_agent_cmd(), sandbox=True,
+                          return_state=True)
+    assert state.is_completed(), state.message
+    report = json.loads((tmp_path / "auth-system.clusters/auth-system/.runs/report.json").read_text())
+    assert [s["status"] for s in report["integration"]["steps"]] == ["merged"] * 3
+    assert report["integration"]["verify"] and all(v["exit_code"] == 0 for v in report["integration"]["verify"])
+    # The agent's own commits (made on a detached HEAD in the sandbox) are on its branch.
+    assert "data: package" in git(repo, "log", "--format=%s", "clusters/auth-system/data")

@@ -31,4 +31,4 @@ def init_repo(repo: Path, message: str) -> None:
 
 def scripted_agent_cmd() -> str:
     """The command line of the bundled scripted agent, for ``--agent-cmd``."""
-    return f"{shlex.quote(sys.executable)} -m flows.demo.agent"
+    return f"{shlex.quote(sys.executable)} -m prefect_work_clusters.flows.demo.agent"
