@@ -25,7 +25,8 @@ from pathlib import Path
 
 from common import base_parser, emit, verdict, workdir
 
-from prefect_work_clusters.tasks.proc.runner import LAUNCH, run_process
+from prefect_work_clusters.tasks.proc.launch import LAUNCH
+from prefect_work_clusters.tasks.proc.runner import run_process
 from prefect_work_clusters.tasks.proc.sandbox import Sandbox
 
 TARGET_MS = 50.0

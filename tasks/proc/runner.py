@@ -7,7 +7,7 @@ the child runs, its descendants are recorded with psutil, so a descendant that l
 with ``setsid`` is stopped as well. When the child ends, on time or not, whatever it left
 running is stopped the same way.
 
-On Linux the child runs under ``tasks/proc/reaper.py``, a launcher that is a child subreaper:
+On Linux the child runs under ``tasks/proc/reaper.py`` (``tasks.proc.launch``), a launcher that is a child subreaper:
 a descendant that detaches (double fork + ``setsid``) is re-parented to it rather than to init,
 so it is still found, killed and reaped when the command ends, also when it exits 0; its
 command line comes back in ``ProcessResult.leftovers``.
@@ -28,7 +28,6 @@ import os
 import selectors
 import shutil
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -42,6 +41,7 @@ import psutil
 
 from prefect_work_clusters.tasks.errors import WorkClustersError
 from prefect_work_clusters.tasks.proc import tree as proctree
+from prefect_work_clusters.tasks.proc.launch import leftovers, under_launcher
 from prefect_work_clusters.tasks.proc.sandbox import Sandbox
 
 log = logging.getLogger(__name__)
@@ -152,9 +152,7 @@ def _run(argv: Sequence[str], executable: str, cwd: Path, env: Mapping[str, str]
          log_path: Path | None, on_line: Callable[[str], None] | None, grace: float, stdin_devnull: bool,
          on_start: Callable[[int], None] | None) -> ProcessResult:
     sink = _LineSink(log_path, on_line)
-    report = _reaper_report()
-    launch, program = (list(argv), executable) if report is None else (
-        [sys.executable, "-I", "-S", "-c", LAUNCH, str(report), str(grace), executable, *argv], sys.executable)
+    launch, program, report = under_launcher(argv, executable, grace)
     start = time.monotonic()
     try:
         proc = subprocess.Popen(
@@ -169,7 +167,7 @@ def _run(argv: Sequence[str], executable: str, cwd: Path, env: Mapping[str, str]
         )
     except OSError as exc:
         sink.close()
-        _leftovers(report)
+        leftovers(report)
         raise _start_error(argv[0], exc) from exc
     assert proc.stdout is not None
     if on_start is not None:
@@ -196,34 +194,8 @@ def _run(argv: Sequence[str], executable: str, cwd: Path, env: Mapping[str, str]
         duration=duration,
         output_tail=sink.tail(),
         pid=proc.pid,
-        leftovers=_leftovers(report),
+        leftovers=leftovers(report),
     )
-
-
-REAPER = Path(__file__).with_name("reaper.py")
-# Imported by folder rather than run by path, so that its compiled bytecode is cached.
-LAUNCH = f"import sys; sys.path.insert(0, {str(REAPER.parent)!r}); import reaper; sys.exit(reaper.main(sys.argv[1:]))"
-
-
-def _reaper_report() -> Path | None:
-    """A file for the reaper's report, or None where no child subreaper exists (not Linux)."""
-    if not sys.platform.startswith("linux"):
-        return None
-    fd, name = tempfile.mkstemp(prefix="wc-reaper-", suffix=".json")
-    os.close(fd)
-    return Path(name)
-
-
-def _leftovers(report: Path | None) -> tuple[str, ...]:
-    """What the reaper killed after the command ended (nothing when it was killed itself)."""
-    if report is None:
-        return ()
-    try:
-        text = report.read_text(errors="replace")
-    except OSError:
-        text = ""
-    report.unlink(missing_ok=True)
-    return tuple(c for c in text.split("\0") if c)
 
 
 def _start_error(name: str, exc: OSError) -> CannotStart:
