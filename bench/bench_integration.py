@@ -43,7 +43,8 @@ def make_branches(repo: Path, files: int, count: int) -> tuple[str, list[Cluster
             changes[paths[0]] = f"# {paths[0]}, edited by {name}\n".encode()
         sha = gitops.commit_files_on(repo, base, changes, f"{name}: work")
         gitops.set_branch(repo, f"clusters/bench/{name}", sha, "bench")
-        checks.append(ClusterCheck(cluster=name, status="ok", mergeable=True, files_changed=sorted(changes)))
+        checks.append(ClusterCheck(cluster=name, status="ok", mergeable=True, files_changed=sorted(changes),
+                                   head_sha=sha))
     return base, checks
 
 

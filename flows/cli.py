@@ -163,6 +163,8 @@ def run(
     land: Annotated[bool, typer.Option(help="Fast-forward the base branch when all is green.")] = False,
     rerun: Annotated[bool, typer.Option(help="Run finished clusters' agents again.")] = False,
     keep_worktrees: Annotated[bool, typer.Option(help="Keep cluster worktrees after the run.")] = True,
+    sandbox: Annotated[bool, typer.Option(
+        "--sandbox", help="Run agents and verify/setup commands under bubblewrap (needs bwrap).")] = False,
     emit_plan: Annotated[Path | None, typer.Option(
         "--emit-plan", help="Investigations: write the build plan (YAML) of the proposed fixes to this file.")] = None,
 ) -> None:
@@ -273,6 +275,10 @@ def _print_summary(report: object, runs_dir: Path) -> None:
                   + ", ".join(f.path for f in lost.lost) + " (see the report's Survival section)")
     if report.land:
         out.print(report.land.message, markup=False)
+    if report.refused:
+        out.print(f"refused: {report.refused}", markup=False)
+    for moved in integ.moved if integ else []:
+        out.print(f"warning: {moved}", markup=False)
     if inv:
         verdict = "[green]findings synthesized[/green]" if report.ok else "[red]investigation not complete[/red]"
         out.print(f"{verdict}; {len(inv.findings)} typed findings; action plan: {inv.action_plan.file}")

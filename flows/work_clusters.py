@@ -28,6 +28,7 @@ from prefect_work_clusters.tasks.git import worktrees as gitworktrees
 from prefect_work_clusters.tasks.identify import identify
 from prefect_work_clusters.tasks.integration import land as landing
 from prefect_work_clusters.tasks.integration.integrate import integrate
+from prefect_work_clusters.tasks.integration.tip import foreign_tip
 from prefect_work_clusters.tasks.investigation import check as investigate
 from prefect_work_clusters.tasks.options import (
     AgentName,
@@ -97,6 +98,13 @@ def _finish(ctx: RunContext, prepared: Prepared, records: list[ClusterRecord], p
     t = time.monotonic()
     checks = contract_check(ctx, records)
     phases["check"] = time.monotonic() - t
+    foreign = foreign_tip(ctx)
+    if foreign:  # never merge onto, or land, an integration branch we did not make
+        logger.error(foreign)
+        report = build_report(ctx, prepared, records, phases, started, False, [*prepared.notes, foreign],
+                              checks=checks, integration=None, refused=foreign)
+        path = publish_report(ctx, report)
+        return Failed(message=f"{foreign}; report at {path}")
 
     result = integrate(ctx, prepared.base_sha, checks)
     phases["integrate"], phases["verify"] = result.merge_seconds, result.verify_seconds
@@ -151,6 +159,7 @@ def work_clusters(
     land: bool = False,
     rerun: bool = False,
     keep_worktrees: bool = True,
+    sandbox: bool = False,
 ) -> State[Any]:
     """Run one agent per cluster of a plan in its own worktree, then integrate their branches.
 
@@ -177,6 +186,8 @@ def work_clusters(
         land: Fast-forward the base branch to the integrated result when all is green.
         rerun: Run every cluster's agent again, even those that finished in an earlier run.
         keep_worktrees: Keep the cluster worktrees after the run (the branches are always kept).
+        sandbox: Run every agent and verify/setup command under bubblewrap, able to write only its
+            own worktree (as the plan's sandbox.enabled).
     """
     options = RunOptions.pick(locals())
     phases: dict[str, float] = {}

@@ -96,6 +96,8 @@ class Attempt(BaseModel):
     failure: str | None = Field(default=None, description="why this attempt failed, for the next prompt")
     output_tail: str = ""
     verify: list[CommandResult] = Field(default_factory=list)
+    leftovers: list[str] = Field(default_factory=list, description="processes the agent left running, killed")
+    refused_writes: list[str] = Field(default_factory=list, description="writes the sandbox refused, as reported")
 
 
 class ClusterRecord(BaseModel):

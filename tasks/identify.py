@@ -16,6 +16,7 @@ from prefect_work_clusters.tasks.git import core as gitops
 from prefect_work_clusters.tasks.options import RunOptions
 from prefect_work_clusters.tasks.plan.load import load_plan
 from prefect_work_clusters.tasks.plan.models import AgentRef, CommandAgent, Plan
+from prefect_work_clusters.tasks.plan.rules import sandbox_problem
 from prefect_work_clusters.tasks.proc.runner import find_executable
 
 
@@ -102,6 +103,10 @@ def resolve_run(plan: str | Path, repo: str | Path, options: RunOptions | None =
         integration_agent=agent_ref(opts.integration_agent, opts.integration_agent_cmd, "--integration-agent"),
         concurrency=opts.concurrency, timeout=opts.timeout, retries=opts.retries,
     )
+    if opts.sandbox and not loaded.sandbox.enabled:
+        loaded = loaded.model_copy(update={"sandbox": loaded.sandbox.model_copy(update={"enabled": True})})
+    if loaded.sandbox.enabled and (problem := sandbox_problem()):
+        raise BadInput(f"--sandbox: {problem}")
     if agents_needed:
         check_agents(loaded)
     ws = Path(opts.workspace).expanduser().resolve() if opts.workspace else default_workspace(repo_path, loaded.name)

@@ -40,6 +40,7 @@ class RunOptions(BaseModel):
     land: bool = Field(default=False, description="Fast-forward the base branch when all is green.")
     rerun: bool = Field(default=False, description="Run finished clusters' agents again.")
     keep_worktrees: bool = Field(default=True, description="Keep cluster worktrees after the run.")
+    sandbox: bool = Field(default=False, description="Run agents and verify/setup commands under bubblewrap.")
 
     @classmethod
     def pick(cls, values: Mapping[str, Any]) -> RunOptions:

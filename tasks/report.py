@@ -74,6 +74,7 @@ class RunReport(BaseModel):
     investigation: InvestigationResult | None = Field(
         default=None, description="an investigation's findings and action plan (no integration)")
     land: LandResult | None = None
+    refused: str = Field(default="", description="why the run refused to integrate (a foreign integration branch)")
     notes: list[str] = Field(default_factory=list)
     total_cost_usd: float | None = None
     plan_file: str = ""
@@ -121,6 +122,8 @@ def render_markdown(report: RunReport) -> str:
         lines.append(f"- Agent cost: ${report.total_cost_usd:.4f}")
     if report.land:
         lines.append(f"- Land: {report.land.message}")
+    if report.refused:
+        lines.append(f"- Refused to integrate: {report.refused}")
     lines += ["", "## Clusters", "", "| cluster | status | attempts | exit | duration (s) | cost (USD) | base | head |",
               "|---|---|---|---|---|---|---|---|"]
     for c in report.clusters:
@@ -162,6 +165,21 @@ def publish_report(ctx: RunContext, report: RunReport) -> str:
     return str(path)
 
 
+def attempt_notes(records: list[ClusterRecord]) -> list[str]:
+    """What the agents' attempts did beyond their worktree: processes left running (killed) and
+    writes the sandbox refused."""
+    notes: list[str] = []
+    for r in records:
+        for a in r.attempts:
+            if a.leftovers:
+                notes.append(f"{r.cluster} attempt {a.attempt}: killed {len(a.leftovers)} process(es) the agent left "
+                             "running: " + "; ".join(f"`{c[:120]}`" for c in a.leftovers[:5]))
+            if a.refused_writes:
+                notes.append(f"{r.cluster} attempt {a.attempt}: the sandbox refused {len(a.refused_writes)} write(s) "
+                             "outside its worktree: " + "; ".join(f"`{w[:160]}`" for w in a.refused_writes[:5]))
+    return notes
+
+
 def build_report(ctx: RunContext, prepared: Prepared, records: list[ClusterRecord], phases: dict[str, float],
                  started: datetime, ok: bool, notes: list[str], extra_costs: Sequence[float | None] = (),
                  **parts: Any) -> RunReport:
@@ -173,5 +191,6 @@ def build_report(ctx: RunContext, prepared: Prepared, records: list[ClusterRecor
         base_ref=ctx.plan.base or "HEAD", base_ref_sha=prepared.base_ref_sha, base_sha=prepared.base_sha,
         started_at=started, finished_at=datetime.now(timezone.utc), ok=ok,
         phases={k: round(v, 3) for k, v in phases.items()},
-        clusters=[ClusterSummary.of(ctx, r) for r in records], notes=notes, plan_file=str(ctx.plan_file),
+        clusters=[ClusterSummary.of(ctx, r) for r in records], notes=[*notes, *attempt_notes(records)],
+        plan_file=str(ctx.plan_file),
         total_cost_usd=sum(costs) if costs else None, **parts)

@@ -77,7 +77,8 @@ def add_to_registry(ctx: RunContext, cluster: str) -> None:
 
 def checks(ctx: RunContext, base: str) -> list[ClusterCheck]:
     return [ClusterCheck(cluster=c.name, status="ok", mergeable=True,
-                         files_changed=gitops.changed_files(ctx.repo, base, ctx.branch(c.name)))
+                         files_changed=gitops.changed_files(ctx.repo, base, ctx.branch(c.name)),
+                         head_sha=gitops.resolve_ref(ctx.repo, f"refs/heads/{ctx.branch(c.name)}"))
             for c in ctx.plan.clusters]
 
 

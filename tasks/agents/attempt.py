@@ -18,7 +18,15 @@ from prefect.runtime import task_run as runtime_task_run
 
 from prefect_work_clusters.tasks import recovery
 from prefect_work_clusters.tasks.agents import guard
-from prefect_work_clusters.tasks.agents.call import Call, agent_for, base_env, invoke, max_attempts
+from prefect_work_clusters.tasks.agents.call import (
+    Call,
+    agent_for,
+    base_env,
+    invoke,
+    log_segment,
+    max_attempts,
+    sandbox_for,
+)
 from prefect_work_clusters.tasks.agents.limits import agent_slot, with_cost_cap
 from prefect_work_clusters.tasks.agents.prompts import PROMPTS, contracts_for_prompt
 from prefect_work_clusters.tasks.checks.contract import attempt_violation
@@ -28,6 +36,7 @@ from prefect_work_clusters.tasks.git import core as gitops
 from prefect_work_clusters.tasks.investigation import check as investigate
 from prefect_work_clusters.tasks.plan.refs import provided_by
 from prefect_work_clusters.tasks.proc.commands import run_commands
+from prefect_work_clusters.tasks.proc.sandbox import refused_writes
 
 
 class AgentFailed(WorkClustersError):
@@ -62,9 +71,10 @@ def run_attempt(ctx: RunContext, cluster: str, attempt: int,
     wt, log = record.worktree, ctx.log_file(cluster)
     log.parent.mkdir(parents=True, exist_ok=True)
     env = base_env(ctx, wt)
+    box = sandbox_for(ctx, wt)
 
     if not record.setup_done and ctx.plan.worktree.setup:
-        setup = run_commands(ctx.plan.worktree.setup, wt, env, timeout, log, on_line)
+        setup = run_commands(ctx.plan.worktree.setup, wt, env, timeout, log, on_line, box)
         if not all(r.ok for r in setup):
             record.error = f"worktree setup failed: {setup[-1].command} (see {log})"
             record.status = "failed"
@@ -83,18 +93,24 @@ def run_attempt(ctx: RunContext, cluster: str, attempt: int,
                 owned=spec.paths, extra_env={"WC_FINDINGS_FILE": str(findings)} if findings else {},
                 hint="install it, or pass --agent / --agent-cmd")
     link_before, head_before = guard.git_link(wt), gitops.head(wt)
+    log_offset = log.stat().st_size if log.exists() else 0
+    if box:  # refs are read-only in the sandbox: the agent commits on a detached HEAD
+        gitops.detach(wt)
     try:
         res, usage = invoke(ctx, agent, call, prompt, feedback, timeout, on_line,
                             on_start=lambda pid: recovery.note_agent_started(ctx, cluster, pid))
     finally:
         recovery.note_agent_ended(ctx, cluster)
+        if box:
+            guard.attach_after_sandbox(ctx, record)
     tampered, committable = guard.check_attempt(ctx, record, link_before, head_before)
     changed = investigate.settle_attempt(ctx, record, attempt, head_before) if findings and committable else None
     if committable and not findings:
         gitops.commit_all(wt, f"work-clusters: {cluster} attempt {attempt} (left uncommitted by the agent)",
                           exclude=[f"**/{p}" for p in agent.scratch])
     entry = Attempt(attempt=attempt, exit_code=res.exit_code, timed_out=res.timed_out, duration=res.duration,
-                    output_tail=res.output_tail,
+                    output_tail=res.output_tail, leftovers=list(res.leftovers),
+                    refused_writes=refused_writes(log_segment(log, log_offset)) if box else [],
                     cost_usd=usage.cost_usd if usage else None,
                     input_tokens=usage.input_tokens if usage else None,
                     output_tokens=usage.output_tokens if usage else None)
@@ -113,7 +129,7 @@ def run_attempt(ctx: RunContext, cluster: str, attempt: int,
         entry.failure = f"cost ${spent:.2f} is past the limit of ${limits.max_cost_usd:.2f}"
         record.status, retryable = "cost_exceeded", False
     else:
-        entry.verify = run_commands(spec.verify, wt, env, timeout, log, on_line)
+        entry.verify = run_commands(spec.verify, wt, env, timeout, log, on_line, box)
         failed = [v for v in entry.verify if not v.ok]
         # Policy retry: a broken contract fails the attempt, its report the next prompt's feedback.
         violation = (None if failed else investigate.attempt_problem(ctx, cluster) if findings

@@ -8,7 +8,7 @@ check afterwards) stays with each role.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,6 +17,7 @@ from prefect_work_clusters.tasks.context import RunContext
 from prefect_work_clusters.tasks.git import core as gitops
 from prefect_work_clusters.tasks.plan.models import AgentRef
 from prefect_work_clusters.tasks.proc.runner import ProcessResult, run_process
+from prefect_work_clusters.tasks.proc.sandbox import Sandbox
 
 
 def agent_for(ctx: RunContext, ref: AgentRef | None) -> AgentBackend:
@@ -44,6 +45,19 @@ def base_env(ctx: RunContext, worktree: Path) -> dict[str, str]:
     for key, value in gitops.identity_env(ctx.repo).items():
         env.setdefault(key, value)
     return env
+
+
+def sandbox_for(ctx: RunContext, worktree: Path, extra: Sequence[Path] = ()) -> Sandbox | None:
+    """With ``sandbox.enabled``, where a process of ``worktree`` may write: the worktree, its own
+    git dir in the shared one (index, HEAD, logs, merge state) and the object store, so that
+    ``git add`` and ``git commit`` work there (a cluster's HEAD is detached, so its commits move
+    no ref), plus ``extra`` (the folders of the files its role writes). The object store being
+    writable means an agent can add objects, which is harmless, and also delete or overwrite
+    object files, which can damage the repository's history; refs, config, hooks and ``info/``
+    stay read-only."""
+    if not ctx.plan.sandbox.enabled:
+        return None
+    return Sandbox(writable=(worktree, gitops.git_dir(worktree), gitops.common_dir(worktree) / "objects", *extra))
 
 
 def protocol_env(ctx: RunContext, role: str, cluster: str, worktree: Path, branch: str, prompt_file: Path,
@@ -102,6 +116,11 @@ def invoke(ctx: RunContext, backend: AgentBackend, call: Call, prompt: str, feed
     with log.open("a") as fh:
         fh.write(f"\n=== {call.label}: attempt {call.attempt} ===\n")
     offset = log.stat().st_size
+    # The files a role writes outside its worktree (findings, decisions, action plan): their folders.
+    outputs = [Path(v).parent for k, v in call.extra_env.items() if k.endswith("_FILE")]
+    for folder in outputs:
+        folder.mkdir(parents=True, exist_ok=True)
     res = run_process(render_argv(backend.argv, values), cwd=call.worktree, env=env, timeout=timeout,
-                      log_path=log, on_line=on_line, hint=call.hint, on_start=on_start)
+                      log_path=log, on_line=on_line, hint=call.hint, on_start=on_start,
+                      sandbox=sandbox_for(ctx, call.worktree, outputs))
     return res, backend.parse_usage(log_segment(log, offset))

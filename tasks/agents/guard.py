@@ -64,3 +64,16 @@ def restore_refs(ctx: RunContext, records: list[ClusterRecord]) -> tuple[list[Cl
                      f"agent; restored to {rec.head_sha[:12]}")
         save_record(ctx, rec)
     return records, notes
+
+
+def attach_after_sandbox(ctx: RunContext, record: ClusterRecord) -> None:
+    """A sandboxed agent committed on a detached HEAD (it cannot write refs): its commits become
+    its branch, and the worktree is on the branch again. A HEAD the agent pointed at another
+    branch is left for ``check_attempt`` to report."""
+    wt = record.worktree
+    if gitops.run(wt, "symbolic-ref", "--quiet", "HEAD", check=False).status == 0:
+        return
+    tip = gitops.resolve_ref(wt, "HEAD")
+    if tip:
+        gitops.set_branch(ctx.repo, record.branch, tip, "work-clusters: the sandboxed agent's commits")
+    gitops.attach(wt, record.branch)

@@ -73,6 +73,8 @@ class ClusterCheck(BaseModel):
     verify: str = "none"
     note: str = ""
     rows: list[CheckRow] = Field(default_factory=list)
+    head_sha: str | None = Field(default=None, description="the branch head checked: integration merges this "
+                                                           "commit, never what the branch points to later")
 
 
 def _row(cluster: str, check: CheckName, outcome: Outcome) -> CheckRow:
@@ -226,8 +228,9 @@ def check_cluster(ctx: RunContext, record: ClusterRecord) -> ClusterCheck:
     rows.append(_verify_row(record))
     rows.append(CheckRow(cluster=name, check="verdict", status=VERDICT[status],
                          evidence=["passed to integration" if mergeable else "kept out of integration"], note=note))
-    return ClusterCheck(cluster=name, status=status, mergeable=mergeable, files_changed=changed, outside_scope=outside,
-                        contracts_touched=touched, verify=_verify_summary(record), note=note, rows=rows)
+    return ClusterCheck(cluster=name, status=status, mergeable=mergeable and tip is not None, files_changed=changed,
+                        outside_scope=outside, contracts_touched=touched, verify=_verify_summary(record), note=note,
+                        rows=rows, head_sha=tip)
 
 
 def check_integrated(ctx: RunContext, tree: Path | None, why_not: str = "") -> list[CheckRow]:

@@ -159,6 +159,22 @@ def common_dir(repo: Path) -> Path:
     return found
 
 
+def git_dir(worktree: Path) -> Path:
+    """The worktree's own git dir: ``.git`` of the main checkout, ``<common>/worktrees/<name>``
+    of a linked worktree (its HEAD, index, logs and merge state)."""
+    return Path(out(worktree, "rev-parse", "--path-format=absolute", "--git-dir"))
+
+
+def detach(worktree: Path) -> None:
+    """Detach the worktree's HEAD at its commit: commits then move HEAD only, no branch ref."""
+    run(worktree, "update-ref", "--no-deref", "-m", "work-clusters: detach for the sandbox", "HEAD", head(worktree))
+
+
+def attach(worktree: Path, branch: str) -> None:
+    """Point the worktree's HEAD at ``branch`` again (the files and the index stay as they are)."""
+    run(worktree, "symbolic-ref", "-m", "work-clusters: attach after the sandbox", "HEAD", f"refs/heads/{branch}")
+
+
 def resolve_ref(repo: Path, ref: str) -> str | None:
     """The commit SHA ``ref`` names, or None when it names no commit."""
     res = run(repo, "rev-parse", "--verify", "--quiet", "--end-of-options", f"{ref}^{{commit}}", check=False)

@@ -34,6 +34,11 @@ _ATTR_BEGIN = "# >>> work-clusters: temporary merge driver (removed after the me
 _ATTR_END = "# <<< work-clusters\n"
 
 
+def contained_commits(repo: Path, commit: str, commits: Sequence[str]) -> set[str]:
+    """Which of ``commits`` (SHAs) are already contained in ``commit``."""
+    return {c for c in commits if gitops.is_ancestor(repo, c, commit)}
+
+
 def contained(repo: Path, commit: str, branches: Sequence[str]) -> set[str]:
     """Which of ``branches`` are already contained in ``commit``: one call for all of them."""
     if not branches:

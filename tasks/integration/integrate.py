@@ -1,10 +1,13 @@
 """Integration: preflight, merge every mergeable cluster branch through the conflict ladder,
 verify (with the integration agent fixing failures), then prove nothing was lost.
 
-The integration branch is kept when it grew from the recorded base (a person's committed
-resolution survives, and branches already merged are skipped), so merges land on the base the
-clusters started from, never silently on a base that moved meanwhile. A conflict no resolver
-settles stops the integration with the worktree left mid-merge and exact instructions.
+Each cluster is merged as the exact commit the contract check passed, never by branch name: a
+branch that moved since (an agent's leftover process, a person) is reported, its move not merged.
+The integration branch is created by us from the recorded base and kept when it grew from it (a
+person's committed resolution survives, and commits already merged are skipped), so merges land
+on the base the clusters started from; its tip is recorded after every commit we make on it, and
+a tip we did not record is refused (``tip.foreign_tip``). A conflict no resolver settles stops
+the integration with the worktree left mid-merge and exact instructions.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from collections.abc import Callable
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-from prefect_work_clusters.tasks.agents.call import base_env, integration_backend, max_attempts
+from prefect_work_clusters.tasks.agents.call import base_env, integration_backend, max_attempts, sandbox_for
 from prefect_work_clusters.tasks.checks.contract import ClusterCheck
 from prefect_work_clusters.tasks.context import CommandResult, RunContext
 from prefect_work_clusters.tasks.errors import WorkClustersError
@@ -34,6 +37,7 @@ from prefect_work_clusters.tasks.integration.ladder import Ladder
 from prefect_work_clusters.tasks.integration.models import Decision, IntegrationResult, MergeStep, VerifyRound
 from prefect_work_clusters.tasks.integration.preflight import predict
 from prefect_work_clusters.tasks.integration.survival import check_survival
+from prefect_work_clusters.tasks.integration.tip import foreign_tip, record_tip
 from prefect_work_clusters.tasks.proc.commands import run_commands
 
 __all__ = ["IntegrationResult", "MergeStep", "integrate", "integrate_branches"]
@@ -84,6 +88,7 @@ def start_integration(ctx: RunContext, base_sha: str) -> None:
         gitops.reset_to(wt.path, base_sha)
     if gitops.head(wt.path) == base_sha:  # nothing merged: no earlier resolution is left to explain
         shutil.rmtree(decisions_dir(ctx), ignore_errors=True)
+    record_tip(ctx)
 
 
 def prediction_start(ctx: RunContext, base_sha: str) -> str:
@@ -105,7 +110,8 @@ def verify_and_fix(ctx: RunContext, ladder: Ladder, result: IntegrationResult, o
     env, log = base_env(ctx, wt), ctx.log_file("integration-verify")
 
     def verify(after: str) -> list[CommandResult]:
-        results = run_commands(ctx.plan.integration.verify, wt, env, ctx.plan.limits.timeout_seconds, log, on_line)
+        results = run_commands(ctx.plan.integration.verify, wt, env, ctx.plan.limits.timeout_seconds, log, on_line,
+                               sandbox_for(ctx, wt))
         result.verify_rounds.append(VerifyRound(round=len(result.verify_rounds) + 1, after=after,
                                                 head=gitops.head(wt), results=results))
         return results
@@ -134,6 +140,7 @@ def verify_and_fix(ctx: RunContext, ladder: Ladder, result: IntegrationResult, o
         note = ""
         gitops.stage_all(wt, [f"**/{p}" for p in backend.scratch], keep)  # not what verify left behind
         gitops.commit_staged(wt, f"work-clusters: integration fix for verification, attempt {attempt}")
+        record_tip(ctx)
         results = verify(f"integration agent fix, attempt {attempt}")
     result.verify = results
     result.final_sha = gitops.head(wt)
@@ -185,11 +192,15 @@ def integrate_branches(ctx: RunContext, base_sha: str, checks: list[ClusterCheck
                        on_line: OnLine = None) -> IntegrationResult:
     """Preflight, then merge in ``depends_on`` order, then plan order; stop at the first conflict
     no resolver settles; otherwise verify, fix, and check survival."""
+    foreign = foreign_tip(ctx)
+    if foreign:  # the flow says so before it gets here; this guards every other caller
+        raise WorkClustersError(foreign)
     by_name = {c.cluster: c for c in checks}
     touched = {c.cluster: c.files_changed for c in checks}
     order = ctx.plan.merge_order()
-    mergeable = [(c.name, ctx.branch(c.name)) for c in order if by_name[c.name].mergeable]
-    preflight = predict(ctx.repo, prediction_start(ctx, base_sha), mergeable, touched)
+    checked = {c.cluster: c.head_sha for c in checks if c.mergeable and c.head_sha}
+    mergeable = [(c.name, ctx.branch(c.name)) for c in order if c.name in checked]
+    preflight = predict(ctx.repo, prediction_start(ctx, base_sha), mergeable, touched, commits=checked)
     start_integration(ctx, base_sha)
     wt = ctx.integration_worktree
     ladder = Ladder(ctx, integration_backend(ctx), on_line)
@@ -198,33 +209,39 @@ def integrate_branches(ctx: RunContext, base_sha: str, checks: list[ClusterCheck
     stopped: MergeStep | None = None
     t0 = time.monotonic()
     head = gitops.head(wt)
-    earlier = gitmerge.contained(ctx.repo, head, [b for _, b in mergeable])
+    earlier = gitmerge.contained_commits(ctx.repo, head, list(checked.values()))
     for cluster in order:
         check, branch = by_name[cluster.name], ctx.branch(cluster.name)
         if stopped:
             steps.append(MergeStep(cluster=cluster.name, branch=branch, status="not-reached",
                                    reason="an earlier merge stopped on a conflict"))
             continue
-        if not check.mergeable:
+        commit = checked.get(cluster.name)
+        if commit is None:
             steps.append(MergeStep(cluster=cluster.name, branch=branch, status="skipped",
-                                   reason=f"contract check: {check.status}"))
+                                   reason=f"contract check: {check.status}" if not check.mergeable
+                                   else "its branch did not exist at the contract check"))
             continue
-        stat = gitops.diffstat(ctx.repo, base_sha, branch)
-        if branch in earlier:
+        stat = gitops.diffstat(ctx.repo, base_sha, commit)
+        now = gitops.resolve_ref(ctx.repo, f"refs/heads/{branch}")
+        moved = "" if now == commit else (now[:12] if now else "nowhere (deleted)")
+        if commit in earlier:
             steps.append(MergeStep(cluster=cluster.name, branch=branch, status="merged", reason="merged earlier",
-                                   commit=head, diffstat=stat))
+                                   commit=head, diffstat=stat, checked=commit, moved=moved))
             merged.append(cluster.name)
             continue
         predicted = preflight.for_cluster(cluster.name)
         kinds = {c.path: c.kinds for c in predicted.conflicts} if predicted else {}
-        step = ladder.merge(cluster.name, branch, head, list(merged), touched, kinds)
-        step.diffstat = stat
+        step = ladder.merge(cluster.name, branch, commit, head, list(merged), touched, kinds)
+        step.diffstat, step.checked, step.moved = stat, commit, moved
         steps.append(step)
         if step.status == "merged" and step.commit:
             merged.append(cluster.name)
             head = step.commit
+            record_tip(ctx)
         else:
             stopped = step
+            record_tip(ctx, merging=commit)
     result = IntegrationResult(branch=ctx.integration_branch, worktree=str(wt), base_sha=base_sha, steps=steps,
                                merge_seconds=round(time.monotonic() - t0, 3), preflight=preflight)
     if stopped:
@@ -235,7 +252,8 @@ def integrate_branches(ctx: RunContext, base_sha: str, checks: list[ClusterCheck
         t1 = time.monotonic()
         assert result.final_sha is not None
         result.survival = check_survival(ctx.repo, result.final_sha,
-                                         [(s.cluster, s.branch, base_sha) for s in steps if s.status == "merged"],
+                                         [(s.cluster, s.checked or s.branch, base_sha) for s in steps
+                                          if s.status == "merged"],
                                          load_decisions(decisions_dir(ctx)))
         result.survival_seconds = round(time.monotonic() - t1, 3)
     result.agent_calls = ladder.calls
@@ -253,6 +271,8 @@ def integrate(ctx: RunContext, base_sha: str, checks: list[ClusterCheck]) -> Int
                     result.preflight.seconds)
     for step in result.steps:
         logger.info("merge %s: %s %s", step.cluster, step.status, step.reason)
+    for line in result.moved:
+        logger.warning(line)
     if result.instructions:
         logger.error(result.instructions)
     for v in result.verify:

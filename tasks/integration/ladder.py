@@ -54,14 +54,15 @@ class Ladder:
     def wt(self) -> Path:
         return self.ctx.integration_worktree
 
-    def merge(self, cluster: str, branch: str, pre: str, merged: Sequence[str],
+    def merge(self, cluster: str, branch: str, commit: str, pre: str, merged: Sequence[str],
               touched: Mapping[str, Sequence[str]], kinds: Mapping[str, list[str]]) -> MergeStep:
-        """Merge ``branch`` onto ``pre`` (the worktree's HEAD, holding the ``merged`` clusters); on
+        """Merge ``commit`` (``branch``'s head the contract check passed; never the name, which may
+        have moved since) onto ``pre`` (the worktree's HEAD, holding the ``merged`` clusters); on
         conflict climb the ladder. ``touched`` (cluster -> files it changed) names our side of each
         conflict, ``kinds`` the preflight's conflict kinds. Returns the step, merged or stopped."""
-        message = f"work-clusters: merge {cluster} into {self.ctx.plan.name}"
+        message = f"work-clusters: merge {cluster} ({branch} at {commit[:12]}) into {self.ctx.plan.name}"
         try:
-            start = gitmerge.start_merge(self.wt, branch, message)
+            start = gitmerge.start_merge(self.wt, commit, message)
         except GitError as exc:  # e.g. an untracked file in the way: the worktree is left as it was
             return MergeStep(cluster=cluster, branch=branch, status="conflict",
                              reason=f"git refused to merge: {exc.stderr.splitlines()[0] if exc.stderr else exc}")
@@ -79,7 +80,7 @@ class Ladder:
                     f.attempts.append(TierAttempt(tier="agent", outcome="unavailable",
                                                   detail="no integration agent is configured"))
             else:
-                committed = self._agent(self.backend, pre, cluster, branch, message, files, settled, merged)
+                committed = self._agent(self.backend, pre, cluster, commit, message, files, settled, merged)
         step = MergeStep(cluster=cluster, branch=branch, status="merged", conflicts=list(files),
                          files=list(files.values()))
         left = self._open(files)
@@ -131,7 +132,7 @@ class Ladder:
                     files[path].resolved_by, settled[path] = "mergiraf", (self.wt / path).read_bytes()
         return settled
 
-    def _agent(self, backend: AgentBackend, pre: str, cluster: str, branch: str, message: str,
+    def _agent(self, backend: AgentBackend, pre: str, cluster: str, commit: str, message: str,
                files: Mapping[str, ConflictFile], settled: Mapping[str, bytes], merged: Sequence[str]) -> bool:
         """Tier d. True when the agent concluded the merge commit itself (and it checked out)."""
         feedback, keep = "", gitops.untracked(self.wt)
@@ -141,7 +142,7 @@ class Ladder:
                                          attempt=attempt, conflicts=left, merging=cluster, merged=merged,
                                          feedback=feedback, on_line=self.on_line)
             self.calls.append(call)
-            problem, committed, broken = self._judge(backend, pre, branch, [f.path for f in left], call, keep)
+            problem, committed, broken = self._judge(backend, pre, commit, [f.path for f in left], call, keep)
             if problem is None:
                 for f in left:
                     f.attempts.append(TierAttempt(tier="agent", outcome="resolved", detail=f"attempt {attempt}"))
@@ -153,21 +154,20 @@ class Ladder:
             tail = call.output_tail[-1500:].strip()
             feedback = problem + (f"\n\nLast output:\n\n```\n{tail}\n```" if tail else "")
             if broken:
-                self._restart(pre, branch, message, settled, keep)
+                self._restart(pre, commit, message, settled, keep)
         # A person gets the conflicts as git wrote them, not a rejected attempt's half-edit.
-        self._restart(pre, branch, message, settled, keep)
+        self._restart(pre, commit, message, settled, keep)
         for call in self.calls:
             if call.label == f"merge-{cluster}":
                 discard_decisions(call)
         return False
 
-    def _judge(self, backend: AgentBackend, pre: str, branch: str, paths: list[str], call: AgentCall,
+    def _judge(self, backend: AgentBackend, pre: str, commit: str, paths: list[str], call: AgentCall,
                keep: set[str]) -> tuple[str | None, bool, bool]:
         """(why the attempt is not accepted or None, whether the agent committed the merge,
         whether the merge state is broken and must be restarted)."""
         if not gitops.merge_in_progress(self.wt):
-            tip = gitops.resolve_ref(self.wt, branch)
-            if gitmerge.parents(self.wt, "HEAD") != [pre, tip or ""]:
+            if gitmerge.parents(self.wt, "HEAD") != [pre, commit]:
                 return "the agent ended the merge without committing it (work-clusters commits it)", False, True
             problems = [f"{p}: {why}" for p in paths if (why := resolve.validate(self.wt, pre, p))]
             if problems or call.failure:
@@ -181,10 +181,10 @@ class Ladder:
         gitops.stage_all(self.wt, [f"**/{p}" for p in backend.scratch], keep)
         return None, False, False
 
-    def _restart(self, pre: str, branch: str, message: str, settled: Mapping[str, bytes], keep: set[str]) -> None:
+    def _restart(self, pre: str, commit: str, message: str, settled: Mapping[str, bytes], keep: set[str]) -> None:
         """The merge again from ``pre``, with the deterministic tiers' results re-applied."""
         gitops.reset_to(self.wt, pre, keep)
-        start = gitmerge.start_merge(self.wt, branch, message)
+        start = gitmerge.start_merge(self.wt, commit, message)
         bad = [p for p in start.replayed if resolve.validate(self.wt, pre, p)]
         gitmerge.restore_conflict(self.wt, bad)
         for path, content in settled.items():

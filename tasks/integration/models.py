@@ -58,6 +58,8 @@ class MergeStep(BaseModel):
     conflicts: list[str] = Field(default_factory=list, description="every path that conflicted")
     files: list[ConflictFile] = Field(default_factory=list)
     diffstat: str = ""
+    checked: str | None = Field(default=None, description="the commit the contract check passed, the one merged")
+    moved: str = Field(default="", description="where the branch went after the check (not merged); empty if not")
 
     @property
     def remaining(self) -> list[str]:
@@ -132,6 +134,12 @@ class IntegrationResult(BaseModel):
     @property
     def verified(self) -> bool:
         return all(v.ok for v in self.verify)
+
+    @property
+    def moved(self) -> list[str]:
+        """One line per branch that moved after the contract check: its move was not merged."""
+        return [f"{s.branch} moved after the contract check, to {s.moved}; merged {s.checked[:12]}, the commit "
+                f"that was checked, not the move" for s in self.steps if s.moved and s.checked]
 
     @property
     def lost(self) -> list[ClusterSurvival]:

@@ -55,24 +55,28 @@ class Preflight(BaseModel):
 
 
 def predict(repo: Path, start: str, branches: Sequence[tuple[str, str]],
-            touched: Mapping[str, Sequence[str]] | None = None) -> Preflight:
+            touched: Mapping[str, Sequence[str]] | None = None,
+            commits: Mapping[str, str] | None = None) -> Preflight:
     """Predict merging ``branches`` ((cluster, branch) in merge order) one by one onto ``start``.
-    ``touched`` (cluster -> files its branch changed) names the clusters on our side of a conflict."""
+    ``touched`` (cluster -> files its branch changed) names the clusters on our side of a conflict;
+    ``commits`` (cluster -> SHA) is what is merged instead of the branch's current head."""
     t0 = time.monotonic()
     touched = touched or {}
+    revs = {cluster: (commits or {}).get(cluster, branch) for cluster, branch in branches}
     current = start
     merged: list[str] = []
     conflicted: set[str] = set()
     merges: list[PredictedMerge] = []
     # A branch not contained in the start cannot be contained in a prediction built from it
     # before it is merged itself, so one look-up serves the whole chain.
-    earlier = gitmerge.contained(repo, start, [b for _, b in branches])
+    earlier = (gitmerge.contained_commits(repo, start, list(revs.values())) if commits
+               else gitmerge.contained(repo, start, list(revs.values())))
     for cluster, branch in branches:
-        if branch in earlier:
+        if revs[cluster] in earlier:
             merges.append(PredictedMerge(cluster=cluster, branch=branch, status="already-merged"))
             merged.append(cluster)
             continue
-        pred = gitmerge.merge_tree(repo, current, branch)
+        pred = gitmerge.merge_tree(repo, current, revs[cluster])
         conflicts = [PredictedConflict(path=path, kinds=kinds,
                                        ours=[c for c in merged if path in touched.get(c, ())])
                      for path, kinds in sorted(pred.conflicts.items())]
@@ -80,6 +84,6 @@ def predict(repo: Path, start: str, branches: Sequence[tuple[str, str]],
         merges.append(PredictedMerge(cluster=cluster, branch=branch, status="conflict" if conflicts else "clean",
                                      conflicts=conflicts, approximate=approximate))
         conflicted.update(pred.conflicts)
-        current = gitmerge.commit_tree(repo, pred.tree, [current, branch], f"work-clusters preflight: {cluster}")
+        current = gitmerge.commit_tree(repo, pred.tree, [current, revs[cluster]], f"work-clusters preflight: {cluster}")
         merged.append(cluster)
     return Preflight(start=start, merges=merges, seconds=round(time.monotonic() - t0, 4))

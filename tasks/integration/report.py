@@ -112,6 +112,9 @@ def _survival(integ: IntegrationResult) -> list[str]:
 def integration_markdown(integ: IntegrationResult) -> list[str]:
     """The integration sections of the merge report, as markdown lines."""
     lines = _preflight(integ) + _merges(integ)
+    if integ.moved:
+        lines += ["", "**Branches moved after the contract check** (by an agent's leftover process, or by "
+                      "hand):", "", *[f"- {m}" for m in integ.moved]]
     conflicted = [s for s in integ.steps if s.files]
     if conflicted:
         lines += ["", "## Conflicts", ""]

@@ -77,6 +77,10 @@ class IntegrationOptions(StrictModel):
     land: bool = False
 
 
+class SandboxOptions(StrictModel):
+    enabled: bool = Field(default=False, description="run agents and verify/setup commands under bubblewrap")
+
+
 class Plan(StrictModel):
     name: Slug
     goal: str = ""
@@ -90,6 +94,7 @@ class Plan(StrictModel):
     worktree: WorktreeOptions = Field(default_factory=WorktreeOptions)
     limits: Limits = Field(default_factory=Limits)
     integration: IntegrationOptions = Field(default_factory=IntegrationOptions)
+    sandbox: SandboxOptions = Field(default_factory=SandboxOptions)
 
     @property
     def investigates(self) -> bool:

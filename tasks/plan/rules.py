@@ -8,6 +8,7 @@ plan: a typo in one field does not hide overlapping paths in another. Each rule 
 from __future__ import annotations
 
 import re
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -221,6 +222,14 @@ def _symlink_escapes(data: dict[str, Any], root: Path) -> list[Found]:
     return found
 
 
+def sandbox_problem() -> str | None:
+    """Why the sandbox cannot run on this machine (one line, with what to do), or None."""
+    if shutil.which("bwrap") is None:
+        return ("the sandbox needs bubblewrap and `bwrap` is not on PATH; install it "
+                "(Debian/Ubuntu: apt-get install bubblewrap) or turn the sandbox off")
+    return None
+
+
 def check_repo(data: dict[str, Any], repo: Path) -> list[Found]:
     """The rules that need the repository. Only asks git questions; creates nothing."""
     if not gitops.is_git_repo(repo):
@@ -237,6 +246,9 @@ def check_repo(data: dict[str, Any], repo: Path) -> list[Found]:
                 found.append((f"clusters.{i}.paths.{k}", f"{path!r} is a folder; write it as '{path}/' "
                                                          "so the cluster owns what is inside it"))
     found += _symlink_escapes(data, root)
+    sandbox = data.get("sandbox")
+    if isinstance(sandbox, dict) and sandbox.get("enabled") is True and (problem := sandbox_problem()):
+        found.append(("sandbox.enabled", problem))
     ref = data.get("base")
     if isinstance(ref, str) and gitops.resolve_ref(root, ref) is None:
         found.append(("base", f"{ref!r} names no commit in {root}; give a branch, tag or SHA that exists"))

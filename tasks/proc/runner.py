@@ -5,8 +5,12 @@ drains stdout and stderr together through one pipe so a full pipe can never bloc
 and enforces the timeout itself: SIGTERM to the group, ``grace`` seconds, then SIGKILL. While
 the child runs, its descendants are recorded with psutil, so a descendant that left the group
 with ``setsid`` is stopped as well. When the child ends, on time or not, whatever it left
-running is stopped the same way. Limit: a descendant that detaches with setsid *and* loses its
-parent between two snapshots (about half a second apart) cannot be found without cgroups.
+running is stopped the same way.
+
+On Linux the child runs under ``tasks/proc/reaper.py`` (``tasks.proc.launch``), a launcher that is a child subreaper:
+a descendant that detaches (double fork + ``setsid``) is re-parented to it rather than to init,
+so it is still found, killed and reaped when the command ends, also when it exits 0; its
+command line comes back in ``ProcessResult.leftovers``.
 
 Example::
 
@@ -24,6 +28,7 @@ import os
 import selectors
 import shutil
 import subprocess
+import tempfile
 import threading
 import time
 from collections import deque
@@ -36,6 +41,8 @@ import psutil
 
 from prefect_work_clusters.tasks.errors import WorkClustersError
 from prefect_work_clusters.tasks.proc import tree as proctree
+from prefect_work_clusters.tasks.proc.launch import leftovers, under_launcher
+from prefect_work_clusters.tasks.proc.sandbox import Sandbox
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +75,7 @@ class ProcessResult:
     duration: float
     output_tail: str
     pid: int
+    leftovers: tuple[str, ...] = ()  # command lines of descendants still running when it ended, killed
 
     @property
     def ok(self) -> bool:
@@ -109,13 +117,15 @@ def run_process(
     stdin_devnull: bool = True,
     hint: str = "install it or give its full path",
     on_start: Callable[[int], None] | None = None,
+    sandbox: Sandbox | None = None,
 ) -> ProcessResult:
     """Run ``argv`` in ``cwd`` with exactly ``env``; stop it and its descendants after ``timeout``.
 
     Every output line (stdout and stderr, in order of arrival) is appended to ``log_path`` and
     passed to ``on_line`` without its newline. ``hint`` finishes the missing-executable message.
     ``on_start`` gets the child's pid (also its process group id) as soon as it runs, so a caller
-    can record it and a later run can stop what a killed run left behind.
+    can record it and a later run can stop what a killed run left behind. With ``sandbox`` the
+    command runs under bubblewrap (``tasks.proc.sandbox``), with a private temp dir of its own.
     Safe to call from many threads at once.
     """
     if not argv:
@@ -125,12 +135,29 @@ def run_process(
     executable = find_executable(argv[0], env, cwd=cwd, hint=hint)
     if not cwd.is_dir():
         raise CannotStart(f"cannot run {argv[0]!r}: working directory {cwd} does not exist")
+    tmp: Path | None = None
+    if sandbox is not None:
+        tmp = Path(tempfile.mkdtemp(prefix="wc-sandbox-"))
+        argv = sandbox.argv(executable, argv, cwd, tmp)
+        executable = find_executable(argv[0], env, hint="install bubblewrap or run without the sandbox")
+        env = Sandbox.env(env, tmp)
+    try:
+        return _run(argv, executable, cwd, env, timeout, log_path, on_line, grace, stdin_devnull, on_start)
+    finally:
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _run(argv: Sequence[str], executable: str, cwd: Path, env: Mapping[str, str], timeout: float | None,
+         log_path: Path | None, on_line: Callable[[str], None] | None, grace: float, stdin_devnull: bool,
+         on_start: Callable[[int], None] | None) -> ProcessResult:
     sink = _LineSink(log_path, on_line)
+    launch, program, report = under_launcher(argv, executable, grace)
     start = time.monotonic()
     try:
         proc = subprocess.Popen(
-            list(argv),
-            executable=executable,
+            launch,
+            executable=program,
             cwd=cwd,
             env=dict(env),
             stdin=subprocess.DEVNULL if stdin_devnull else None,
@@ -140,6 +167,7 @@ def run_process(
         )
     except OSError as exc:
         sink.close()
+        leftovers(report)
         raise _start_error(argv[0], exc) from exc
     assert proc.stdout is not None
     if on_start is not None:
@@ -166,6 +194,7 @@ def run_process(
         duration=duration,
         output_tail=sink.tail(),
         pid=proc.pid,
+        leftovers=leftovers(report),
     )
 
 
