@@ -279,4 +279,4 @@ def test_the_auth_example_integrates_and_verifies_in_the_sandbox(tmp_path: Path)
     assert [s["status"] for s in report["integration"]["steps"]] == ["merged"] * 3
     assert report["integration"]["verify"] and all(v["exit_code"] == 0 for v in report["integration"]["verify"])
     # The agent's own commits (made on a detached HEAD in the sandbox) are on its branch.
-    assert "data: package" in git(repo, "log", "--format=%s", "clusters/auth-system/data")
+    assert "data: __init__.py" in git(repo, "log", "--format=%s", "clusters/auth-system/data")

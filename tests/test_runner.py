@@ -191,8 +191,8 @@ def test_stdin_is_empty(tmp_path: Path) -> None:
 def test_missing_executable_raises_before_anything_starts(tmp_path: Path) -> None:
     log_path = tmp_path / "never.log"
 
-    with pytest.raises(MissingExecutable, match="'claude' not found on PATH; install it or pass --agent-cmd"):
-        run(["claude", "-p", "x"], tmp_path, timeout=10, log_path=log_path, hint="install it or pass --agent-cmd")
+    with pytest.raises(MissingExecutable, match="'no-such-cli' not found on PATH; install it or pass --agent-cmd"):
+        run(["no-such-cli", "-p", "x"], tmp_path, timeout=10, log_path=log_path, hint="install it or pass --agent-cmd")
     assert not log_path.exists()
 
 
