@@ -23,6 +23,7 @@ from __future__ import annotations
 import time
 from collections import Counter
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Literal
 
@@ -168,8 +169,11 @@ def account(repo: Path, base: str, final: str, clusters: Sequence[tuple[str, str
     """Account every merged (cluster, branch) in the integrated commit ``final``; ``decisions``
     explain what the integration agent or a person changed on purpose."""
     t0 = time.monotonic()
-    per_cluster = {name: gitmerge.changed_lines(repo, base, branch) for name, branch in clusters}
-    integrated = gitmerge.changed_lines(repo, base, final, since_fork=False)
+    # One git process per cluster: run a few at once, git waits on the disk as much as the CPU.
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        diffs = list(pool.map(lambda branch: gitmerge.changed_lines(repo, base, branch), [b for _, b in clusters]))
+        integrated = gitmerge.changed_lines(repo, base, final, since_fork=False)
+    per_cluster = {name: diff for (name, _), diff in zip(clusters, diffs, strict=True)}
     paths = sorted(set(integrated).union(*per_cluster.values()))
     result = Accounting(files=len(paths))
     entries = {p: account_file({c: ch[p] for c, ch in per_cluster.items() if p in ch}, integrated.get(p))

@@ -79,11 +79,17 @@ def duplicates(text: str) -> dict[Key, tuple[int, int]]:
             seen(("bound", name), stmt.lineno)
         for name in _imports(stmt):
             seen(("import", name), stmt.lineno)
-    for owner, node in _literals(tree):
+    surplus = {k: v for k, v in found.items() if v[0] > 0}
+    for owner, node in _literals(tree):  # within one literal: two sets may each hold 'queue'
+        lines: dict[str, list[int]] = {}
         for elt in node.elts:
             if isinstance(elt, ast.Constant) and isinstance(elt.value, str):
-                seen(("entry", owner, repr(elt.value)), elt.lineno)
-    return {k: v for k, v in found.items() if v[0] > 0}
+                lines.setdefault(repr(elt.value), []).append(elt.lineno)
+        for value, at in lines.items():
+            if len(at) > 1:
+                count, _ = surplus.get(("entry", owner, value), (0, 0))
+                surplus[("entry", owner, value)] = (count + len(at) - 1, at[-1])
+    return surplus
 
 
 def _message(key: Key, copies: int) -> str:
@@ -125,10 +131,13 @@ def python_findings(repo: Path, base: str, final: str, paths: Sequence[str], bra
                     changed: Mapping[str, Mapping[str, object]]) -> list[PyFinding]:
     """Findings in each Python file of ``paths`` at ``final``; the sides are ``base`` and the
     branch of every cluster whose change (``changed``: cluster -> path -> change) holds the file.
-    All versions are read in one ``git cat-file --batch``."""
-    sides = {p: [base, *(branches[c] for c, ch in changed.items() if p in ch)] for p in paths}
-    blobs = gitmerge.read_blobs(repo, [f"{rev}:{p}" for p in paths for rev in (final, *sides[p])])
+    The sides are read only for files that hold a duplicate or do not parse: two batch reads."""
+    finals = gitmerge.read_blobs(repo, [f"{final}:{p}" for p in paths])
+    suspect = [p for p in paths if (text := finals[f"{final}:{p}"]) is not None
+               and (duplicates(text) or not _parses(text))]
+    sides = {p: [base, *(branches[c] for c, ch in changed.items() if p in ch)] for p in suspect}
+    blobs = gitmerge.read_blobs(repo, [f"{rev}:{p}" for p in suspect for rev in sides[p]])
     out: list[PyFinding] = []
-    for p in paths:
-        out += findings_for(p, blobs[f"{final}:{p}"], [blobs[f"{rev}:{p}"] for rev in sides[p]])
+    for p in suspect:
+        out += findings_for(p, finals[f"{final}:{p}"], [blobs[f"{rev}:{p}"] for rev in sides[p]])
     return out
