@@ -35,3 +35,9 @@ def test_bench_integration_smoke(tmp_path: Path) -> None:
     assert "preflight of 3 branches" in stdout and "merge of 3 branches" in stdout
     assert data["branches"] == 3 and data["all_merged_and_kept"] is True
     assert data["preflight_seconds_median"] > 0 and data["merge_seconds_median"] > 0
+
+
+def test_bench_accounting_smoke(tmp_path: Path) -> None:
+    stdout, data = run_bench(tmp_path, "bench_accounting.py", "--clusters", "3", "--files", "200", "--repeat", "1")
+    assert "accounting of 3 clusters in 200 files" in stdout
+    assert data["all_accounted"] is True and data["files_accounted"] == 7  # 2 per cluster and the registry

@@ -10,9 +10,13 @@ an import both added) or two independent ones (two copies), so any count in betw
 A count below the range is **lost** (added by a cluster, or a base line none of them removed); a
 count above it is **resurrected** (a cluster removed it) or **duplicated** (more copies than the
 base and the clusters account for); a line no cluster and no base wrote is **new** (the
-integration agent's or a person's). Only the difference to the base is needed, so the check reads
-one ``git diff`` per cluster and one for the integrated tree, never a blob: files no cluster
-changed cost nothing.
+integration agent's or a person's). Where the overlap let more than one copy through, a run of
+lines kept more often than any side holds it is duplicated too (``tasks.integration.blocks``).
+
+The counts need only the differences to the base: one ``git diff`` per cluster and one for the
+integrated tree. Blobs are read (in one batch each) only for the few files that need them: new
+lines to look up in the base, overlapping copies, Python files. Files no cluster changed cost
+nothing.
 
 Every discrepancy in a file that a decision names (``tasks.integration.decisions``: the agent's,
 or a person's in ``person.md``) is listed as explained, with that decision; any other fails the run.
@@ -30,6 +34,7 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 from prefect_work_clusters.tasks.git import merge as gitmerge
+from prefect_work_clusters.tasks.integration.blocks import duplicated_blocks
 from prefect_work_clusters.tasks.integration.decisions import AgentDecision
 from prefect_work_clusters.tasks.integration.pychecks import PyFinding, python_findings
 
@@ -145,6 +150,19 @@ def account_file(changes: Mapping[str, gitmerge.FileChange], integrated: gitmerg
     return found
 
 
+def _kept_twice(changes: Mapping[str, gitmerge.FileChange], integrated: gitmerge.FileChange | None) -> bool:
+    """Whether a line two or more clusters added is in the file more often than one cluster
+    added it: the overlap the line counts accept, which ``blocks`` then looks at."""
+    if len(changes) < 2 or integrated is None:
+        return False
+    adds = [_counts(ch.added) for ch in changes.values()]
+    net = _counts(integrated.added)
+    net.subtract(_counts(integrated.removed))
+    common = set.intersection(*(set(a) for a in adds)) if len(adds) == 2 else \
+        {k for k in set().union(*adds) if sum(1 for a in adds if a[k]) > 1}
+    return any(net[k] > max(a[k] for a in adds) for k in common)
+
+
 def _settle_new(repo: Path, base: str, entries: dict[str, list[Entry]]) -> None:
     """A line no cluster touched that the integrated tree holds more often than before is a
     duplicated base line when the base has it, else new: one batch read of those base files."""
@@ -179,6 +197,12 @@ def account(repo: Path, base: str, final: str, clusters: Sequence[tuple[str, str
     entries = {p: account_file({c: ch[p] for c, ch in per_cluster.items() if p in ch}, integrated.get(p))
                for p in paths}
     _settle_new(repo, base, entries)
+    branches = dict(clusters)
+    overlapping = {p: [branches[c] for c, ch in per_cluster.items() if p in ch] for p in paths
+                   if _kept_twice({c: ch[p] for c, ch in per_cluster.items() if p in ch}, integrated.get(p))}
+    for path, lines in duplicated_blocks(repo, base, final, overlapping).items():
+        by = tuple(c for c, ch in per_cluster.items() if path in ch)
+        entries[path] += [("duplicated", by, line, n) for line, n in Counter(lines).items()]
     result.issues = [issue for p in paths for issue in _issues(p, entries[p])]
     result.findings = python_findings(repo, base, final, [p for p in paths if p.endswith((".py", ".pyi"))],
                                       {n: b for n, b in clusters}, per_cluster)
