@@ -114,3 +114,31 @@ def test_python_checks_flag_what_the_merge_introduced_and_not_what_a_side_wrote(
             if "LIMIT" in f.message or "import" in f.message] == []
     assert [f.message for f in findings_for("m.py", "x = (\n", [base])] == [
         "does not parse as Python: '(' was never closed (<unknown>, line 1)"]
+
+
+def test_decisions_are_read_as_models_write_them() -> None:
+    text = ("# Decisions\n\nI kept both timeouts in `app/config.py` because api and ui differ.\n\n"
+            "- ui/views.py: renamed the clashing helper, e.g. version 3.12 style.\n- nothing named here\n\n"
+            "## app/registry.py (hunk 2)\n\nKept both entries.\n")
+    found = [(d.file, d.form, d.hunk, d.reason) for d in parse_decisions(text, source="merge-ui-1.md")]
+    assert found == [
+        ("app/config.py", "paragraph", None, "I kept both timeouts in `app/config.py` because api and ui differ."),
+        ("ui/views.py", "bullet", None, "ui/views.py: renamed the clashing helper, e.g. version 3.12 style."),
+        ("app/registry.py", "heading", 2, "Kept both entries.")]
+    assert [(d.file, d.form) for d in parse_decisions('[{"file": "a.py", "reason": "r"}]')] == [("a.py", "json")]
+
+
+def test_a_block_two_clusters_carry_kept_twice_is_duplicated_but_a_common_line_is_not(
+        repo: tuple[Path, str]) -> None:
+    path, base = repo
+    block = "def helper():\n    value = 1\n    value += 1\n    return value\n"
+    x = branch(path, "x", base, block + "alpha\nbeta\ngamma\nreturn\n")
+    y = branch(path, "y", base, "alpha\nbeta\ngamma\n" + block + "return\n")
+    once = account(path, base, integrated(path, base, block + "alpha\nbeta\ngamma\nreturn\n"), [x, y], [])
+    assert once.ok
+    # `return` both added, kept twice: two changes, as far as anyone can tell. The block kept twice
+    # is one change made twice: its second copy is a duplicate.
+    twice = account(path, base, integrated(path, base, block + "alpha\nbeta\ngamma\n" + block + "return\nreturn\n"),
+                    [x, y], [])
+    assert kinds(twice) == [("duplicated", ["x", "y"], ["def helper():", "value = 1", "value += 1", "return value"],
+                             4)]

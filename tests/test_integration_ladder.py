@@ -1,5 +1,5 @@
 """The conflict ladder on real repos with real agent scripts, without Prefect: which tier settles
-what, what is rejected, what is left for a person, and the survival check."""
+what, what is rejected, what is left for a person, and the change accounting."""
 
 from __future__ import annotations
 

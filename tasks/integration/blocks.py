@@ -31,8 +31,8 @@ def _runs(lines: Sequence[str]) -> Counter[tuple[str, ...]]:
 
 
 def duplicated(final: str | None, sides: Sequence[str | None]) -> list[str]:
-    """The lines of ``final`` in runs it holds more often than any side does (copies beyond the
-    allowed count only), in file order."""
+    """The lines of ``final`` in runs it holds more than once and more often than any side does
+    (copies beyond the allowed count only), in file order."""
     lines = _lines(final)
     allowed: Counter[tuple[str, ...]] = Counter()
     for side in sides:
@@ -42,7 +42,7 @@ def duplicated(final: str | None, sides: Sequence[str | None]) -> list[str]:
     for i in range(len(lines) - BLOCK + 1):
         run = tuple(lines[i:i + BLOCK])
         seen[run] += 1
-        if seen[run] > allowed[run]:
+        if seen[run] > max(allowed[run], 1):  # a run the merge formed anew is not a copy
             flagged.update(range(i, i + BLOCK))
     return [lines[i] for i in sorted(flagged)]
 
