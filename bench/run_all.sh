@@ -29,6 +29,8 @@ runs=(
   "resume|bench_resume.py|"
   "integration|bench_integration.py|"
   "scope|bench_scope.py|"
+  "accounting|bench_accounting.py|"
+  "fidelity|bench_fidelity.py|"
 )
 mkdir -p bench/results
 load=$(cut -d' ' -f1-3 /proc/loadavg)
