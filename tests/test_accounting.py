@@ -112,6 +112,8 @@ def test_python_checks_flag_what_the_merge_introduced_and_not_what_a_side_wrote(
     # A side that bound LIMIT twice itself: not the merge's doing.
     assert [f.message for f in findings_for("m.py", final, [base, "LIMIT = 1\nLIMIT = 2\nimport os\nimport os\n"])
             if "LIMIT" in f.message or "import" in f.message] == []
+    overloads = "@overload\ndef f(x: int) -> int: ...\n@overload\ndef f(x: str) -> str: ...\n"
+    assert findings_for("m.pyi", overloads + "@overload\ndef f(x: bytes) -> bytes: ...\n", [overloads]) == []
     assert [f.message for f in findings_for("m.py", "x = (\n", [base])] == [
         "does not parse as Python: '(' was never closed (<unknown>, line 1)"]
 

@@ -90,16 +90,19 @@ def test_a_duplicated_all_entry_after_a_clean_merge_fails_the_run(tmp_path: Path
 def _summary_lines_for(result: object) -> list[str]:
     from datetime import datetime, timezone
 
-    from prefect_work_clusters.tasks.checks.contract import ClusterCheck
+    from prefect_work_clusters.tasks.checks.contract import CheckRow, ClusterCheck
     from prefect_work_clusters.tasks.report import RunReport
 
     now = datetime.now(timezone.utc)
     report = RunReport(plan="shop", goal="", repo="r", workspace="w", base_ref="main", base_ref_sha="b",
                        base_sha="b", started_at=now, finished_at=now, ok=False, phases={}, clusters=[],
-                       checks=[ClusterCheck(cluster="db", status="empty", mergeable=True)],
+                       checks=[ClusterCheck(cluster="db", status="empty", mergeable=True, rows=[CheckRow(
+                           cluster="db", check="scope", status="warning", note="the branch changed no file")])],
                        integration=result)  # type: ignore[arg-type]
     assert _merge_cells(report)["db"] == "merged (changed nothing)"
-    return _summary_lines(report)
+    lines = _summary_lines(report)
+    assert "warning: db: scope: the branch changed no file" in lines
+    return lines
 
 
 def test_the_additive_tier_keeps_a_sorted_list_sorted_and_an_unsorted_one_in_order() -> None:

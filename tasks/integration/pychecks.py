@@ -33,7 +33,9 @@ class PyFinding(BaseModel):
 
 def _bindings(stmt: ast.stmt) -> Iterator[str]:
     """Names a top-level statement binds unconditionally (not ``x += 1``, not inside an ``if``)."""
-    if isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+    if isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef)) and not _overload(stmt):
+        yield stmt.name
+    elif isinstance(stmt, ast.ClassDef):
         yield stmt.name
     elif isinstance(stmt, ast.Assign):
         for target in stmt.targets:
@@ -41,6 +43,13 @@ def _bindings(stmt: ast.stmt) -> Iterator[str]:
                 yield target.id
     elif isinstance(stmt, ast.AnnAssign) and stmt.value is not None and isinstance(stmt.target, ast.Name):
         yield stmt.target.id
+
+
+def _overload(fn: ast.FunctionDef | ast.AsyncFunctionDef) -> bool:
+    """``@overload`` signatures (and ``@f.register`` helpers named ``_``) are meant to repeat."""
+    names = {d.id if isinstance(d, ast.Name) else d.attr if isinstance(d, ast.Attribute) else ""
+             for d in fn.decorator_list}
+    return "overload" in names or fn.name == "_"
 
 
 def _imports(stmt: ast.stmt) -> Iterator[str]:
