@@ -27,7 +27,6 @@ from prefect_work_clusters.tasks.git.core import GitError  # noqa: E402
 if TYPE_CHECKING:
     from prefect_work_clusters.tasks.context import RunContext
     from prefect_work_clusters.tasks.options import RunOptions
-    from prefect_work_clusters.tasks.report import RunReport
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, no_args_is_help=True,
                   help="Run one coding agent per work cluster in its own git worktree, then integrate.")
@@ -127,78 +126,13 @@ def _report_outcome(runs_dir: Path, since: datetime, message: str | None,
     report = RunReport.model_validate_json(report_file.read_text()) if report_file.exists() else None
     if report is None or report.started_at < since:
         raise WorkClustersError(f"the run stopped before writing its report: {message}")
-    _print_summary(report, runs_dir)
+    from prefect_work_clusters.flows.summary import print_summary
+
+    print_summary(out, report, runs_dir)
     if after:
         after()
     if not report.ok:
         raise typer.Exit(1)
-
-
-def _merge_cells(report: RunReport) -> dict[str, str]:
-    """The merge column: a cluster that changed nothing, or whose merge conflicted, says so."""
-    empty = {c.cluster for c in report.checks if c.status == "empty"}
-    cells: dict[str, str] = {}
-    for s in report.integration.steps if report.integration else []:
-        notes = (["changed nothing"] if s.cluster in empty else []) + \
-            ([f"{len(s.files)} conflict(s) resolved"] if s.files and s.status == "merged" else [])
-        cells[s.cluster] = s.status + (f" ({', '.join(notes)})" if notes else "")
-    return cells
-
-
-def _summary_lines(report: RunReport) -> list[str]:
-    """Every warning and every resolved conflict of the run, one line each, after the table."""
-    lines = [f"warning: {r.cluster}: {r.check}: {r.note or ', '.join(r.evidence)}"
-             for c in report.checks for r in c.rows if r.status == "warning"]
-    lines += [f"warning: integrated tree: {r.check}: {r.note or ', '.join(r.evidence)}"
-              for r in report.tree_checks if r.status == "warning"]
-    lines += [f"note: {n}" for n in report.notes]
-    integ = report.integration
-    for s in integ.steps if integ else []:
-        lines += [f"conflict: {f.path} merging {s.cluster} onto {', '.join(f.ours) or 'the base'}: "
-                  + (f"resolved by {f.resolved_by}" if f.resolved_by else "left for a person") for f in s.files]
-    acc = integ.accounting if integ else None
-    for i in acc.issues if acc else []:
-        verdict = f"explained by {i.explained_by}" if i.reason else "unexplained"
-        lines.append(f"{'warning' if i.reason else 'error'}: {i.count} line(s) {i.kind} in {i.path} "
-                     f"({', '.join(i.by)}): {verdict}")
-    for f in acc.findings if acc else []:
-        verdict = f"explained by {f.explained_by}" if f.reason else "unexplained"
-        lines.append(f"{'warning' if f.reason else 'error'}: {f.path}:{f.line}: {f.message}: {verdict}")
-    if acc and not acc.ok:
-        lines.append("see the report's Change accounting section")
-    return lines
-
-
-def _print_summary(report: object, runs_dir: Path) -> None:
-    from rich.table import Table
-
-    from prefect_work_clusters.tasks.report import RunReport
-
-    assert isinstance(report, RunReport)
-    table = Table(title=f"plan {report.plan}")
-    inv = report.investigation
-    for col in ("cluster", "status", "attempts", "duration (s)", "findings" if inv else "merge"):
-        table.add_column(col)
-    merges = _merge_cells(report)
-    merges.update({d.cluster: f"{d.count} ({d.status})" for d in (inv.documents if inv else [])})
-    for c in report.clusters:
-        table.add_row(c.cluster, c.status + (" (resumed)" if c.resumed else ""), str(c.attempts),
-                      f"{c.duration:.1f}", merges.get(c.cluster, "-"))
-    out.print(table)
-    integ = report.integration
-    if integ and integ.instructions:
-        out.print(integ.instructions)
-    for line in _summary_lines(report):
-        out.print(line, markup=False)
-    if report.land:
-        out.print(report.land.message, markup=False)
-    if inv:
-        verdict = "[green]findings synthesized[/green]" if report.ok else "[red]investigation not complete[/red]"
-        out.print(f"{verdict}; {len(inv.findings)} typed findings; action plan: {inv.action_plan.file}")
-    else:
-        verdict = "[green]integrated and verified[/green]" if report.ok else "[red]not integrated[/red]"
-        out.print(f"{verdict}; final commit {integ.final_sha if integ and integ.final_sha else '-'}")
-    out.print(f"report: {runs_dir / 'merge-report.md'} (and report.json)")
 
 
 @app.command()

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from prefect_work_clusters.flows.cli import _merge_cells, _summary_lines
+from prefect_work_clusters.flows.summary import merge_cells, summary_lines
 from prefect_work_clusters.tasks.integration.report import integration_markdown
 from prefect_work_clusters.tasks.integration.resolvers import additive_resolve
 from tests.conftest import git, write_agent
@@ -99,8 +99,8 @@ def _summary_lines_for(result: object) -> list[str]:
                        checks=[ClusterCheck(cluster="db", status="empty", mergeable=True, rows=[CheckRow(
                            cluster="db", check="scope", status="warning", note="the branch changed no file")])],
                        integration=result)  # type: ignore[arg-type]
-    assert _merge_cells(report)["db"] == "merged (changed nothing)"
-    lines = _summary_lines(report)
+    assert merge_cells(report)["db"] == "merged (changed nothing)"
+    lines = summary_lines(report)
     assert "warning: db: scope: the branch changed no file" in lines
     return lines
 
