@@ -124,16 +124,20 @@ def _explainers(decisions: Sequence[AgentDecision]) -> dict[str, tuple[str, str]
 Entry = tuple[Kind, tuple[str, ...], str, int]  # kind, by, line, how many copies
 
 
-def account_file(changes: Mapping[str, gitmerge.FileChange], integrated: gitmerge.FileChange | None) -> list[Entry]:
-    """The discrepancies of one file: ``changes`` maps each cluster that changed it to its
-    change, ``integrated`` is the integrated tree's change against the base. A line above its
-    range that no cluster touched is called new here; ``account`` looks it up in the base."""
+def account_file(changes: Mapping[str, gitmerge.FileChange],
+                 integrated: gitmerge.FileChange | None) -> tuple[list[Entry], bool]:
+    """The discrepancies of one file, and whether overlap let a line two clusters added in more
+    often than one of them added it (then ``blocks`` looks for a duplicated run). ``changes``
+    maps each cluster that changed the file to its change, ``integrated`` is the integrated
+    tree's change against the base. A line above its range that no cluster touched is called
+    new here; ``account`` looks it up in the base."""
     adds = {c: _counts(ch.added) for c, ch in changes.items()}
     rems = {c: _counts(ch.removed) for c, ch in changes.items()}
     net = _counts(integrated.added) if integrated else Counter()
     net.subtract(_counts(integrated.removed) if integrated else Counter())
     keys = set(net) | {k for a in adds.values() for k in a} | {k for r in rems.values() for k in r}
     found: list[Entry] = []
+    kept_twice = False
     for key in sorted(keys):
         a = [adds[c][key] for c in changes]
         r = [rems[c][key] for c in changes]
@@ -141,26 +145,14 @@ def account_file(changes: Mapping[str, gitmerge.FileChange], integrated: gitmerg
         got = net[key]
         adders = tuple(c for c in changes if adds[c][key])
         removers = tuple(c for c in changes if rems[c][key])
+        kept_twice |= len(adders) > 1 and got > max(a)
         if got < low:
             found.append(("lost", adders or (BASE,), key, low - got))
         elif got > high and removers:
             found.append(("resurrected", removers, key, got - high))
         elif got > high:
             found.append(("duplicated" if adders else "new", adders or (INTEGRATION,), key, got - high))
-    return found
-
-
-def _kept_twice(changes: Mapping[str, gitmerge.FileChange], integrated: gitmerge.FileChange | None) -> bool:
-    """Whether a line two or more clusters added is in the file more often than one cluster
-    added it: the overlap the line counts accept, which ``blocks`` then looks at."""
-    if len(changes) < 2 or integrated is None:
-        return False
-    adds = [_counts(ch.added) for ch in changes.values()]
-    net = _counts(integrated.added)
-    net.subtract(_counts(integrated.removed))
-    common = set.intersection(*(set(a) for a in adds)) if len(adds) == 2 else \
-        {k for k in set().union(*adds) if sum(1 for a in adds if a[k]) > 1}
-    return any(net[k] > max(a[k] for a in adds) for k in common)
+    return found, kept_twice
 
 
 def _settle_new(repo: Path, base: str, entries: dict[str, list[Entry]]) -> None:
@@ -194,12 +186,13 @@ def account(repo: Path, base: str, final: str, clusters: Sequence[tuple[str, str
     per_cluster = {name: diff for (name, _), diff in zip(clusters, diffs, strict=True)}
     paths = sorted(set(integrated).union(*per_cluster.values()))
     result = Accounting(files=len(paths))
-    entries = {p: account_file({c: ch[p] for c, ch in per_cluster.items() if p in ch}, integrated.get(p))
-               for p in paths}
+    done = {p: account_file({c: ch[p] for c, ch in per_cluster.items() if p in ch}, integrated.get(p))
+            for p in paths}
+    entries = {p: found for p, (found, _) in done.items()}
     _settle_new(repo, base, entries)
     branches = dict(clusters)
-    overlapping = {p: [branches[c] for c, ch in per_cluster.items() if p in ch] for p in paths
-                   if _kept_twice({c: ch[p] for c, ch in per_cluster.items() if p in ch}, integrated.get(p))}
+    overlapping = {p: [branches[c] for c, ch in per_cluster.items() if p in ch] for p, (_, twice) in done.items()
+                   if twice}
     for path, lines in duplicated_blocks(repo, base, final, overlapping).items():
         by = tuple(c for c, ch in per_cluster.items() if path in ch)
         entries[path] += [("duplicated", by, line, n) for line, n in Counter(lines).items()]
