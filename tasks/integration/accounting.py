@@ -92,9 +92,10 @@ class Accounting(BaseModel):
 
     def feedback(self) -> str:
         """What the integration agent is told to fix (or explain) before the run fails."""
-        out = ["The change accounting found lines of the integrated tree that the clusters' changes do not "
-               "account for. Fix each (restore a lost line, remove a resurrected or duplicated one), or, when "
-               "the tree is right as it is, say why in the decisions file under the file's name.", ""]
+        out = ["The change accounting found what the clusters' changes do not account for in the integrated "
+               "tree: lines, or Python the merge broke. Fix each (restore a lost line, remove a resurrected or "
+               "duplicated one, keep one binding of a name), or, when the tree is right as it is, say why in the "
+               "decisions file under the file's name.", ""]
         for i in self.unexplained:
             out += [f"- `{i.path}`: {i.count} line(s) {i.kind} ({', '.join(i.by)}):", "", "```", *i.lines, "```", ""]
         out += [f"- `{f.path}` line {f.line}: {f.message}" for f in self.unexplained_findings]
