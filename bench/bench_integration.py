@@ -6,7 +6,7 @@ The repo is made with ``git fast-import`` (bench/common.py); each cluster branch
 its own folder and adds a module of 20 lines, so no two branches touch the same file. Timed
 exactly as the flow runs them, without Prefect: the preflight (``tasks.integration.preflight.predict``: one
 ``git merge-tree --write-tree`` per branch) and ``integrate_branches`` (the integration worktree,
-a real ``git merge --no-ff`` per branch through the conflict ladder, then the survival check).
+a real ``git merge --no-ff`` per branch through the conflict ladder, then the change accounting).
 Each repetition starts from a fresh integration branch; medians are reported.
 Targets: the preflight of 50 in at most 1 s, the merge of 50 in at most 5 s.
 """
@@ -61,7 +61,7 @@ def run(files: int, count: int, repeat: int, tmp: Path) -> tuple[dict[str, Any],
     branches = [(c.cluster, ctx.branch(c.cluster)) for c in checks]
     touched = {c.cluster: c.files_changed for c in checks}
 
-    preflights, merges, survivals, ok = [], [], [], True
+    preflights, merges, accountings, ok = [], [], [], True
     for _ in range(repeat):
         pf = predict(repo, base, branches, touched)
         preflights.append(pf.seconds)
@@ -71,11 +71,12 @@ def run(files: int, count: int, repeat: int, tmp: Path) -> tuple[dict[str, Any],
             gitops.delete_branch(repo, ctx.integration_branch)
         result = integrate_branches(ctx, base, checks)
         merges.append(result.merge_seconds)
-        survivals.append(result.survival_seconds)
-        ok &= result.ok and len(result.survival) == count and all(s.added >= 20 for s in result.survival)
-    preflight, merge, survival = (statistics.median(x) for x in (preflights, merges, survivals))
+        accountings.append(result.accounting_seconds)
+        acc = result.accounting
+        ok &= result.ok and acc is not None and len(acc.clusters) == count and all(c.added >= 20 for c in acc.clusters)
+    preflight, merge, accounting = (statistics.median(x) for x in (preflights, merges, accountings))
     results = {"files": files, "branches": count, "repeat": repeat, "setup_seconds": round(setup, 3), **made,
-               "preflight_seconds": preflights, "merge_seconds": merges, "survival_seconds": survivals,
+               "preflight_seconds": preflights, "merge_seconds": merges, "accounting_seconds": accountings,
                "preflight_seconds_median": preflight, "merge_seconds_median": merge, "all_merged_and_kept": ok}
     rows = [
         (f"preflight of {count} branches (git merge-tree)", f"{preflight:.3f} s", f"<= {PREFLIGHT_TARGET:g} s",
@@ -83,7 +84,7 @@ def run(files: int, count: int, repeat: int, tmp: Path) -> tuple[dict[str, Any],
         (f"merge of {count} branches (git merge --no-ff, ladder)", f"{merge:.3f} s", f"<= {MERGE_TARGET:g} s",
          verdict(merge, MERGE_TARGET)),
         ("per merge", f"{1000 * merge / max(1, count):.1f} ms", "-", "-"),
-        (f"survival check of {count} clusters", f"{survival:.3f} s", "-", "-"),
+        (f"change accounting of {count} clusters", f"{accounting:.3f} s", "-", "-"),
         ("every branch merged, every line kept", "yes" if ok else "NO", "yes", "met" if ok else "NOT met"),
     ]
     return results, rows

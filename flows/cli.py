@@ -244,48 +244,13 @@ def _report_outcome(runs_dir: Path, since: datetime, message: str | None,
     report = RunReport.model_validate_json(report_file.read_text()) if report_file.exists() else None
     if report is None or report.started_at < since:
         raise WorkClustersError(f"the run stopped before writing its report: {message}")
-    _print_summary(report, runs_dir)
+    from prefect_work_clusters.flows.summary import print_summary
+
+    print_summary(out, report, runs_dir)
     if after:
         after()
     if not report.ok:
         raise typer.Exit(1)
-
-
-def _print_summary(report: object, runs_dir: Path) -> None:
-    from rich.table import Table
-
-    from prefect_work_clusters.tasks.report import RunReport
-
-    assert isinstance(report, RunReport)
-    table = Table(title=f"plan {report.plan}")
-    inv = report.investigation
-    for col in ("cluster", "status", "attempts", "duration (s)", "findings" if inv else "merge"):
-        table.add_column(col)
-    merges: dict[str, str] = {s.cluster: s.status for s in (report.integration.steps if report.integration else [])}
-    merges.update({d.cluster: f"{d.count} ({d.status})" for d in (inv.documents if inv else [])})
-    for c in report.clusters:
-        table.add_row(c.cluster, c.status + (" (resumed)" if c.resumed else ""), str(c.attempts),
-                      f"{c.duration:.1f}", merges.get(c.cluster, "-"))
-    out.print(table)
-    integ = report.integration
-    if integ and integ.instructions:
-        out.print(integ.instructions)
-    for lost in integ.lost if integ else []:
-        out.print(f"[red]lost[/red]: {lost.lost_count} line(s) of {lost.cluster} in "
-                  + ", ".join(f.path for f in lost.lost) + " (see the report's Survival section)")
-    if report.land:
-        out.print(report.land.message, markup=False)
-    if report.refused:
-        out.print(f"refused: {report.refused}", markup=False)
-    for moved in integ.moved if integ else []:
-        out.print(f"warning: {moved}", markup=False)
-    if inv:
-        verdict = "[green]findings synthesized[/green]" if report.ok else "[red]investigation not complete[/red]"
-        out.print(f"{verdict}; {len(inv.findings)} typed findings; action plan: {inv.action_plan.file}")
-    else:
-        verdict = "[green]integrated and verified[/green]" if report.ok else "[red]not integrated[/red]"
-        out.print(f"{verdict}; final commit {integ.final_sha if integ and integ.final_sha else '-'}")
-    out.print(f"report: {runs_dir / 'merge-report.md'} (and report.json)")
 
 
 @app.command()

@@ -133,8 +133,8 @@ def _finish(ctx: RunContext, prepared: Prepared, records: list[ClusterRecord], p
            f"contract check kept out: {', '.join(kept)}" if kept else
            "merge stopped on a conflict" if result.instructions else
            "integration verification failed" if not result.verified else
-           "lines lost in integration: " + ", ".join(f"{s.cluster} ({s.lost_count})" for s in result.lost)
-           if result.lost else
+           "changes not accounted for: " + result.accounting.summary()
+           if result.accounting and not result.accounting.ok else
            "the integrated tree broke the contract" if not contract_ok else
            landed.message if landed and not landed.landed else "not every cluster merged")
     # No data: a worker's engine turns a failed state's data into the exception it raises.

@@ -29,6 +29,7 @@ def test_integrate_land_refuses_lost_lines_and_exits_1(tmp_path: Path) -> None:
               "--integration-agent-cmd", write_agent(tmp_path, KEEP_OURS), cwd=tmp_path)
 
     assert res.returncode == 1, res.stderr
-    assert "lost: 1 line(s) of ui in app/config.py" in res.stdout
-    assert "not landed: 1 line(s) of ui lost in app/config.py" in res.stdout
+    assert "error: 1 line(s) lost in app/config.py (ui): unexplained" in res.stdout
+    assert "conflict: app/config.py merging ui onto api: resolved by agent" in res.stdout
+    assert "not landed: changes not accounted for: 1 lost in app/config.py (ui)" in res.stdout
     assert git(ctx.repo, "rev-parse", "main") == main

@@ -1,4 +1,4 @@
-"""Integration through the Prefect flows: the ladder, survival and landing as a user runs them."""
+"""Integration through the Prefect flows: the ladder, the change accounting and landing as a user runs them."""
 
 from __future__ import annotations
 
@@ -71,7 +71,7 @@ def test_additive_integration_lands_on_the_checked_out_main(tmp_path: Path, shop
         run = ArtifactFilterFlowRunId(any_=[state.state_details.flow_run_id])
         key = ArtifactFilter(key=ArtifactFilterKey(any_=["merge-report-shop"]), flow_run_id=run)
         (artifact,) = client.read_artifacts(artifact_filter=key)
-    for section in ("## Preflight", "## Conflicts", "resolved by **additive**", "## Decisions", "## Survival",
+    for section in ("## Preflight", "## Conflicts", "resolved by **additive**", "## Decisions", "## Change accounting",
                     integ["final_sha"]):
         assert section in str(artifact.data), section
 
@@ -85,22 +85,24 @@ def test_lost_lines_fail_the_run_and_block_land_until_a_decision_explains_them(
 
     state = work_clusters(plan=str(plan), repo=str(repo), agent_cmd=agent, land=True, return_state=True)
 
-    assert state.is_failed() and "lines lost in integration: ui (1)" in str(state.message)
+    assert state.is_failed() and "changes not accounted for: 1 lost in app/config.py (ui)" in str(state.message)
     report = _report(repo)
     assert report["ok"] is False and not report["land"]["landed"]
-    assert "1 line(s) of ui lost in app/config.py" in report["land"]["message"]
+    assert "1 lost in app/config.py (ui)" in report["land"]["message"]
     assert git(repo, "rev-parse", "main") == main
-    assert _calls(tmp_path)[-1] == {"role": "integration", "conflicts": "app/config.py"}
+    # The agent resolved the conflict, then was told what the accounting found (and could not fix it).
+    assert _calls(tmp_path)[-2:] == [{"role": "integration", "conflicts": "app/config.py"},
+                                     {"role": "integration", "conflicts": ""}]
     md = (repo.parent / "repo.clusters/shop/.runs/merge-report.md").read_text()
-    assert "**Lost** from `ui` in `app/config.py`" in md and "TIMEOUT = 10" in md
+    assert "**Unexplained**: 1 line(s) lost in `app/config.py` (ui)" in md and "TIMEOUT = 10" in md
 
     # A person accepts the loss and says why; `integrate --land` then re-runs only the integration.
     decisions = repo.parent / "repo.clusters/shop/.runs/integration/decisions/person.md"
     decisions.write_text("## app/config.py\n\nui works with api's 60 s timeout; 10 s was a guess.\n")
     state = integrate_clusters(plan=str(plan), repo=str(repo), land=True, return_state=True)
     assert state.is_completed(), state.message
-    assert len(_calls(tmp_path)) == 4  # no agent ran again
+    assert len(_calls(tmp_path)) == 5  # no agent ran again
     report = _report(repo)
     assert report["land"]["landed"] and git(repo, "rev-parse", "main") == report["integration"]["final_sha"]
-    ui = next(s for s in report["integration"]["survival"] if s["cluster"] == "ui")
-    assert ui["lost"] == [] and ui["excused"][0]["reason"].startswith("ui works with")
+    (issue,) = report["integration"]["accounting"]["issues"]
+    assert issue["by"] == ["ui"] and issue["reason"].startswith("ui works with")

@@ -1,5 +1,5 @@
 """The conflict ladder on real repos with real agent scripts, without Prefect: which tier settles
-what, what is rejected, what is left for a person, and the survival check."""
+what, what is rejected, what is left for a person, and the change accounting."""
 
 from __future__ import annotations
 
@@ -96,7 +96,8 @@ def test_three_clusters_appending_to_a_registry_resolve_additively_without_the_a
     assert [(d.file, d.theirs, d.tier) for d in result.decisions] == [
         ("app/registry.py", "ui", "additive"), ("app/registry.py", "db", "additive")]
     assert result.decisions[0].verification.startswith("passed at")
-    assert all(s.ok and s.added == 2 for s in result.survival)
+    assert result.accounting and result.accounting.ok and not result.accounting.issues
+    assert [c.added for c in result.accounting.clusters] == [2, 2, 2]
     assert git(ctx.repo, "show", f"{result.final_sha}:app/registry.py") == \
         "REGISTRY = [\n    'core',\n    'api',\n    'ui',\n    'db',\n]"
 
@@ -122,7 +123,11 @@ def test_a_semantic_conflict_goes_to_the_agent_and_rerere_replays_it_later(tmp_p
     assert "feedback" not in call and Path(call["WC_DECISIONS_FILE"]).parent.name == "decisions"
     prompt = Path(call["WC_PROMPT_FILE"]).read_text()
     assert "`app/config.py`: ours = api (already merged); theirs = ui" in prompt and "WC_DECISIONS_FILE" in prompt
-    assert all(s.ok for s in result.survival)
+    # The agent's own lines (the if/else) are listed as its, explained by its decision.
+    assert result.accounting and result.accounting.ok
+    (mine,) = result.accounting.issues
+    assert (mine.kind, mine.by, mine.lines) == ("new", ["integration"], ["else:", "if PROFILE == 'api':"])
+    assert "chosen by profile" in mine.reason and "integration agent" in mine.explained_by
 
     # Integrate again from scratch with no agent at all: rerere replays the recorded resolution.
     gitworktrees.remove_worktree(ctx.repo, ctx.integration_worktree, force=True)
@@ -132,7 +137,7 @@ def test_a_semantic_conflict_goes_to_the_agent_and_rerere_replays_it_later(tmp_p
     assert len(calls(tmp_path)) == 1
 
 
-def test_a_lossy_agent_is_caught_by_the_survival_check_and_land_refuses(tmp_path: Path) -> None:
+def test_a_lossy_agent_is_caught_by_the_change_accounting_and_land_refuses(tmp_path: Path) -> None:
     ctx, base = setup(tmp_path, integration_agent_cmd=write_agent(tmp_path, LOSSY))
     timeouts(ctx)
     main = git(ctx.repo, "rev-parse", "main")
@@ -140,10 +145,11 @@ def test_a_lossy_agent_is_caught_by_the_survival_check_and_land_refuses(tmp_path
     result = integrate(ctx, base)
 
     assert result.all_merged and result.verified and not result.ok
-    (lost,) = result.lost
-    assert lost.cluster == "ui" and [(f.path, f.lines) for f in lost.lost] == [("app/config.py", ["TIMEOUT = 10"])]
-    assert next(s for s in result.survival if s.cluster == "api").ok
-    assert refusals(result) == ["1 line(s) of ui lost in app/config.py"]
+    assert result.accounting is not None
+    (lost,) = result.accounting.unexplained
+    assert (lost.path, lost.kind, lost.by, lost.lines) == ("app/config.py", "lost", ["ui"], ["TIMEOUT = 10"])
+    assert [(c.cluster, c.lost) for c in result.accounting.clusters] == [("api", 0), ("ui", 1), ("db", 0)]
+    assert refusals(result) == ["changes not accounted for: 1 lost in app/config.py (ui)"]
     landed = land(ctx, result)
     assert not landed.landed and "lost" in landed.message
     assert git(ctx.repo, "rev-parse", "main") == main
@@ -204,7 +210,8 @@ def test_mergiraf_on_path_is_used_and_checked(tmp_path: Path, monkeypatch: pytes
     assert mergiraf.outcome == outcome
     if outcome == "resolved":
         assert f.resolved_by == "mergiraf" and result.steps[2].status == "merged"
-        assert not result.ok and result.lost[0].cluster == "ui"  # TIMEOUT = 10 became TIMEOUT_UI = 10
+        assert result.accounting and not result.ok  # TIMEOUT = 10 became TIMEOUT_UI = 10
+        assert ("lost", ["ui"]) in [(i.kind, i.by) for i in result.accounting.unexplained]
     else:
         assert result.steps[1].status == "conflict" and f.resolved_by is None
         assert "||||||| " in (ctx.integration_worktree / "app/config.py").read_text()
@@ -272,10 +279,12 @@ def test_an_unresolvable_conflict_is_left_for_a_person_whose_instructions_work(t
             subprocess.run(["git", "-c", "user.name=P", "-c", "user.email=p@x", *shlex.split(line)[1:]],
                            cwd=cwd, check=True)
     lost = integrate(ctx, base)
-    assert [s.status for s in lost.steps] == ["merged", "merged", "merged"] and lost.lost[0].cluster == "ui"
+    assert [s.status for s in lost.steps] == ["merged", "merged", "merged"] and lost.accounting
+    assert [(i.kind, i.by) for i in lost.accounting.unexplained] == [("lost", ["ui"]), ("new", ["integration"])]
     person.write_text("## app/config.py\n\nui's timeout is its own setting now: UI_TIMEOUT.\n")
     final = integrate_branches(ctx, base, checks(ctx, base))
-    assert final.ok and final.survival[1].excused[0].reason.startswith("ui's timeout")
+    assert final.ok and final.accounting and final.accounting.issues[0].reason.startswith("ui's timeout")
+    assert final.accounting.issues[0].explained_by == "a person (person.md, heading)"
     assert git(ctx.repo, "show", f"{final.final_sha}:app/config.py").endswith("UI_TIMEOUT = 10")
 
 

@@ -9,6 +9,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 BENCH = Path(__file__).resolve().parent.parent / "bench"
 
 
@@ -35,3 +37,18 @@ def test_bench_integration_smoke(tmp_path: Path) -> None:
     assert "preflight of 3 branches" in stdout and "merge of 3 branches" in stdout
     assert data["branches"] == 3 and data["all_merged_and_kept"] is True
     assert data["preflight_seconds_median"] > 0 and data["merge_seconds_median"] > 0
+
+
+def test_bench_accounting_smoke(tmp_path: Path) -> None:
+    stdout, data = run_bench(tmp_path, "bench_accounting.py", "--clusters", "3", "--files", "200", "--repeat", "1")
+    assert "accounting of 3 clusters in 200 files" in stdout
+    assert data["all_accounted"] is True and data["files_accounted"] == 7  # 2 per cluster and the registry
+
+
+@pytest.mark.slow
+def test_bench_fidelity_smoke(tmp_path: Path) -> None:
+    stdout, data = run_bench(tmp_path, "bench_fidelity.py", "--splits", "by-author")
+    assert "by-author: 5 clusters" in stdout
+    split = data["by-author"]
+    assert split["met"] is True and split["ok"] is False  # this split differs from upstream, and says so
+    assert {d["path"] for d in split["differing_files"]} <= set(split["report_names"])

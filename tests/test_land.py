@@ -6,9 +6,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from prefect_work_clusters.tasks.context import CommandResult
+from prefect_work_clusters.tasks.integration.accounting import Accounting, ClusterTally, LineIssue
 from prefect_work_clusters.tasks.integration.land import land, refusals
 from prefect_work_clusters.tasks.integration.models import IntegrationResult, MergeStep
-from prefect_work_clusters.tasks.integration.survival import ClusterSurvival, FileLoss
 from tests.conftest import git, rebaseline, user_changes_expected
 from tests.integration_helpers import add_to_registry, integrate, setup
 
@@ -18,7 +18,8 @@ def green() -> IntegrationResult:
         branch="clusters/shop/integration", worktree="/wt", base_sha="b" * 40, final_sha="f" * 40,
         steps=[MergeStep(cluster="api", branch="clusters/shop/api", status="merged")],
         verify=[CommandResult(command="pytest -q", exit_code=0)],
-        survival=[ClusterSurvival(cluster="api", branch="clusters/shop/api", added=3, kept=3)])
+        accounting=Accounting(files=1, clusters=[ClusterTally(cluster="api", branch="clusters/shop/api", added=3,
+                                                              removed=0)]))
 
 
 def test_land_refuses_whatever_is_red_and_says_why() -> None:
@@ -29,10 +30,10 @@ def test_land_refuses_whatever_is_red_and_says_why() -> None:
     assert refusals(stopped) == ["not every cluster merged: ui (conflict), db (not-reached)"]
     failing = green().model_copy(update={"verify": [CommandResult(command="pytest -q", exit_code=1)]})
     assert refusals(failing) == ["integration verification failed: `pytest -q`"]
-    lossy = green().model_copy(update={"survival": [ClusterSurvival(
-        cluster="ui", branch="b", added=2, kept=1, lost=[FileLoss(path="app/config.py", lines=["X = 1"], count=1)])]})
-    assert refusals(lossy) == ["1 line(s) of ui lost in app/config.py"]
-    everything = failing.model_copy(update={"survival": lossy.survival, "steps": stopped.steps})
+    lossy = green().model_copy(update={"accounting": Accounting(files=1, issues=[
+        LineIssue(path="app/config.py", kind="lost", by=["ui"], count=1, lines=["X = 1"])])})
+    assert refusals(lossy) == ["changes not accounted for: 1 lost in app/config.py (ui)"]
+    everything = failing.model_copy(update={"accounting": lossy.accounting, "steps": stopped.steps})
     assert len(refusals(everything)) == 3 and not everything.ok
 
 

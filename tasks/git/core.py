@@ -21,10 +21,12 @@ from __future__ import annotations
 import os
 import tempfile
 import threading
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
+from typing import BinaryIO
 
 import git
 
@@ -86,19 +88,33 @@ def _argv(args: Sequence[str], env: Mapping[str, str]) -> list[str]:
     return [*prefix, "git", *HARDENED, *args]
 
 
+@contextmanager
+def _feed(stdin: str | None) -> Iterator[BinaryIO | None]:
+    """``stdin`` as a file: the wrapper does not write a pipe while it reads the output."""
+    if stdin is None:
+        yield None
+        return
+    with tempfile.TemporaryFile() as feed:
+        feed.write(stdin.encode())
+        feed.seek(0)
+        yield feed
+
+
 def run(cwd: Path, *args: str, env: Mapping[str, str] | None = None, check: bool = True,
-        timeout: float = TIMEOUT_SECONDS) -> Result:
-    """Run ``git args`` in ``cwd`` with ``env`` added to the environment; raise GitError on a
-    non-zero exit when ``check``. A ``cwd`` that is not a folder fails as ``git -C`` would
-    (status 128), never running git anywhere else; a call past ``timeout`` is killed."""
+        timeout: float = TIMEOUT_SECONDS, stdin: str | None = None) -> Result:
+    """Run ``git args`` in ``cwd`` with ``env`` added to the environment (and ``stdin`` as its
+    input); raise GitError on a non-zero exit when ``check``. A ``cwd`` that is not a folder fails
+    as ``git -C`` would (status 128), never running git anywhere else; a call past ``timeout`` is
+    killed."""
     if not os.path.isdir(cwd):
         res = Result(128, "", f"fatal: cannot change to '{cwd}': No such file or directory")
     else:
         extra = {**HARDENED_ENV, **(env or {})}
         try:
-            status, stdout, stderr = git.Git(str(cwd)).execute(
-                _argv(args, extra), with_extended_output=True, with_exceptions=False, env=extra,
-                strip_newline_in_stdout=False, kill_after_timeout=timeout)
+            with _feed(stdin) as feed:
+                status, stdout, stderr = git.Git(str(cwd)).execute(
+                    _argv(args, extra), with_extended_output=True, with_exceptions=False, env=extra,
+                    strip_newline_in_stdout=False, kill_after_timeout=timeout, istream=feed)
         except git.GitCommandNotFound as exc:
             raise GitError(args, 127, f"git is not installed or not on PATH ({exc})") from None
         res = Result(status, stdout, stderr)

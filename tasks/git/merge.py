@@ -156,20 +156,60 @@ def _unquote(path: str) -> str:
     return raw.encode("latin-1").decode("utf-8", "replace")
 
 
-def added_lines(repo: Path, base: str, head: str) -> dict[str, list[str]]:
-    """The lines ``head`` added since it left ``base``, per file (renames count as delete + add)."""
+@dataclass
+class FileChange:
+    """The lines a diff added and removed in one file (a rename counts as delete + add)."""
+
+    added: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+
+
+def changed_lines(repo: Path, base: str, head: str, since_fork: bool = True) -> dict[str, FileChange]:
+    """The lines ``head`` added and removed per file: since it left ``base`` (``base...head``),
+    or against ``base`` itself when ``since_fork`` is false. Binary files hold no lines."""
+    spec = f"{base}...{head}" if since_fork else f"{base}..{head}"
     text = gitops.out(repo, "diff", "--no-renames", "--no-color", "--no-ext-diff", "--no-textconv", "-U0",
-                      "--src-prefix=a/", "--dst-prefix=b/", f"{base}...{head}")
-    found: dict[str, list[str]] = {}
-    current: list[str] | None = None
+                      "--src-prefix=a/", "--dst-prefix=b/", spec)
+    found: dict[str, FileChange] = {}
+    old = new = ""
+    current: FileChange | None = None
     for line in text.splitlines():
-        if line.startswith("+++ "):
-            target = line[4:]
-            current = None if target == "/dev/null" else found.setdefault(_unquote(target)[2:], [])
-        elif line.startswith("diff --git "):
-            current = None
-        elif line.startswith("+") and current is not None:
-            current.append(line[1:])
+        if line.startswith("diff --git "):
+            current, old, new = None, "", ""
+        elif current is None and line.startswith("--- "):
+            old = "" if line[4:] == "/dev/null" else _unquote(line[4:])[2:]
+        elif current is None and line.startswith("+++ "):
+            new = "" if line[4:] == "/dev/null" else _unquote(line[4:])[2:]
+        elif line.startswith("@@"):
+            if current is None:  # a header's ``---``/``+++`` lines end before the first hunk
+                current = found.setdefault(new or old, FileChange())
+        elif current is not None and line[:1] == "+":
+            current.added.append(line[1:])
+        elif current is not None and line[:1] == "-":
+            current.removed.append(line[1:])
+    return found
+
+
+def read_blobs(repo: Path, specs: Sequence[str]) -> dict[str, str | None]:
+    """The text of each ``<commit>:<path>`` in one ``git cat-file --batch`` (None when missing)."""
+    if not specs:
+        return {}
+    res = gitops.run(repo, "cat-file", "--batch", stdin="".join(f"{s}\n" for s in specs))
+    data = res.stdout.encode("utf-8", "surrogateescape")  # sizes are in bytes: undo the decoding
+    found: dict[str, str | None] = {}
+    pos = 0
+    for spec in specs:
+        end = data.index(b"\n", pos)
+        header = data[pos:end].split()
+        pos = end + 1
+        if len(header) < 3 or header[1] != b"blob":
+            found[spec] = None
+            if len(header) == 3:  # a tree or a commit: skip its content
+                pos += int(header[2]) + 1
+            continue
+        size = int(header[2])
+        found[spec] = data[pos:pos + size].decode("utf-8", "replace")
+        pos += size + 1
     return found
 
 

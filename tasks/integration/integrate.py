@@ -1,5 +1,5 @@
 """Integration: preflight, merge every mergeable cluster branch through the conflict ladder,
-verify (with the integration agent fixing failures), then prove nothing was lost.
+then verify and account for every change (with the integration agent fixing what fails).
 
 Each cluster is merged as the exact commit the contract check passed, never by branch name: a
 branch that moved since (an agent's leftover process, a person) is reported, its move not merged.
@@ -27,16 +27,16 @@ from prefect_work_clusters.tasks.errors import WorkClustersError
 from prefect_work_clusters.tasks.git import core as gitops
 from prefect_work_clusters.tasks.git import merge as gitmerge
 from prefect_work_clusters.tasks.git import worktrees as gitworktrees
+from prefect_work_clusters.tasks.integration.accounting import Accounting, account
 from prefect_work_clusters.tasks.integration.agent import (
     decisions_dir,
     discard_decisions,
     run_integration_agent,
 )
-from prefect_work_clusters.tasks.integration.decisions import load_decisions
+from prefect_work_clusters.tasks.integration.decisions import AgentDecision, load_decisions
 from prefect_work_clusters.tasks.integration.ladder import Ladder
 from prefect_work_clusters.tasks.integration.models import Decision, IntegrationResult, MergeStep, VerifyRound
 from prefect_work_clusters.tasks.integration.preflight import predict
-from prefect_work_clusters.tasks.integration.survival import check_survival
 from prefect_work_clusters.tasks.integration.tip import foreign_tip, record_tip
 from prefect_work_clusters.tasks.proc.commands import run_commands
 
@@ -68,7 +68,7 @@ def conflict_instructions(ctx: RunContext, step: MergeStep) -> str:
         f"  git add -A -- {files}\n  git commit --no-edit\n{again}"
         f"    (merges the remaining branches on top of your resolution, then verifies)\n"
         f"If you drop a cluster's line on purpose, say why in {shlex.quote(str(person))} (a `## <file>` heading,\n"
-        f"the reason under it); otherwise the survival check fails the run.\n"
+        f"the reason under it); otherwise the change accounting fails the run.\n"
         f"To give up on this merge instead:\n  git -C {wt} merge --abort\n"
     )
 
@@ -103,9 +103,20 @@ def _failure_text(result: CommandResult) -> str:
     return f"`{result.command}` {verdict}.\n\nOutput (last part):\n\n```\n{tail}\n```"
 
 
+def _accounting(ctx: RunContext, result: IntegrationResult) -> Accounting:
+    """The change accounting of the worktree's head, with every decision written so far."""
+    t0 = time.monotonic()
+    merged = [(s.cluster, s.checked or s.branch) for s in result.steps if s.status == "merged"]
+    found = account(ctx.repo, result.base_sha, gitops.head(ctx.integration_worktree), merged,
+                    load_decisions(decisions_dir(ctx)))
+    result.accounting_seconds = round(result.accounting_seconds + time.monotonic() - t0, 3)
+    return found
+
+
 def verify_and_fix(ctx: RunContext, ladder: Ladder, result: IntegrationResult, on_line: OnLine) -> None:
-    """Run the integration verify; on failure give the agent the output, ``1 + retries`` times.
-    A fix that leaves a marker, rewinds the branch or exits non-zero is dropped whole."""
+    """Run the integration verify and the change accounting; while either fails, give the agent
+    the failure (the verify output, or the unexplained lines), ``1 + retries`` times. A fix that
+    leaves a marker, rewinds the branch or exits non-zero is dropped whole."""
     wt, t0 = ctx.integration_worktree, time.monotonic()
     env, log = base_env(ctx, wt), ctx.log_file("integration-verify")
 
@@ -116,16 +127,18 @@ def verify_and_fix(ctx: RunContext, ladder: Ladder, result: IntegrationResult, o
                                                 head=gitops.head(wt), results=results))
         return results
 
-    results = verify("the merges")
+    results, accounted = verify("the merges"), _accounting(ctx, result)
     backend, note = ladder.backend, ""
-    attempts = max_attempts(ctx, backend) if backend and ctx.plan.integration.verify else 0
+    attempts = max_attempts(ctx, backend) if backend else 0
     for attempt in range(1, attempts + 1):
-        if all(r.ok for r in results) or backend is None:
+        if (all(r.ok for r in results) and accounted.ok) or backend is None:
             break
+        failed = [r for r in results if not r.ok]
         pre, keep = gitops.head(wt), gitops.untracked(wt)
         call = run_integration_agent(ctx, backend, purpose="verification", label="verify", attempt=attempt,
                                      merged=[s.cluster for s in result.steps if s.status == "merged"],
-                                     feedback=note + _failure_text(results[-1]), on_line=on_line)
+                                     feedback=note + (_failure_text(failed[-1]) if failed else accounted.feedback()),
+                                     on_line=on_line)
         ladder.calls.append(call)
         markers = gitmerge.marker_lines(wt, pre)
         if not call.failure and markers:
@@ -139,12 +152,14 @@ def verify_and_fix(ctx: RunContext, ladder: Ladder, result: IntegrationResult, o
             continue
         note = ""
         gitops.stage_all(wt, [f"**/{p}" for p in backend.scratch], keep)  # not what verify left behind
-        gitops.commit_staged(wt, f"work-clusters: integration fix for verification, attempt {attempt}")
+        what = "verification" if failed else "the change accounting"
+        gitops.commit_staged(wt, f"work-clusters: integration fix for {what}, attempt {attempt}")
         record_tip(ctx)
-        results = verify(f"integration agent fix, attempt {attempt}")
-    result.verify = results
+        results = verify(f"integration agent fix, attempt {attempt}") if ctx.plan.integration.verify else results
+        accounted = _accounting(ctx, result)
+    result.verify, result.accounting = results, accounted
     result.final_sha = gitops.head(wt)
-    result.verify_seconds = round(time.monotonic() - t0, 3)
+    result.verify_seconds = round(time.monotonic() - t0 - result.accounting_seconds, 3)
 
 
 def _evidence(result: IntegrationResult) -> str:
@@ -159,6 +174,11 @@ def _evidence(result: IntegrationResult) -> str:
     return f"passed at {at}: {len(result.verify)} verify command(s)"
 
 
+def _quoted(d: AgentDecision) -> str:
+    """The text taken as the reason, and where it was found: free-form text is read loosely."""
+    return f"\"{d.reason}\" (from a {d.form} in {d.source or 'the decisions file'})"
+
+
 def build_decisions(result: IntegrationResult) -> list[Decision]:
     """One decision per conflict hunk (per file where git showed no hunks), plus what the agent
     said about its verification fixes, each with the verification evidence."""
@@ -171,7 +191,7 @@ def build_decisions(result: IntegrationResult) -> list[Decision]:
             hunks: list[int | None] = [h.index for h in f.hunks] or [None]
             for hunk in hunks:
                 if tier == "agent":
-                    why = [d.reason for d in said if d.file == f.path and d.hunk in (None, hunk)]
+                    why = [_quoted(d) for d in said if d.file == f.path and d.hunk in (None, hunk)]
                     reason = "; ".join(why) or "(the agent wrote no reason for this file)"
                 elif tier == "person":
                     reason = "left for a person; tried " + ", ".join(
@@ -183,7 +203,7 @@ def build_decisions(result: IntegrationResult) -> list[Decision]:
     for call in result.agent_calls:
         if call.purpose == "verification" and call.ok:
             out += [Decision(file=d.file, hunk=d.hunk, ours=[], theirs="", tier="agent",
-                             reason=f"verification fix (attempt {call.attempt}): {d.reason}",
+                             reason=f"verification fix (attempt {call.attempt}): {_quoted(d)}",
                              verification=evidence) for d in call.decisions]
     return out
 
@@ -191,7 +211,7 @@ def build_decisions(result: IntegrationResult) -> list[Decision]:
 def integrate_branches(ctx: RunContext, base_sha: str, checks: list[ClusterCheck],
                        on_line: OnLine = None) -> IntegrationResult:
     """Preflight, then merge in ``depends_on`` order, then plan order; stop at the first conflict
-    no resolver settles; otherwise verify, fix, and check survival."""
+    no resolver settles; otherwise verify, account for every change, and fix."""
     foreign = foreign_tip(ctx)
     if foreign:  # the flow says so before it gets here; this guards every other caller
         raise WorkClustersError(foreign)
@@ -249,13 +269,6 @@ def integrate_branches(ctx: RunContext, base_sha: str, checks: list[ClusterCheck
         result.instructions = conflict_instructions(ctx, stopped)
     else:
         verify_and_fix(ctx, ladder, result, on_line)
-        t1 = time.monotonic()
-        assert result.final_sha is not None
-        result.survival = check_survival(ctx.repo, result.final_sha,
-                                         [(s.cluster, s.checked or s.branch, base_sha) for s in steps
-                                          if s.status == "merged"],
-                                         load_decisions(decisions_dir(ctx)))
-        result.survival_seconds = round(time.monotonic() - t1, 3)
     result.agent_calls = ladder.calls
     result.decisions = build_decisions(result)
     return result
@@ -263,7 +276,7 @@ def integrate_branches(ctx: RunContext, base_sha: str, checks: list[ClusterCheck
 
 @task(name="integrate", cache_policy=NO_CACHE)
 def integrate(ctx: RunContext, base_sha: str, checks: list[ClusterCheck]) -> IntegrationResult:
-    """Merge the cluster branches into the integration branch, verify, and check survival."""
+    """Merge the cluster branches into the integration branch, verify, and account for every change."""
     logger = get_run_logger()
     result = integrate_branches(ctx, base_sha, checks, on_line=lambda line: logger.info("[integration] %s", line))
     if result.preflight:
@@ -277,6 +290,6 @@ def integrate(ctx: RunContext, base_sha: str, checks: list[ClusterCheck]) -> Int
         logger.error(result.instructions)
     for v in result.verify:
         logger.info("verify `%s`: %s", v.command, "passed" if v.ok else f"failed (exit {v.exit_code})")
-    for s in result.lost:
-        logger.error("survival: %s lost %d line(s) in %s", s.cluster, s.lost_count, ", ".join(f.path for f in s.lost))
+    if result.accounting and not result.accounting.ok:
+        logger.error("change accounting: %s", result.accounting.summary())
     return result

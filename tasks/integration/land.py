@@ -29,8 +29,8 @@ def refusals(result: IntegrationResult) -> list[str]:
     failed = [v.command for v in result.verify if not v.ok]
     if failed:
         reasons.append(f"integration verification failed: `{failed[0]}`")
-    for s in result.lost:
-        reasons.append(f"{s.lost_count} line(s) of {s.cluster} lost in {', '.join(f.path for f in s.lost)}")
+    if result.accounting and not result.accounting.ok:
+        reasons.append(f"changes not accounted for: {result.accounting.summary()}")
     if result.final_sha is None and not unmerged:
         reasons.append("no integrated commit")
     return reasons
@@ -38,7 +38,7 @@ def refusals(result: IntegrationResult) -> list[str]:
 
 def land(ctx: RunContext, result: IntegrationResult) -> LandResult:
     """Fast-forward the plan's base branch to the integration head when everything is green:
-    every cluster merged, verification passed, no line lost. Otherwise refuse, saying why."""
+    every cluster merged, verification passed, every change accounted for. Otherwise refuse, saying why."""
     reasons = refusals(result)
     if reasons or result.final_sha is None:
         return LandResult(landed=False, message="not landed: " + "; ".join(reasons or ["no integrated commit"]))

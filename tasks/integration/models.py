@@ -1,5 +1,6 @@
 """What the integration records: each merge, each conflicted file and the tiers tried on it, the
-integration agent's calls, the decisions per conflict hunk, verification rounds and survival.
+integration agent's calls, the decisions per conflict hunk, verification rounds and the change
+accounting.
 
 Plain pydantic data: it goes into ``report.json`` as it is, and the merge report is drawn from it.
 """
@@ -11,9 +12,9 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 from prefect_work_clusters.tasks.context import CommandResult
+from prefect_work_clusters.tasks.integration.accounting import Accounting
 from prefect_work_clusters.tasks.integration.decisions import AgentDecision
 from prefect_work_clusters.tasks.integration.preflight import Preflight
-from prefect_work_clusters.tasks.integration.survival import ClusterSurvival
 
 MergeStatus = Literal["merged", "conflict", "skipped", "not-reached"]
 Tier = Literal["git", "additive", "mergiraf", "agent", "person"]
@@ -120,12 +121,12 @@ class IntegrationResult(BaseModel):
     instructions: str = ""
     merge_seconds: float = 0.0
     verify_seconds: float = 0.0
-    survival_seconds: float = 0.0
+    accounting_seconds: float = 0.0
     preflight: Preflight | None = None
     agent_calls: list[AgentCall] = Field(default_factory=list)
     verify_rounds: list[VerifyRound] = Field(default_factory=list)
     decisions: list[Decision] = Field(default_factory=list)
-    survival: list[ClusterSurvival] = Field(default_factory=list)
+    accounting: Accounting | None = None
 
     @property
     def all_merged(self) -> bool:
@@ -142,10 +143,10 @@ class IntegrationResult(BaseModel):
                 f"that was checked, not the move" for s in self.steps if s.moved and s.checked]
 
     @property
-    def lost(self) -> list[ClusterSurvival]:
-        """Clusters with added lines missing from the integrated tree and no decision for them."""
-        return [s for s in self.survival if not s.ok]
+    def accounted(self) -> bool:
+        """Every change of every merged cluster accounted for, or explained by a decision."""
+        return self.accounting is None or self.accounting.ok
 
     @property
     def ok(self) -> bool:
-        return self.all_merged and self.verified and not self.lost and self.final_sha is not None
+        return self.all_merged and self.verified and self.accounted and self.final_sha is not None

@@ -1,5 +1,5 @@
 """The integration part of the merge report (markdown): preflight, merges, conflicts and the tier
-that settled each, decisions, verification, survival. ``tasks.report`` places it in the page."""
+that settled each, decisions, verification, the change accounting. ``tasks.report`` places it in the page."""
 
 from __future__ import annotations
 
@@ -90,22 +90,28 @@ def _verification(integ: IntegrationResult) -> list[str]:
     return lines + (verify_md(integ.verify) if integ.verify else ["(no integration verify commands ran)"])
 
 
-def _survival(integ: IntegrationResult) -> list[str]:
-    if not integ.survival:
+def _accounting(integ: IntegrationResult) -> list[str]:
+    acc = integ.accounting
+    if acc is None:
         return []
-    lines = ["", "## Survival", "", "Every line a cluster added (whitespace-normalized, per file) must be in the "
-             "integrated tree, unless a decision names the file.", "",
-             "| cluster | lines added | kept | lost | dropped by decision |", "|---|---|---|---|---|"]
-    for s in integ.survival:
-        excused = sum(f.count for f in s.excused)
-        lines.append(f"| {s.cluster} | {s.added} | {s.kept} | {'**' + str(s.lost_count) + '**' if s.lost else 0} "
-                     f"| {excused} |")
-    for s in integ.survival:
-        for f in s.lost:
-            lines += ["", f"**Lost** from `{s.cluster}` in `{f.path}` ({f.count} line(s)):", "", "```",
-                      *f.lines, "```"]
-        for f in s.excused:
-            lines += ["", f"Dropped by decision from `{s.cluster}` in `{f.path}` ({f.count}): {cell(f.reason)}"]
+    lines = ["", "## Change accounting", "",
+             f"Every line each merged cluster added or removed (whitespace-normalized, per file) against the "
+             f"integrated tree, in {acc.files} changed file(s), {acc.seconds:.2f} s; then the Python checks "
+             f"(a name bound twice, a duplicate `__all__`-style entry, a duplicate import) on every merged Python "
+             f"file. {'All accounted for.' if acc.ok else '**Not all accounted for: the run fails.**'}", "",
+             "| cluster | lines added | removed | lost | resurrected | duplicated |", "|---|---|---|---|---|---|"]
+    for c in acc.clusters:
+        cells = [str(n) if not n else f"**{n}**" for n in (c.lost, c.resurrected, c.duplicated)]
+        lines.append(f"| {c.cluster} | {c.added} | {c.removed} | {' | '.join(cells)} |")
+    for i in acc.issues:
+        head = "Explained" if i.reason else "**Unexplained**"
+        lines += ["", f"{head}: {i.count} line(s) {i.kind} in `{i.path}` ({', '.join(i.by)}):", "", "```",
+                  *i.lines, "```"]
+        if i.reason:
+            lines.append(f"Explained by {i.explained_by}: {cell(i.reason)}")
+    for f in acc.findings:
+        verdict = f"explained by {f.explained_by}: {cell(f.reason)}" if f.reason else "**unexplained**"
+        lines += ["", f"- `{f.path}` line {f.line}: {f.message}; {verdict}"]
     return lines
 
 
@@ -122,4 +128,4 @@ def integration_markdown(integ: IntegrationResult) -> list[str]:
             lines += _conflict(s)
     if integ.instructions:
         lines += ["", "```", integ.instructions.strip(), "```"]
-    return lines + _decisions(integ) + _verification(integ) + _survival(integ)
+    return lines + _decisions(integ) + _verification(integ) + _accounting(integ)

@@ -6,7 +6,9 @@ a result is rejected and the conflict put back for the next tier.
 
 The additive rule, per diff3 hunk: when both sides only inserted lines into the base (the base
 is empty, or equal to one side, or a subsequence of both), the result keeps both insertions at
-each place, ours then theirs, and an item line both sides added identically appears once.
+each place, ours then theirs, and an item line both sides added identically appears once. Where
+the hunk and the item lines around it (one indentation, no blank line) make a sorted list on
+each side, the result is sorted too: a sorted ``__all__`` or changelog stays sorted.
 
 >>> text = "R = [\\n<<<<<<< HEAD\\n    'a',\\n||||||| base\\n=======\\n    'b',\\n>>>>>>> ui\\n]\\n"
 >>> print(additive_resolve("r.py", text).text, end="")
@@ -20,6 +22,7 @@ from __future__ import annotations
 
 import ast
 import shutil
+from collections.abc import Sequence
 from dataclasses import dataclass
 from difflib import SequenceMatcher
 from pathlib import Path
@@ -120,8 +123,10 @@ def _keep_both(ours: list[str], theirs: list[str]) -> list[str]:
     return kept
 
 
-def additive_hunk(hunk: Hunk) -> list[str] | None:
-    """The hunk resolved by keeping both sides' insertions, or None when it is not additive."""
+def additive_hunk(hunk: Hunk, before: Sequence[str] = (), after: Sequence[str] = ()) -> list[str] | None:
+    """The hunk resolved by keeping both sides' insertions, or None when it is not additive.
+    ``before`` and ``after`` are the item lines around it: where the list they make with each
+    side is sorted, the result is sorted too."""
     if hunk.base is None:
         return None
     ours, theirs = _insertions(hunk.base, hunk.ours), _insertions(hunk.base, hunk.theirs)
@@ -132,7 +137,36 @@ def additive_hunk(hunk: Hunk) -> list[str] | None:
         merged += _keep_both(o, t)
         if i < len(hunk.base):
             merged.append(hunk.base[i])
+    if _one_indent([*before, *hunk.ours, *hunk.theirs, *hunk.base, *after]) and all(
+            _sorted_items([*before, *side, *after]) for side in (hunk.ours, hunk.theirs)):
+        return sorted(merged, key=_sort_key)  # a sorted list stays sorted, as a person would keep it
     return merged
+
+
+def _items_around(parts: Sequence[str | Hunk], at: int, step: int) -> list[str]:
+    """The plain item lines next to ``parts[at]`` (before it for ``step`` -1, after for 1), up
+    to a blank line, another hunk or a change of indentation."""
+    found: list[str] = []
+    i = at + step
+    while 0 <= i < len(parts) and isinstance(parts[i], str) and _one_indent([*found, str(parts[i])]):
+        found.append(str(parts[i]))
+        i += step
+    return found[::step]
+
+
+def _sort_key(line: str) -> str:
+    """An item as a person sorts it: ``'b',`` after ``'a'`` (no trailing comma), case aside."""
+    return line.strip().rstrip(",").strip().casefold()
+
+
+def _sorted_items(lines: Sequence[str]) -> bool:
+    keys = [_sort_key(line) for line in lines]
+    return keys == sorted(keys)
+
+
+def _one_indent(lines: Sequence[str]) -> bool:
+    """Items of one list: every line non-blank, ended, at one indentation (code is never sorted)."""
+    return all(line.strip() and line.endswith("\n") for line in lines) and len({_indent(x) for x in lines}) <= 1
 
 
 @dataclass
@@ -162,11 +196,11 @@ def additive_resolve(path: str, text: str) -> AdditiveResult:
     if not found:
         return AdditiveResult(None, "no conflict hunks in the file (not a content conflict)")
     out: list[str] = []
-    for part in parts:
+    for at, part in enumerate(parts):
         if isinstance(part, str):
             out.append(part)
             continue
-        merged = additive_hunk(part)
+        merged = additive_hunk(part, _items_around(parts, at, -1), _items_around(parts, at, 1))
         if merged is None:
             return AdditiveResult(None, f"hunk {part.index} (line {part.line}) changes or removes base lines")
         out += merged
@@ -174,7 +208,8 @@ def additive_resolve(path: str, text: str) -> AdditiveResult:
     error = python_error(path, resolved)
     if error:
         return AdditiveResult(None, f"keeping both sides {error}")
-    return AdditiveResult(resolved, f"{len(found)} hunk(s): both sides only added lines; kept both, ours then theirs")
+    return AdditiveResult(resolved, f"{len(found)} hunk(s): both sides only added lines; kept both "
+                                   "(sorted where the lists were sorted, else ours then theirs)")
 
 
 def validate(worktree: Path, since: str, path: str) -> str | None:
