@@ -31,6 +31,7 @@ def summary_lines(report: RunReport) -> list[str]:
     lines += [f"note: {n}" for n in report.notes]
     integ = report.integration
     lines += [f"refused: {report.refused}"] if report.refused else []
+    lines += [f"warning: {integ.partial}"] if integ and integ.partial else []
     lines += [f"warning: {moved}" for moved in (integ.moved if integ else [])]
     for s in integ.steps if integ else []:
         lines += [f"conflict: {f.path} merging {s.cluster} onto {', '.join(f.ours) or 'the base'}: "

@@ -137,6 +137,16 @@ class IntegrationResult(BaseModel):
         return all(v.ok for v in self.verify)
 
     @property
+    def partial(self) -> str:
+        """Why the merged tree is partial (clusters missing), or "" when every cluster merged."""
+        missing = [s.cluster for s in self.steps if s.status != "merged"]
+        if not missing or self.instructions:
+            return ""
+        return (f"partial integration: {', '.join(missing)} not merged. The others were merged for inspection and "
+                "verified, but the integration agent was not asked to fix a partial tree (it would be paid to "
+                "write the missing clusters' code); run the plan again to resume once they succeed")
+
+    @property
     def moved(self) -> list[str]:
         """One line per branch that moved after the contract check: its move was not merged."""
         return [f"{s.branch} moved after the contract check, to {s.moved}; merged {s.checked[:12]}, the commit "

@@ -118,6 +118,8 @@ def _accounting(integ: IntegrationResult) -> list[str]:
 def integration_markdown(integ: IntegrationResult) -> list[str]:
     """The integration sections of the merge report, as markdown lines."""
     lines = _preflight(integ) + _merges(integ)
+    if integ.partial:
+        lines += ["", f"**{integ.partial}.**"]
     if integ.moved:
         lines += ["", "**Branches moved after the contract check** (by an agent's leftover process, or by "
                       "hand):", "", *[f"- {m}" for m in integ.moved]]
