@@ -96,6 +96,7 @@ class Attempt(BaseModel):
     failure: str | None = Field(default=None, description="why this attempt failed, for the next prompt")
     output_tail: str = ""
     verify: list[CommandResult] = Field(default_factory=list)
+    tampering: list[str] = Field(default_factory=list, description="shared git dir changes blamed on it (restored)")
 
 
 class ClusterRecord(BaseModel):
