@@ -42,7 +42,7 @@ def _run_agents(ctx: RunContext, prepared: Prepared) -> list[ClusterRecord]:
     the ``progress-<plan>`` artifact."""
     records = {r.cluster: r for r in prepared.records}
     pending = prepared.pending()
-    containment.begin(ctx)  # what no agent may change, taken before the first one starts
+    containment.begin(ctx, fresh=True)  # what no agent may change, taken before the first one starts
     progress = ClusterProgress(ctx.plan.name, {
         c.name: "pending" if c.name in pending else "succeeded (earlier run)" for c in ctx.plan.clusters})
     if pending:
@@ -85,6 +85,7 @@ def _finish(ctx: RunContext, prepared: Prepared, records: list[ClusterRecord], p
     """Contract check → integrate → land → report, shared by the full run and ``integrate``.
     An investigation is never merged: its findings are synthesized into an action plan."""
     if ctx.plan.investigates:
+        prepared.notes.extend(containment.finish(ctx))
         return finish_investigation(ctx, prepared, records, phases, started)
     logger = get_run_logger()
     t = time.monotonic()

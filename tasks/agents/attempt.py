@@ -68,6 +68,9 @@ def run_attempt(ctx: RunContext, cluster: str, attempt: int,
     with containment.window(ctx, cluster, wt) as win:
         retryable = _attempt(ctx, record, attempt, win, env, timeout, on_line)
         containment.remember_worktree(ctx, cluster, wt)
+    if record.attempts:  # found when the window closed (after our last commit): recorded, restored already
+        entry = record.attempts[-1]
+        entry.tampering += [t for t in win.tampering if t not in entry.tampering]
     record.head_sha = gitops.head(wt)
     save_record(ctx, record)
     if record.status != "succeeded":

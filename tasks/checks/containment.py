@@ -13,11 +13,11 @@ and reported in the run's notes with the windows that were open, and no cluster 
 so an honest cluster is never failed for another's tampering. A change with no window open is
 the user's own (adopted and reported, never undone).
 
-What may change: a running window's own branch and its own worktree's admin dir; the user's
-side (remote-tracking refs, the stash, branches checked out in a worktree of the user's, other
-plans' ``clusters/`` branches, refs created outside ``refs/replace/`` and this plan's
-``clusters/<plan>/``): reported as "changed while agents ran: by you or by an agent", never undone.
-Everything else in the snapshot is restored.
+What may change: a running window's own branch and its own worktree's admin dir; another plan's
+``clusters/`` branches (its own run watches them); the user's side (remote-tracking refs, the
+stash, branches checked out in a worktree of the user's, refs created outside ``refs/replace/``
+and ``clusters/<plan>/``): reported as "changed while agents ran: by you or by an agent", never
+undone. Everything else in the snapshot is restored.
 """
 
 from __future__ import annotations
@@ -104,16 +104,20 @@ def _user_state(repo: Path) -> dict[str, tuple[str, int, int]]:
     return state
 
 
-def begin(ctx: RunContext) -> Watch:
-    """Start watching (before the first agent): trust the config's commands and snapshot."""
+def begin(ctx: RunContext, fresh: bool = False) -> Watch:
+    """The run's watch; started (the config's commands trusted, the git dir snapshotted) when there
+    is none yet, or with ``fresh`` (the flow, before the first agent: a watch a crashed earlier
+    run left in this process must not speak for this one)."""
     key = (str(ctx.repo), ctx.plan.name)
     with _WATCHES_LOCK:
-        if key in _WATCHES:
+        if key in _WATCHES and not fresh:
             return _WATCHES[key]
     gitops.trust_config(ctx.repo)
     watch = Watch(ctx=ctx, trusted=gitdir.GitDirState(), user_before=_user_state(ctx.repo))
     watch.trusted = gitdir.snapshot(ctx.repo, watch.labels())
     with _WATCHES_LOCK:
+        if fresh:
+            _WATCHES[key] = watch
         return _WATCHES.setdefault(key, watch)
 
 
@@ -121,8 +125,6 @@ def _user_movable(watch: Watch, change: gitdir.Change) -> bool:
     name, prefix = change.name, f"refs/heads/{watch.ctx.prefix}/"
     if name.startswith(("refs/remotes/", "refs/stash")):
         return True
-    if name.startswith("refs/heads/clusters/") and not name.startswith(prefix):
-        return True  # another plan's run moves its own branches
     if change.before is None and not name.startswith(("refs/replace/", prefix)):
         return True  # a branch or tag you made; deleting it could lose your work
     ours = {str(watch.ctx.worktree(c.name)) for c in watch.ctx.plan.clusters} | {str(watch.ctx.integration_worktree)}
@@ -143,7 +145,9 @@ def _check(watch: Watch, label: str | None, closing: bool) -> list[str]:
     own_refs = {f"refs/heads/{ctx.branch(lab)}" for lab in running if lab != INTEGRATION}
     if INTEGRATION in running:
         own_refs.add(f"refs/heads/{ctx.integration_branch}")
-    changes = [c for c in gitdir.compare(watch.trusted, now, known) if c.name not in own_refs]
+    # Another plan's run moves its own branches: its own watch looks after them.
+    changes = [c for c in gitdir.compare(watch.trusted, now, known) if c.name not in own_refs and not (
+        c.name.startswith("refs/heads/clusters/") and not c.name.startswith(f"refs/heads/{ctx.prefix}/"))]
     user = [c for c in changes if c.kind == "ref" and _user_movable(watch, c)]
     bad = [c for c in changes if c not in user]
     suspects = set(watch.since_check) | ({label} if label and closing else set())
