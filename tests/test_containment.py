@@ -299,3 +299,32 @@ def test_end_to_end_parallel_agents_one_hostile(tmp_path: Path, monkeypatch: pyt
     final = git(ctx.repo, "rev-parse", ctx.integration_branch)
     assert all(git(ctx.repo, "show", f"{final}:{c}/impl.py") == f"NAME = {c!r}" for c in ("api", "ui", "db"))
     _users_git_runs_nothing_planted(ctx, tmp_path)
+
+
+def test_the_integration_agent_is_watched_around_each_call(tmp_path: Path) -> None:
+    """An integration agent that fixes the verification and plants a hook: the call is dropped
+    as tampering, the hook removed, and the next (honest) attempt's fix is taken."""
+    from tests.integration_helpers import add_to_registry, integrate, py, setup
+
+    marker = tmp_path / "markers"
+    marker.mkdir()
+    fixer = write_agent(tmp_path, f"""
+wt = pathlib.Path(os.environ["WC_WORKTREE"])
+(wt / "app" / "flag.py").write_text("ON = True\\n")
+if os.environ["WC_ATTEMPT"] == "1":
+    common = subprocess.check_output(["git", "rev-parse", "--path-format=absolute", "--git-common-dir"], text=True)
+    hook = pathlib.Path(common.strip()) / "hooks" / "post-commit"
+    hook.write_text("#!/bin/sh\\ntouch {marker}/integration-hook\\n")
+    hook.chmod(0o755)
+""")
+    ctx, base = setup(tmp_path, verify=[py("import app.flag")], retries=1, integration_agent_cmd=fixer)
+    for cluster in ("api", "ui", "db"):
+        add_to_registry(ctx, cluster)
+    with containment.window(ctx, containment.INTEGRATION) as outer:
+        result = integrate(ctx, base)
+    first, second = result.agent_calls
+    assert "changed the shared git dir" in (first.failure or "") and ".git/hooks/post-commit added" in first.failure
+    assert second.failure is None and result.verified
+    assert outer.tampering == [] and containment.finish(ctx) == []
+    assert not (gitops.common_dir(ctx.repo) / "hooks" / "post-commit").exists()
+    assert _markers(tmp_path) == []
