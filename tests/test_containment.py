@@ -328,3 +328,17 @@ if os.environ["WC_ATTEMPT"] == "1":
     assert outer.tampering == [] and containment.finish(ctx) == []
     assert not (gitops.common_dir(ctx.repo) / "hooks" / "post-commit").exists()
     assert _markers(tmp_path) == []
+
+
+def test_overrides_neutralise_only_what_was_planted() -> None:
+    from prefect_work_clusters.tasks.git.drivers import MERGE_FILE, overrides_for
+
+    lfs = {("filter.lfs.process", "git-lfs filter-process"), ("filter.lfs.clean", "git-lfs clean -- %f")}
+    planted = {("filter.lfs.clean", "/tmp/evil"), ("filter.ev.smudge", "/tmp/evil"), ("merge.ev.driver", "/tmp/evil"),
+               ("gpg.ssh.program", "/tmp/evil")}
+    args = overrides_for(planted, lfs)
+    pairs = dict(a.split("=", 1) for a in args[1::2])
+    assert pairs == {"filter.lfs.clean": "git-lfs clean -- %f",  # the user's own filter keeps working
+                     "filter.ev.smudge": "", "filter.ev.required": "false", "merge.ev.driver": MERGE_FILE,
+                     "commit.gpgSign": "false", "tag.gpgSign": "false"}
+    assert set(args[0::2]) == {"-c"}

@@ -47,16 +47,20 @@ def command_entries(listing: str) -> tuple[set[Entry], set[str]]:
     return entries, origins
 
 
-def overrides_for(planted: Iterable[Entry]) -> tuple[str, ...]:
-    """The ``-c`` arguments that neutralise each planted command."""
+def overrides_for(planted: Iterable[Entry], trusted: Iterable[Entry] = ()) -> tuple[str, ...]:
+    """The ``-c`` arguments that neutralise each planted command; a command of the user's that
+    was changed gets the user's own back (an LFS filter must keep working in our commits)."""
     args: dict[str, str] = {}
+    own = dict(trusted)
     for key, _ in sorted(planted):
         section, _, rest = key.partition(".")
-        if section == "filter":
+        if key in own:
+            args[key] = own[key]
+        elif section == "filter":  # an empty command passes content through unchanged
             name = rest.rsplit(".", 1)[0]
-            for sub in ("clean", "smudge", "process"):
-                args[f"filter.{name}.{sub}"] = ""
-            args[f"filter.{name}.required"] = "false"
+            args[key] = ""
+            if not any(k.startswith(f"filter.{name}.") for k in own):  # a filter of the user's stays required
+                args[f"filter.{name}.required"] = "false"
         elif section == "merge":
             args[key] = MERGE_FILE
         else:
@@ -112,7 +116,10 @@ class DriverGuard:
         shared = common()
         with self._lock:
             trusted = self._trusted.get(str(shared)) if shared else None
-        if trusted is None:
+        if trusted is None:  # not a repository under a run: asked again only once its .git changes
+            dotgit = (os.path.join(cwd, ".git"),)
+            with self._lock:
+                self._seen[cwd] = _Seen(dotgit, _stamp(dotgit), ())
             return ()
         home = os.path.expanduser("~")
         xdg = os.environ.get("XDG_CONFIG_HOME") or os.path.join(home, ".config")
@@ -124,7 +131,7 @@ class DriverGuard:
         before = _stamp(sorted(candidates))
         entries, origins = command_entries(read())
         files = tuple(sorted(candidates | {os.path.join(cwd, o) for o in origins}))
-        seen = _Seen(files, _stamp(files), overrides_for(entries - trusted))
+        seen = _Seen(files, _stamp(files), overrides_for(entries - trusted, trusted))
         if _stamp(sorted(candidates)) != before:  # changed while read: read again on the next call
             seen.stamp = ()
         with self._lock:
