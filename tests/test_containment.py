@@ -52,6 +52,14 @@ for attack in attacks:
                      "pre-merge-commit", "commit-msg", "prepare-commit-msg"):
             (common / "hooks" / hook).write_text(f"#!/bin/sh\\ntouch {marker}/hook-{hook}\\n")
             (common / "hooks" / hook).chmod(0o755)
+    elif attack == "hooks-symlink":  # the whole folder swapped for a link to one outside .git
+        import shutil
+        outside = marker.parent / "outside-hooks"
+        outside.mkdir(exist_ok=True)
+        (outside / "post-commit").write_text(f"#!/bin/sh\\ntouch {marker}/hooks-symlink\\n")
+        (outside / "post-commit").chmod(0o755)
+        shutil.rmtree(common / "hooks")
+        (common / "hooks").symlink_to(outside)
     elif attack == "hookspath":
         folder = marker.parent / "evil-hooks"
         folder.mkdir(exist_ok=True)
@@ -128,6 +136,7 @@ def _users_git_runs_nothing_planted(ctx: RunContext, tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("attack, named", [
     ("hooks", ".git/hooks/post-commit added"),
+    ("hooks-symlink", ".git/hooks added"),
     ("hookspath", ".git/config changed"),
     ("fsmonitor", ".git/config changed"),
     ("filter", ".git/info/attributes added"),
@@ -151,7 +160,10 @@ def test_a_planted_attack_never_runs_is_restored_and_named(tmp_path: Path, monke
     assert "changed the shared git dir" in failure and named in failure
     # Restored at once: the honest clusters after it work as if nothing happened.
     assert (common / "config").read_bytes() == config_before
+    assert not (common / "hooks").is_symlink() and (common / "hooks" / "pre-commit.sample").is_file()
     assert not [h for h in os.listdir(common / "hooks") if not h.endswith(".sample")]
+    outside = tmp_path / "outside-hooks"
+    assert not outside.exists() or os.listdir(outside) == ["post-commit"]  # nothing deleted through the link
     assert not (common / "info" / "attributes").exists()
     assert "ui/" not in (common / "info" / "exclude").read_text()
     assert not git(ctx.repo, "for-each-ref", "refs/replace/")

@@ -87,8 +87,16 @@ def _read(path: str, st: os.stat_result | None = None) -> Content | None:
 def _scan(common: str, rel: str, skip: Iterable[str] = ()) -> Iterator[tuple[str, Content]]:
     """Every file under ``common/rel`` and its content; a symlinked folder counts as a file (its
     target), never followed. One ``lstat`` a file when nothing changed."""
+    top = os.path.join(common, rel)
+    if os.path.islink(top) or (os.path.lexists(top) and not os.path.isdir(top)):
+        # ``hooks`` made a symlink (or a file): recorded as itself. Following it would list, and a
+        # restore would then delete, files of the folder outside .git it points to.
+        content = _read(top)
+        if content is not None:
+            yield rel, content
+        return
     try:
-        entries = list(os.scandir(os.path.join(common, rel)))
+        entries = list(os.scandir(top))
     except OSError:
         return
     for entry in entries:
@@ -197,7 +205,9 @@ def restore(repo: Path, changes: Iterable[Change]) -> None:
     """Undo ``changes``: files written back or removed, refs set back or deleted. Our git runs
     with hooks off, so restoring a ref runs nothing an agent planted."""
     common = str(gitops.common_dir(repo))
-    for change in changes:
+    # Added entries first: a folder an agent replaced by a symlink is unlinked before anything is
+    # written back under its name, so nothing is ever written through it.
+    for change in sorted(changes, key=lambda c: c.before is not None):
         if change.kind == "file":
             path = os.path.join(common, change.name)
             if change.before is None:
