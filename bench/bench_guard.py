@@ -1,7 +1,7 @@
 """Containment cost (issue 12): the shared git dir's snapshot/compare per attempt, and the driver
 overrides' cost per git call.
 
-    python bench/bench_guard.py [--clusters 100] [--files 2000] [--rounds 50] [--out results.json]
+    python bench/bench_guard.py [--clusters 100] [--files 400] [--rounds 20] [--out results.json]
 
 The repo (``git fast-import``, bench/common.py) gets one branch and one worktree per cluster, as
 a run has (worktrees added with ``--no-checkout``: the check reads the admin dirs, not the
@@ -46,8 +46,10 @@ def _ctx(tmp: Path, files: int, count: int) -> RunContext:
     return ctx
 
 
-def _attempt_ms(ctx: RunContext, cluster: str, attack: bool) -> tuple[float, list[str]]:
-    t = time.perf_counter()
+def _attempt_ms(ctx: RunContext, cluster: str, attack: bool) -> tuple[float, float, list[str]]:
+    """Wall and CPU (this process, not its git children) milliseconds of one attempt's containment:
+    as ``run_attempt`` does it, a comparison when the window opens, after the agent and after verify."""
+    t, cpu = time.perf_counter(), time.process_time()
     with containment.window(ctx, cluster) as win:
         if attack:
             hook = gitops.common_dir(ctx.repo) / "hooks" / "post-commit"
@@ -57,7 +59,8 @@ def _attempt_ms(ctx: RunContext, cluster: str, attack: bool) -> tuple[float, lis
             moved = gitops.commit_files_on(ctx.repo, "main", {"moved.txt": b"by another agent\n"}, "moved")
             gitops.set_branch(ctx.repo, ctx.branch(other), moved, "bench")
         containment.check_now(ctx, win)
-    return 1000 * (time.perf_counter() - t), win.tampering
+        containment.check_now(ctx, win, last=True)
+    return 1000 * (time.perf_counter() - t), 1000 * (time.process_time() - cpu), win.tampering
 
 
 def run(files: int, count: int, rounds: int, tmp: Path) -> tuple[dict[str, Any], list[tuple[str, str, str, str]]]:
@@ -66,8 +69,8 @@ def run(files: int, count: int, rounds: int, tmp: Path) -> tuple[dict[str, Any],
     containment.begin(ctx)
     begin_ms = 1000 * (time.perf_counter() - t)
     names = [c.name for c in ctx.plan.clusters]
-    clean = [_attempt_ms(ctx, names[i % count], False)[0] for i in range(rounds)]
-    attacked, blamed = zip(*(_attempt_ms(ctx, names[0], True) for _ in range(max(3, rounds // 10))), strict=True)
+    clean, clean_cpu, _ = zip(*(_attempt_ms(ctx, names[i % count], False) for i in range(rounds)), strict=True)
+    attacked, _, blamed = zip(*(_attempt_ms(ctx, names[0], True) for _ in range(max(3, rounds // 10))), strict=True)
     caught = all(any("post-commit" in b for b in found) and any(ctx.branch(names[-1]) in b for b in found)
                  for found in blamed)
     notes = containment.finish(ctx)
@@ -82,14 +85,16 @@ def run(files: int, count: int, rounds: int, tmp: Path) -> tuple[dict[str, Any],
         subprocess.run(["git", "rev-parse", "HEAD"], cwd=ctx.repo, capture_output=True, check=True)
     bare_ms = 1000 * (time.perf_counter() - t) / calls
 
-    per_attempt, restoring = statistics.median(clean), statistics.median(attacked)
+    per_attempt, restoring, cpu = statistics.median(clean), statistics.median(attacked), statistics.median(clean_cpu)
     results = {"clusters": count, "files": files, "rounds": rounds, "begin_ms": round(begin_ms, 2),
                "attempt_ms": [round(x, 2) for x in clean], "attempt_ms_median": round(per_attempt, 2),
+               "attempt_cpu_ms_median": round(cpu, 2),
                "attacked_attempt_ms_median": round(restoring, 2), "attacks_caught_and_blamed": caught,
                "unexpected_notes": notes, "git_call_ms": round(ours_ms, 2), "bare_git_call_ms": round(bare_ms, 2)}
     rows = [
         (f"containment per attempt, {count} branches and worktrees (3 comparisons)", f"{per_attempt:.1f} ms",
          f"< {TARGET_MS:g} ms", verdict(per_attempt, TARGET_MS)),
+        ("  of it CPU time in this process (git children not counted)", f"{cpu:.1f} ms", "-", "-"),
         ("the same with a planted hook and a moved branch (restored)", f"{restoring:.1f} ms", "-", "-"),
         ("snapshot at the start of the run", f"{begin_ms:.1f} ms", "-", "-"),
         ("git call through core.run, driver overrides on", f"{ours_ms:.2f} ms", "-", "-"),
@@ -101,8 +106,8 @@ def run(files: int, count: int, rounds: int, tmp: Path) -> tuple[dict[str, Any],
 
 
 def main() -> None:
-    parser = base_parser(__doc__.splitlines()[0], files=2000, clusters=100)
-    parser.add_argument("--rounds", type=int, default=50, help="attempts timed; medians are reported (default 50)")
+    parser = base_parser(__doc__.splitlines()[0], files=400, clusters=100)
+    parser.add_argument("--rounds", type=int, default=20, help="attempts timed; medians are reported (default 20)")
     args = parser.parse_args()
     with workdir("guard", keep=args.keep) as tmp:
         results, rows = run(args.files, args.clusters, args.rounds, tmp)

@@ -29,6 +29,7 @@ runs=(
   "resume|bench_resume.py|"
   "integration|bench_integration.py|"
   "scope|bench_scope.py|"
+  "guard|bench_guard.py|"
 )
 mkdir -p bench/results
 load=$(cut -d' ' -f1-3 /proc/loadavg)

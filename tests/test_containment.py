@@ -294,7 +294,8 @@ def test_end_to_end_parallel_agents_one_hostile(tmp_path: Path, monkeypatch: pyt
     undone but the file in the user's checkout, and all three clusters integrate and verify."""
     from prefect_work_clusters.flows.work_clusters import work_clusters
 
-    attacks = ["hooks", "filter", "replace", "exclude", "user-checkout"]
+    # Hooks last: the attacker's own `git replace` would run a hook it planted before, in its own process.
+    attacks = ["filter", "replace", "exclude", "user-checkout", "hooks"]
     ctx = _ctx(tmp_path, monkeypatch, {"api": attacks}, extra="")
     user_changes_expected(ctx.repo)
     ctx.plan_file.write_text(ctx.plan_file.read_text().replace("retries: 0", "retries: 1"))
@@ -354,3 +355,20 @@ def test_overrides_neutralise_only_what_was_planted() -> None:
                      "filter.ev.smudge": "", "filter.ev.required": "false", "merge.ev.driver": MERGE_FILE,
                      "commit.gpgSign": "false", "tag.gpgSign": "false"}
     assert set(args[0::2]) == {"-c"}
+
+
+def test_an_exclude_planted_mid_run_hides_nothing_from_our_commit(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """Planted while another agent runs, the exclude is there when ui's leftovers are committed:
+    our commit honours only the excludes of the run's start (and .gitignore files)."""
+    ctx = _ctx(tmp_path, monkeypatch, {})
+    prepare(ctx)
+    containment.begin(ctx)
+    exclude = gitops.common_dir(ctx.repo) / "info" / "exclude"
+    exclude.write_text(exclude.read_text() + "ui/\n")
+    (ctx.worktree("ui") / "ui" / ".gitignore").write_text("*.log\n")
+    (ctx.worktree("ui") / "ui" / "debug.log").write_text("ignored by a .gitignore: not committed\n")
+    ui = run_attempt(ctx, "ui", 1)
+    committed = git(ctx.repo, "log", "--name-only", "--format=", ui.branch)
+    assert "ui/impl.py" in committed and "debug.log" not in committed
+    containment.finish(ctx)

@@ -130,7 +130,8 @@ def _attempt(ctx: RunContext, record: ClusterRecord, attempt: int, win: containm
     if committable and not findings:
         # Files copied in by worktree.copy (a .env) are the user's, never committed.
         gitops.commit_all(wt, f"work-clusters: {cluster} attempt {attempt} (left uncommitted by the agent)",
-                          exclude=[f"**/{p}" for p in agent.scratch], keep=ctx.plan.worktree.copy_files)
+                          exclude=[f"**/{p}" for p in agent.scratch], keep=ctx.plan.worktree.copy_files,
+                          ignores=containment.trusted_ignores(ctx))
     record.attempts.append(entry)
     retryable = attempt < max_attempts(ctx, agent) and not (planted and ctx.plan.contract.on_violation == "fail")
     spent = record.cost_usd
@@ -151,7 +152,7 @@ def _attempt(ctx: RunContext, record: ClusterRecord, attempt: int, win: containm
         # Policy retry: a broken contract fails the attempt, its report the next prompt's feedback.
         violation = (None if failed else investigate.attempt_problem(ctx, cluster) if findings
                      else attempt_violation(ctx, record))
-        planted = _planted(ctx, entry, containment.check_now(ctx, win))  # by a verify command
+        planted = _planted(ctx, entry, containment.check_now(ctx, win, last=True))  # by a verify command
         if planted:
             entry.failure, record.status = planted, "failed"
             retryable = retryable and ctx.plan.contract.on_violation != "fail"

@@ -40,10 +40,12 @@ INTEGRATION = "integration"
 
 @dataclass
 class Window:
-    """One open window; ``tampering`` lists what was blamed on it (restored already)."""
+    """One open window; ``tampering`` lists what was blamed on it (restored already); ``settled``:
+    compared after the last untrusted process in it ended, so closing needs no comparison."""
 
     label: str
     tampering: list[str] = field(default_factory=list)
+    settled: bool = False
 
 
 @dataclass
@@ -57,6 +59,7 @@ class Watch:
     untracked: dict[str, set[str]] = field(default_factory=dict)  # files a cluster's worktree may hold
     lock: threading.Lock = field(default_factory=threading.Lock)
     labels_seen: tuple[tuple[int, int, int], dict[str, str]] | None = None
+    ignores: list[Path] = field(default_factory=list)
 
     def labels(self) -> dict[str, str]:
         """Admin dir name -> window label, for this plan's worktrees; read again only when the
@@ -115,10 +118,27 @@ def begin(ctx: RunContext, fresh: bool = False) -> Watch:
     gitops.trust_config(ctx.repo)
     watch = Watch(ctx=ctx, trusted=gitdir.GitDirState(), user_before=_user_state(ctx.repo))
     watch.trusted = gitdir.snapshot(ctx.repo, watch.labels())
+    exclude = watch.trusted.files.get(os.path.join("info", "exclude"))
+    _trusted_exclude(ctx).parent.mkdir(parents=True, exist_ok=True)
+    _trusted_exclude(ctx).write_bytes(exclude[1] if exclude and isinstance(exclude[1], bytes) else b"")
+    configured = gitops.run(ctx.repo, "config", "--path", "core.excludesFile", check=False).stdout.strip()
+    xdg = Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config") / "git" / "ignore"
+    watch.ignores = [_trusted_exclude(ctx), Path(configured) if configured else xdg]
     with _WATCHES_LOCK:
         if fresh:
             _WATCHES[key] = watch
         return _WATCHES.setdefault(key, watch)
+
+
+def _trusted_exclude(ctx: RunContext) -> Path:
+    return ctx.runs_dir / "guard" / "info-exclude"
+
+
+def trusted_ignores(ctx: RunContext) -> list[Path]:
+    """The exclude files our commits honour besides ``.gitignore`` files, as they were when the
+    run started: a copy of the repository's ``info/exclude`` and the global excludes file. One
+    an agent planted, even for the moment before it is restored, hides nothing from our commit."""
+    return begin(ctx).ignores
 
 
 def _user_movable(watch: Watch, change: gitdir.Change) -> bool:
@@ -217,20 +237,44 @@ def window(ctx: RunContext, label: str, worktree: Path | None = None) -> Iterato
         yield win
     finally:
         with watch.lock:
-            win.tampering += _check(watch, label, closing=True)
+            if win.settled:
+                _adopt_own(watch, label)
+            else:
+                win.tampering += _check(watch, label, closing=True)
             watch.running[label] -= 1
             if not watch.running[label]:
                 del watch.running[label]
             watch.since_check = set(watch.running)
 
 
-def check_now(ctx: RunContext, win: Window) -> list[str]:
-    """A comparison inside an open window (after the agent, before our commit and its verify)."""
+def _adopt_own(watch: Watch, label: str) -> None:
+    """What our own git did in a settled window after its last comparison (the finished commit,
+    its COMMIT_EDITMSG) becomes trusted: the window's own branch and admin dir, read alone."""
+    ctx = watch.ctx
+    names = {name for name, lab in watch.labels().items() if lab == label}
+    prefixes = tuple(os.path.join("worktrees", name) + os.sep for name in names)
+    files = {rel: c for rel, c in watch.trusted.files.items() if not rel.startswith(prefixes)}
+    files.update(gitdir.admin_files(ctx.repo, names))
+    ref = f"refs/heads/{ctx.integration_branch if label == INTEGRATION else ctx.branch(label)}"
+    refs = dict(watch.trusted.refs)
+    tip = gitops.resolve_ref(ctx.repo, ref)
+    if tip:
+        refs[ref] = tip
+    else:
+        refs.pop(ref, None)
+    watch.trusted = gitdir.GitDirState(files=files, refs=refs)
+
+
+def check_now(ctx: RunContext, win: Window, last: bool = False) -> list[str]:
+    """A comparison inside an open window (after the agent, before our commit; after verify).
+    ``last``: nothing untrusted runs in the window any more (what follows is our own git), so
+    its closing comparison is skipped; changes after it are the next comparison's to find."""
     watch = begin(ctx)
     with watch.lock:
         found = _check(watch, win.label, closing=True)
         watch.since_check = set(watch.running)
     win.tampering += found
+    win.settled = last
     return found
 
 

@@ -311,11 +311,22 @@ def tracked_changes(worktree: Path) -> bool:
     return bool(out(worktree, "status", "--porcelain", "--untracked-files=no"))
 
 
-def stage_all(worktree: Path, exclude: Sequence[str] = (), keep: Iterable[str] = ()) -> None:
+def stage_all(worktree: Path, exclude: Sequence[str] = (), keep: Iterable[str] = (),
+              ignores: Sequence[Path] | None = None) -> None:
     """Stage everything an agent left (edits, new files, deletions) but the tool's scratch files
-    (``exclude``, globs) and the untracked files that were there before it ran (``keep``)."""
-    run(worktree, "add", "-A", "--", ".", *(f":(exclude,glob){p}" for p in exclude),
-        *(f":(exclude,literal){p}" for p in sorted(keep)))
+    (``exclude``, globs) and the untracked files that were there before it ran (``keep``).
+    With ``ignores`` (the exclude files we trust, besides the ``.gitignore`` files): a file that
+    only another ignore rule hides (an ``info/exclude`` an agent planted) is staged too."""
+    kept = sorted(keep)
+    excluded = [*(f":(exclude,glob){p}" for p in exclude), *(f":(exclude,literal){p}" for p in kept)]
+    run(worktree, "add", "-A", "--", ".", *excluded)
+    if ignores is None:
+        return
+    trusted = out(worktree, "ls-files", "--others", "-z", "--exclude-per-directory=.gitignore",
+                  *(f"--exclude-from={f}" for f in ignores if f.is_file()))
+    hidden = sorted({p for p in trusted.split("\0") if p} - set(kept))
+    if hidden:
+        run(worktree, "add", "-f", "--", *(f":(literal){p}" for p in hidden), *excluded)
 
 
 def commit_staged(worktree: Path, message: str) -> str | None:
@@ -326,9 +337,10 @@ def commit_staged(worktree: Path, message: str) -> str | None:
     return head(worktree)
 
 
-def commit_all(worktree: Path, message: str, exclude: Sequence[str] = (), keep: Iterable[str] = ()) -> str | None:
+def commit_all(worktree: Path, message: str, exclude: Sequence[str] = (), keep: Iterable[str] = (),
+               ignores: Sequence[Path] | None = None) -> str | None:
     """Stage everything the agent left (``stage_all``) and commit it; the new SHA, or None."""
-    stage_all(worktree, exclude, keep)
+    stage_all(worktree, exclude, keep, ignores)
     return commit_staged(worktree, message)
 
 

@@ -169,6 +169,12 @@ def snapshot(repo: Path, admin: Iterable[str] = ()) -> GitDirState:
     return GitDirState(files=files, refs=refs(repo))
 
 
+def admin_files(repo: Path, names: Iterable[str]) -> dict[str, Content]:
+    """The watched files of the admin dirs ``names`` alone (a worktree's own, after our commit)."""
+    common = str(gitops.common_dir(repo))
+    return {rel: c for name in names for rel, c in _scan(common, os.path.join("worktrees", name), ADMIN_SKIP)}
+
+
 def compare(before: GitDirState, after: GitDirState, admin: Iterable[str] = ()) -> list[Change]:
     """Every difference; files under ``worktrees/`` count only for the ``admin`` dirs named."""
     watched = tuple(os.path.join("worktrees", name) + os.sep for name in admin)
