@@ -372,3 +372,29 @@ def test_an_exclude_planted_mid_run_hides_nothing_from_our_commit(tmp_path: Path
     committed = git(ctx.repo, "log", "--name-only", "--format=", ui.branch)
     assert "ui/impl.py" in committed and "debug.log" not in committed
     containment.finish(ctx)
+
+
+def test_your_checked_out_branch_is_yours_other_refs_are_put_back(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    ctx = _ctx(tmp_path, monkeypatch, {})
+    git(ctx.repo, "branch", "release")
+    git(ctx.repo, "tag", "v1")
+    user_changes_expected(ctx.repo)
+    prepare(ctx)
+    containment.begin(ctx)
+    release, v1 = git(ctx.repo, "rev-parse", "release"), git(ctx.repo, "rev-parse", "v1")
+    with containment.window(ctx, "api") as win:
+        (ctx.repo / "README.md").write_text("# shop, committed by the user mid-run\n")
+        git(ctx.repo, "commit", "-qam", "the user's own commit")  # main: checked out in your checkout
+        git(ctx.repo, "branch", "-f", "release", "HEAD")
+        git(ctx.repo, "tag", "-d", "v1")
+        git(ctx.repo, "branch", "mine")  # new: maybe yours, kept
+    mine = git(ctx.repo, "rev-parse", "main")
+    assert git(ctx.repo, "log", "-1", "--format=%s", "main") == "the user's own commit"
+    assert git(ctx.repo, "rev-parse", "release") == release and git(ctx.repo, "rev-parse", "v1") == v1
+    assert git(ctx.repo, "rev-parse", "mine") == mine
+    assert sorted(win.tampering) == ["ref refs/heads/release changed"
+                                     f" ({release[:12]} -> {mine[:12]})", "ref refs/tags/v1 deleted"]
+    notes = containment.finish(ctx)
+    assert any(containment.USER_SIDE in n and "refs/heads/main changed" in n and "refs/heads/mine added" in n
+               for n in notes), notes

@@ -141,15 +141,18 @@ def trusted_ignores(ctx: RunContext) -> list[Path]:
     return begin(ctx).ignores
 
 
-def _user_movable(watch: Watch, change: gitdir.Change) -> bool:
-    name, prefix = change.name, f"refs/heads/{watch.ctx.prefix}/"
+def _checked_out_by_user(ctx: RunContext) -> set[str]:
+    """The branches checked out in a worktree that is not this plan's (your checkout, mostly)."""
+    ours = {str(ctx.worktree(c.name)) for c in ctx.plan.clusters} | {str(ctx.integration_worktree)}
+    return {f"refs/heads/{w.branch}" for w in gitworktrees.worktrees(ctx.repo) if w.branch and str(w.path) not in ours}
+
+
+def _user_movable(ctx: RunContext, change: gitdir.Change, checked_out: set[str]) -> bool:
+    name = change.name
     if name.startswith(("refs/remotes/", "refs/stash")):
         return True
-    if change.before is None and not name.startswith(("refs/replace/", prefix)):
+    if change.before is None and not name.startswith(("refs/replace/", f"refs/heads/{ctx.prefix}/")):
         return True  # a branch or tag you made; deleting it could lose your work
-    ours = {str(watch.ctx.worktree(c.name)) for c in watch.ctx.plan.clusters} | {str(watch.ctx.integration_worktree)}
-    checked_out = {f"refs/heads/{w.branch}" for w in gitworktrees.worktrees(watch.ctx.repo)
-                   if w.branch and str(w.path) not in ours}
     return name in checked_out
 
 
@@ -168,7 +171,8 @@ def _check(watch: Watch, label: str | None, closing: bool) -> list[str]:
     # Another plan's run moves its own branches: its own watch looks after them.
     changes = [c for c in gitdir.compare(watch.trusted, now, known) if c.name not in own_refs and not (
         c.name.startswith("refs/heads/clusters/") and not c.name.startswith(f"refs/heads/{ctx.prefix}/"))]
-    user = [c for c in changes if c.kind == "ref" and _user_movable(watch, c)]
+    checked_out = _checked_out_by_user(ctx) if any(c.kind == "ref" for c in changes) else set()
+    user = [c for c in changes if c.kind == "ref" and _user_movable(ctx, c, checked_out)]
     bad = [c for c in changes if c not in user]
     suspects = set(watch.since_check) | ({label} if label and closing else set())
     if user:
