@@ -33,6 +33,7 @@ runs=(
   "suggest-history|bench_suggest_history.py|--repo /work/.mirror/encode+httpx/repo --repo /work/.mirror/pallets+click/repo --repo /work/.mirror/more-itertools+more-itertools/repo --back 100 --window 100"
   "accounting|bench_accounting.py|"
   "fidelity|bench_fidelity.py|"
+  "guard|bench_guard.py|"
 )
 mkdir -p bench/results
 load=$(cut -d' ' -f1-3 /proc/loadavg)

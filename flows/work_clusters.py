@@ -22,6 +22,7 @@ from prefect_work_clusters.tasks.agents.call import agent_for
 from prefect_work_clusters.tasks.agents.guard import restore_refs
 from prefect_work_clusters.tasks.agents.limits import run_slots
 from prefect_work_clusters.tasks.agents.progress import ClusterProgress
+from prefect_work_clusters.tasks.checks import containment
 from prefect_work_clusters.tasks.checks.contract import contract_check, contract_check_integrated, integrated_ok
 from prefect_work_clusters.tasks.context import ClusterRecord, RunContext, load_record
 from prefect_work_clusters.tasks.git import worktrees as gitworktrees
@@ -51,6 +52,7 @@ def _run_agents(ctx: RunContext, prepared: Prepared) -> list[ClusterRecord]:
     the ``progress-<plan>`` artifact."""
     records = {r.cluster: r for r in prepared.records}
     pending = prepared.pending()
+    containment.begin(ctx, fresh=True)  # what no agent may change, taken before the first one starts
     progress = ClusterProgress(ctx.plan.name, {
         c.name: "pending" if c.name in pending else "succeeded (earlier run)" for c in ctx.plan.clusters})
     if pending:
@@ -93,6 +95,7 @@ def _finish(ctx: RunContext, prepared: Prepared, records: list[ClusterRecord], p
     """Contract check → integrate → land → report, shared by the full run and ``integrate``.
     An investigation is never merged: its findings are synthesized into an action plan."""
     if ctx.plan.investigates:
+        prepared.notes.extend(containment.finish(ctx))
         return finish_investigation(ctx, prepared, records, phases, started)
     logger = get_run_logger()
     t = time.monotonic()
@@ -106,7 +109,11 @@ def _finish(ctx: RunContext, prepared: Prepared, records: list[ClusterRecord], p
         path = publish_report(ctx, report)
         return Failed(message=f"{foreign}; report at {path}")
 
-    result = integrate(ctx, prepared.base_sha, checks)
+    # Our merges move the integration branch; its agent and verify commands are watched in here.
+    with containment.window(ctx, containment.INTEGRATION) as watched:
+        result = integrate(ctx, prepared.base_sha, checks)
+    prepared.notes.extend(f"the integration (its agent or verify commands) changed the shared git dir (restored): {t}"
+                          for t in watched.tampering)
     phases["integrate"], phases["verify"] = result.merge_seconds, result.verify_seconds
 
     t = time.monotonic()
@@ -114,6 +121,7 @@ def _finish(ctx: RunContext, prepared: Prepared, records: list[ClusterRecord], p
                                             "the integration stopped on a conflict")
     phases["check"] += time.monotonic() - t
     contract_ok = integrated_ok(ctx, tree_checks)
+    prepared.notes.extend(containment.finish(ctx))  # before landing, which changes your checkout itself
 
     landed = landing.land(ctx, result) if ctx.land and contract_ok else None
     if not ctx.keep_worktrees:

@@ -98,6 +98,7 @@ class Attempt(BaseModel):
     verify: list[CommandResult] = Field(default_factory=list)
     leftovers: list[str] = Field(default_factory=list, description="processes the agent left running, killed")
     refused_writes: list[str] = Field(default_factory=list, description="writes the sandbox refused, as reported")
+    tampering: list[str] = Field(default_factory=list, description="shared git dir changes blamed on it (restored)")
 
 
 class ClusterRecord(BaseModel):

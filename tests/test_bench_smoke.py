@@ -74,6 +74,12 @@ def test_resume_smoke(tmp_path: Path, api_url: str) -> None:
     assert data["agents_rerun"] == 0 and data["clusters_not_resumed"] == []
 
 
+def test_guard_smoke(tmp_path: Path) -> None:
+    data = run_script("bench_guard.py", tmp_path / "g.json", "--files", "40", "--clusters", "3", "--rounds", "3")
+    assert data["attacks_caught_and_blamed"] is True and data["unexpected_notes"] == []
+    assert data["attempt_ms_median"] > 0  # type: ignore[operator]
+
+
 def test_baseline_script_does_the_same_work(tmp_path: Path) -> None:
     """baseline.sh leaves what work-clusters leaves: a branch per cluster with the agent's file,
     an integration branch with one --no-ff merge of each, and no cluster worktree."""

@@ -1,282 +1,400 @@
-"""Containment (issue 12, items 3-5): what is merged is the commit that was checked, the integration
-branch is ours, no agent process outlives its attempt, and the optional bubblewrap sandbox."""
+"""Containment (issue 12, items 1, 2, 6, 7, 8): hostile agents, as real subprocesses, do their
+normal work and then attack the shared git dir, the user's checkout or another worktree. Nothing
+planted may run (a marker file stays absent), in our git or in the user's own later git; the
+tampering is undone and named; the honest clusters still finish and merge."""
 
 from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
-import textwrap
-import time
 from pathlib import Path
 
-import psutil
 import pytest
 
+from prefect_work_clusters.tasks.agents.attempt import AgentFailed, run_attempt
+from prefect_work_clusters.tasks.checks import containment
 from prefect_work_clusters.tasks.checks.contract import check_cluster
-from prefect_work_clusters.tasks.context import load_record
+from prefect_work_clusters.tasks.context import RunContext
+from prefect_work_clusters.tasks.errors import WorkClustersError
+from prefect_work_clusters.tasks.git import core as gitops
 from prefect_work_clusters.tasks.identify import resolve_run
-from prefect_work_clusters.tasks.integration.integrate import integrate_branches
 from prefect_work_clusters.tasks.options import RunOptions
-from prefect_work_clusters.tasks.proc.runner import run_process
-from prefect_work_clusters.tasks.proc.sandbox import Sandbox
+from prefect_work_clusters.tasks.worktrees import prepare
 from tests.conftest import git, user_changes_expected, write_agent
-from tests.loop_helpers import WRITER, shop_repo
+from tests.loop_helpers import plan_yaml, shop_repo
 
-needs_bwrap = pytest.mark.skipif(shutil.which("bwrap") is None, reason="bubblewrap is not installed")
-
-# Double fork + setsid: the grandchild leaves the process group and the session, and loses its
-# parent. It writes its pid to $DAEMON_PIDFILE and sleeps; the agent itself exits 0.
-DAEMON = """
-pidfile = pathlib.Path(os.environ["DAEMON_PIDFILE"])
-if os.fork() == 0:
-    os.setsid()
-    if os.fork() == 0:
-        pidfile.write_text(str(os.getpid()))
-        import time
-        time.sleep(300)
-        os._exit(0)
-    os._exit(0)
-os.wait()
-while not pidfile.exists():
-    pass
-"""
-
-
-def _gone(pid: int) -> bool:
-    try:
-        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return True
-
-
-def _report(repo: Path) -> dict:  # type: ignore[type-arg]
-    return json.loads((repo.parent / "repo.clusters" / "shop" / ".runs" / "report.json").read_text())
-
-
-def test_a_detached_daemon_is_killed_when_the_command_exits_0(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("DAEMON_PIDFILE", str(tmp_path / "daemon.pid"))
-    agent = write_agent(tmp_path, DAEMON + "print('agent done')\n").split()
-    res = run_process(agent, cwd=tmp_path, env=dict(os.environ), timeout=30)
-    assert res.ok and "agent done" in res.output_tail
-    pid = int((tmp_path / "daemon.pid").read_text())
-    assert _gone(pid), "the daemon outlived the command"
-    assert len(res.leftovers) == 1 and "agent.py" in res.leftovers[0]
-
-
-def test_the_launcher_keeps_exit_status_and_signal(tmp_path: Path) -> None:
-    env = dict(os.environ)
-    assert run_process([sys.executable, "-c", "raise SystemExit(3)"], cwd=tmp_path, env=env, timeout=30).exit_code == 3
-    killed = run_process([sys.executable, "-c", "import os, signal; os.kill(os.getpid(), signal.SIGKILL)"],
-                         cwd=tmp_path, env=env, timeout=30)
-    assert killed.exit_code == -9 and killed.leftovers == ()
-
-
-# A daemon that escaped some other way (started outside our runner): it moves the ui branch to a
-# commit with an out-of-scope file once told to, after the contract check.
-MOVER = """
-import os, subprocess, sys, time, pathlib
-repo, go = sys.argv[1], pathlib.Path(sys.argv[2])
-if os.fork() == 0:
-    os.setsid()
-    if os.fork() == 0:
-        while not go.exists():
-            time.sleep(0.02)
-        git = ["git", "-C", repo, "-c", "user.name=x", "-c", "user.email=x@x"]
-        blob = subprocess.run([*git, "hash-object", "-w", "--stdin"], input=b"EVIL = 1\\n", capture_output=True,
-                              check=True).stdout.decode().strip()
-        tip = subprocess.run([*git, "rev-parse", "clusters/shop/ui"], capture_output=True, text=True).stdout.strip()
-        env = {**os.environ, "GIT_INDEX_FILE": str(go) + ".index"}
-        subprocess.run([*git, "read-tree", tip], env=env, check=True)
-        subprocess.run([*git, "update-index", "--add", "--cacheinfo", f"100644,{blob},contracts/daemon_evil.py"],
-                       env=env, check=True)
-        tree = subprocess.run([*git, "write-tree"], env=env, capture_output=True, text=True).stdout.strip()
-        commit = subprocess.run([*git, "commit-tree", tree, "-p", tip, "-m", "daemon"], capture_output=True,
-                                text=True).stdout.strip()
-        subprocess.run([*git, "update-ref", "refs/heads/clusters/shop/ui", commit], check=True)
-        pathlib.Path(str(go) + ".done").write_text(commit)
-        os._exit(0)
-    os._exit(0)
-"""
-
-
-@pytest.mark.usefixtures("prefect_harness")
-def test_leftovers_are_killed_and_a_branch_moved_after_the_check_is_not_merged(
-        tmp_path: Path, records: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from prefect_work_clusters.flows.work_clusters import work_clusters
-
-    repo, plan = shop_repo(tmp_path)
-    monkeypatch.setenv("DAEMON_PIDFILE", str(tmp_path / "daemon.pid"))
-    agent = write_agent(tmp_path, WRITER + "if cluster == 'api':\n" + textwrap.indent(DAEMON, "    "))
-    state = work_clusters(plan=str(plan), repo=str(repo), agent_cmd=agent, return_state=True)
-    assert state.is_completed(), state.message
-    assert _gone(int((tmp_path / "daemon.pid").read_text())), "the agent's daemon outlived its attempt"
-    notes = _report(repo)["notes"]
-    assert any(n.startswith("api attempt 1: killed 1 process(es) the agent left running") for n in notes), notes
-
-    # Integrate again from fresh checks; a daemon moves ui's branch between the check and the merge.
-    ctx = resolve_run(plan, repo, RunOptions(agent_cmd=agent))
-    git(repo, "worktree", "remove", "--force", str(ctx.integration_worktree))
-    git(repo, "branch", "-D", ctx.integration_branch)
-    (ctx.runs_dir / "integration-tip.json").unlink()
-    records_ = [load_record(ctx, c.name) for c in ctx.plan.clusters]
-    checks = [check_cluster(ctx, r) for r in records_ if r]
-    go = tmp_path / "go"
-    (tmp_path / "mover.py").write_text(MOVER)
-    subprocess.run([sys.executable, str(tmp_path / "mover.py"), str(repo), str(go)], check=True)
-    go.write_text("")
-    deadline = time.monotonic() + 30
-    while not Path(f"{go}.done").exists() and time.monotonic() < deadline:
-        time.sleep(0.05)
-    moved_to = Path(f"{go}.done").read_text()
-    result = integrate_branches(ctx, records_[0].base_sha if records_[0] else "", checks)
-    assert result.ok and result.final_sha
-    files = git(repo, "ls-tree", "-r", "--name-only", result.final_sha).splitlines()
-    assert "contracts/daemon_evil.py" not in files and "ui/impl.py" in files
-    assert result.moved == [f"clusters/shop/ui moved after the contract check, to {moved_to[:12]}; merged "
-                            f"{checks[1].head_sha[:12] if checks[1].head_sha else ''}, the commit that was checked, "
-                            "not the move"]
-
-
-BACKDOOR = """
-if cluster == "db":  # plants the integration branch: the base plus a backdoor
-    g = ["git", "-c", "user.name=x", "-c", "user.email=x@x"]
-    base = subprocess.run([*g, "rev-parse", "clusters/shop/base"], capture_output=True, text=True).stdout.strip()
-    blob = subprocess.run([*g, "hash-object", "-w", "--stdin"], input=b"OPEN = True\\n",
-                          capture_output=True).stdout.decode().strip()
-    env = {**os.environ, "GIT_INDEX_FILE": str(wt / ".bd-index")}
-    subprocess.run([*g, "read-tree", base], env=env, check=True)
-    subprocess.run([*g, "update-index", "--add", "--cacheinfo", f"100644,{blob},backdoor.py"], env=env, check=True)
-    tree = subprocess.run([*g, "write-tree"], env=env, capture_output=True, text=True).stdout.strip()
-    (wt / ".bd-index").unlink()
-    commit = subprocess.run([*g, "commit-tree", tree, "-p", base, "-m", "integrate"], capture_output=True,
-                            text=True).stdout.strip()
-    subprocess.run([*g, "update-ref", "refs/heads/clusters/shop/integration", commit], check=True)
-"""
-
-
-@pytest.mark.usefixtures("prefect_harness")
-def test_a_planted_integration_branch_is_refused_and_never_landed(tmp_path: Path, records: Path) -> None:
-    from prefect_work_clusters.flows.work_clusters import integrate_clusters, work_clusters
-
-    repo, plan = shop_repo(tmp_path)
-    agent = write_agent(tmp_path, WRITER + BACKDOOR)
-    state = work_clusters(plan=str(plan), repo=str(repo), agent_cmd=agent, land=True, return_state=True)
-    assert state.is_failed()
-    assert "a commit work-clusters did not make" in str(state.message)
-    assert "branch -D clusters/shop/integration" in str(state.message)
-    assert "backdoor.py" not in git(repo, "ls-tree", "-r", "--name-only", "main")
-    report = _report(repo)
-    assert report["ok"] is False and report["integration"] is None and "did not make" in report["refused"]
-
-    # Removing it, as the message says, lets the next integration build its own and land it.
-    git(repo, "branch", "-D", "clusters/shop/integration")
-    user_changes_expected(repo)
-    again = integrate_clusters(plan=str(plan), repo=str(repo), land=True, return_state=True)
-    assert again.is_completed(), again.message
-    landed = git(repo, "ls-tree", "-r", "--name-only", "main").splitlines()
-    assert "backdoor.py" not in landed and "db/impl.py" in landed
-
-
-@needs_bwrap
-def test_the_sandbox_leaves_only_the_named_paths_writable(tmp_path: Path) -> None:
-    inside, outside = tmp_path / "wt", tmp_path / "checkout"
-    inside.mkdir()
-    outside.mkdir()
-    script = ("import os, pathlib, tempfile\n"
-              f"pathlib.Path({str(inside / 'ok.txt')!r}).write_text('ok')\n"
-              "pathlib.Path(tempfile.gettempdir(), 'scratch').write_text('tmp')\n"
-              "print('tmp', tempfile.gettempdir())\n"
-              f"pathlib.Path({str(outside / 'evil.txt')!r}).write_text('evil')\n")
-    res = run_process([sys.executable, "-c", script], cwd=inside, env=dict(os.environ), timeout=30,
-                      sandbox=Sandbox(writable=(inside,)))
-    assert res.exit_code == 1 and "Read-only file system" in res.output_tail
-    assert (inside / "ok.txt").read_text() == "ok" and not (outside / "evil.txt").exists()
-    private_tmp = next(line.split()[1] for line in res.output_tail.splitlines() if line.startswith("tmp "))
-    assert private_tmp != "/tmp" and not Path(private_tmp).exists()  # private, and removed afterwards
-
-
-# The api agent does its honest work, commits it itself, then tries to write into the user's
-# checkout and into the ui cluster's worktree.
-TRESPASSER = """
-cluster = os.environ["WC_CLUSTER"]
+# Normal work first (<cluster>/impl.py), then on attempt 1 the attacks $ATTACKS names for this cluster.
+HOSTILE = """
+import json, stat
+cluster, attempt = os.environ["WC_CLUSTER"], os.environ["WC_ATTEMPT"]
 wt = pathlib.Path(os.environ["WC_WORKTREE"])
 (wt / cluster / "impl.py").write_text(f"NAME = {cluster!r}\\n")
-if cluster == "api":
-    subprocess.run(["git", "add", "-A"], check=True)
-    subprocess.run(["git", "-c", "user.name=a", "-c", "user.email=a@a", "commit", "-qm", "api: honest work"],
-                   check=True)
-    for target in (pathlib.Path(os.environ["USER_REPO"]) / "README.md", wt.parent / "ui" / "ui" / "evil.py"):
-        try:
-            target.write_text("EVIL = 1\\n")
-        except OSError as exc:
-            print(f"write refused: {exc}")
+attacks = json.loads(os.environ.get("ATTACKS", "{}")).get(cluster, []) if attempt == "1" else []
+marker = pathlib.Path(os.environ["MARKER_DIR"])
+common = pathlib.Path(subprocess.run(["git", "rev-parse", "--path-format=absolute", "--git-common-dir"],
+                                     capture_output=True, text=True, check=True).stdout.strip())
+
+def script(name):
+    path = marker.parent / f"evil-{name}.sh"
+    path.write_text(f"#!/bin/sh\\ntouch {marker}/{name}\\ncat\\n")
+    path.chmod(0o755)
+    return str(path)
+
+def gitc(*args, env=None):
+    return subprocess.run(["git", *args], capture_output=True, text=True, check=True,
+                          env={**os.environ, **(env or {})}).stdout.strip()
+
+for attack in attacks:
+    if attack == "hooks":
+        for hook in ("pre-commit", "post-commit", "post-merge", "post-checkout", "reference-transaction",
+                     "pre-merge-commit", "commit-msg", "prepare-commit-msg"):
+            (common / "hooks" / hook).write_text(f"#!/bin/sh\\ntouch {marker}/hook-{hook}\\n")
+            (common / "hooks" / hook).chmod(0o755)
+    elif attack == "hooks-symlink":  # the whole folder swapped for a link to one outside .git
+        import shutil
+        outside = marker.parent / "outside-hooks"
+        outside.mkdir(exist_ok=True)
+        (outside / "post-commit").write_text(f"#!/bin/sh\\ntouch {marker}/hooks-symlink\\n")
+        (outside / "post-commit").chmod(0o755)
+        shutil.rmtree(common / "hooks")
+        (common / "hooks").symlink_to(outside)
+    elif attack == "hookspath":
+        folder = marker.parent / "evil-hooks"
+        folder.mkdir(exist_ok=True)
+        (folder / "post-commit").write_text(f"#!/bin/sh\\ntouch {marker}/hookspath\\n")
+        (folder / "post-commit").chmod(0o755)
+        gitc("config", "core.hooksPath", str(folder))
+    elif attack == "fsmonitor":
+        gitc("config", "core.fsmonitor", script("fsmonitor"))
+    elif attack == "filter":
+        gitc("config", "filter.ev.clean", script("filter"))
+        gitc("config", "filter.ev.smudge", script("filter"))
+        (common / "info").mkdir(exist_ok=True)
+        (common / "info" / "attributes").write_text("* filter=ev merge=ev\\n")
+    elif attack == "merge":
+        gitc("config", "merge.ev.driver", script("merge") + " %A %O %B")
+        (common / "info").mkdir(exist_ok=True)
+        (common / "info" / "attributes").write_text("* merge=ev\\n")
+    elif attack == "exclude":
+        (common / "info").mkdir(exist_ok=True)
+        (common / "info" / "exclude").write_text("ui/\\n")
+    elif attack == "replace":
+        base = gitc("rev-parse", "clusters/shop/base")
+        index = marker.parent / "evil-index"
+        env = {"GIT_INDEX_FILE": str(index)}
+        gitc("read-tree", base, env=env)
+        blob = subprocess.run(["git", "hash-object", "-w", "--stdin"], input="EDITED = True\\n",
+                              capture_output=True, text=True, check=True).stdout.strip()
+        gitc("update-index", "--cacheinfo", f"100644,{blob},contracts/api.py", env=env)
+        tree = gitc("write-tree", env=env)
+        fake = gitc("commit-tree", tree, "-p", f"{base}^", "-m", "base", env={
+            "GIT_AUTHOR_NAME": "x", "GIT_AUTHOR_EMAIL": "x@x", "GIT_COMMITTER_NAME": "x", "GIT_COMMITTER_EMAIL": "x@x"})
+        gitc("replace", base, fake)
+    elif attack == "move-other":
+        gitc("update-ref", "refs/heads/clusters/shop/db", gitc("rev-parse", "clusters/shop/base^"))
+    elif attack == "user-checkout":
+        (pathlib.Path(os.environ["USER_REPO"]) / "planted.txt").write_text("by an agent\\n")
+    elif attack == "other-worktree":
+        other = wt.parent / "db"
+        (other / "db" / "injected.py").write_text("BACKDOOR = 1\\n")
+        (other / "api" / "injected.py").write_text("BACKDOOR = 2\\n")
+print(f"agent {cluster} done, attacks: {attacks}")
 """
 
 
-@needs_bwrap
-@pytest.mark.usefixtures("prefect_harness")
-def test_a_sandboxed_run_integrates_and_its_trespassing_writes_are_refused_and_reported(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from prefect_work_clusters.flows.work_clusters import work_clusters
-
-    repo, plan = shop_repo(tmp_path)
+def _ctx(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, attacks: dict[str, list[str]], extra: str = "",
+         verify: str | None = None) -> RunContext:
+    repo, plan = shop_repo(tmp_path, plan_yaml(extra=extra, verify=verify))
+    marker = tmp_path / "markers"
+    marker.mkdir()
+    monkeypatch.setenv("MARKER_DIR", str(marker))
+    monkeypatch.setenv("ATTACKS", json.dumps(attacks))
     monkeypatch.setenv("USER_REPO", str(repo))
-    agent = write_agent(tmp_path, TRESPASSER)  # not WRITER: its records folder is read-only in the sandbox
-    state = work_clusters(plan=str(plan), repo=str(repo), agent_cmd=agent, sandbox=True, return_state=True)
-    assert state.is_completed(), state.message  # integrated, and verified under the sandbox too
-    assert (repo / "README.md").read_text() == "# shop\n"
-    final = _report(repo)["integration"]["final_sha"]
-    files = git(repo, "ls-tree", "-r", "--name-only", final).splitlines()
-    assert {"api/impl.py", "ui/impl.py", "db/impl.py"} <= set(files) and "ui/evil.py" not in files
-    assert "api: honest work" in git(repo, "log", "--format=%s", "clusters/shop/api")
-    notes = _report(repo)["notes"]
-    assert any(n.startswith("api attempt 1: the sandbox refused 2 write(s)") for n in notes), notes
+    return resolve_run(plan, repo, RunOptions(agent_cmd=write_agent(tmp_path, HOSTILE)))
 
 
-def test_without_bwrap_validate_and_run_with_the_sandbox_exit_2(tmp_path: Path) -> None:
-    from tests.test_cli import cli
-
-    repo, plan = shop_repo(tmp_path)
-    bin_dir = tmp_path / "bin"  # git and true, no bwrap
-    bin_dir.mkdir()
-    for tool in ("git", "true"):
-        (bin_dir / tool).symlink_to(shutil.which(tool) or f"/usr/bin/{tool}")
-    env = {"PATH": str(bin_dir)}
-    boxed = tmp_path / "boxed.yaml"
-    boxed.write_text(plan.read_text() + "sandbox: {enabled: true}\n")
-    for args in (["validate", str(boxed)], ["run", str(plan), "--sandbox", "--agent-cmd", "true"]):
-        res = cli(*args, "--repo", str(repo), cwd=tmp_path, env=env)
-        assert res.returncode == 2, res.stdout + res.stderr
-        assert "`bwrap` is not on PATH" in res.stderr and "Traceback" not in res.stderr
-    assert not (tmp_path / "repo.clusters").exists()
+def _cluster_verify(ctx: RunContext, command: str) -> RunContext:
+    clusters = [c.model_copy(update={"verify": [command]}) for c in ctx.plan.clusters]
+    return ctx.model_copy(update={"plan": ctx.plan.model_copy(update={"clusters": clusters})})
 
 
-@needs_bwrap
-def test_bench_sandbox_smoke(tmp_path: Path) -> None:
-    root = Path(__file__).resolve().parent.parent
-    out = tmp_path / "sandbox.json"
-    subprocess.run([sys.executable, str(root / "bench" / "bench_sandbox.py"), "--rounds", "2", "--out", str(out)],
-                   check=True, capture_output=True, timeout=120)
-    data = json.loads(out.read_text())
-    assert set(data["ms"]) == {"bare", "launcher", "bwrap", "run_process", "run_process_sandbox"}
-    assert data["table"][-2]["target"] == "<= 50"
+def _markers(tmp_path: Path) -> list[str]:
+    return sorted(os.listdir(tmp_path / "markers"))
 
 
-@needs_bwrap
+def _users_git_runs_nothing_planted(ctx: RunContext, tmp_path: Path) -> None:
+    """The user's own plain git after the run: status, a commit, a merge of a cluster branch."""
+    user_changes_expected(ctx.repo)
+    (ctx.repo / "README.md").write_text("# shop, edited by the user\n")
+    git(ctx.repo, "status")
+    git(ctx.repo, "commit", "-qam", "user's own commit")
+    git(ctx.repo, "merge", "-q", "--no-edit", ctx.branch("api"))
+    assert _markers(tmp_path) == []
+
+
+@pytest.mark.parametrize("attack, named", [
+    ("hooks", ".git/hooks/post-commit added"),
+    ("hooks-symlink", ".git/hooks added"),
+    ("hookspath", ".git/config changed"),
+    ("fsmonitor", ".git/config changed"),
+    ("filter", ".git/info/attributes added"),
+    ("merge", ".git/config changed"),
+    ("exclude", ".git/info/exclude"),
+    ("replace", "ref refs/replace/"),
+    ("move-other", "ref refs/heads/clusters/shop/db changed"),
+])
+def test_a_planted_attack_never_runs_is_restored_and_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                            attack: str, named: str) -> None:
+    ctx = _ctx(tmp_path, monkeypatch, {"api": [attack]}, extra="")
+    ctx = ctx.model_copy(update={"plan": ctx.plan.model_copy(update={"limits": ctx.plan.limits.model_copy(
+        update={"retries": 1})})})
+    prepare(ctx)
+    common = gitops.common_dir(ctx.repo)
+    config_before = (common / "config").read_bytes()
+    db = run_attempt(ctx, "db", 1)  # honest, before the attack: its branch must survive it
+    with pytest.raises(AgentFailed) as failed:
+        run_attempt(ctx, "api", 1)
+    failure = failed.value.record.attempts[-1].failure or ""
+    assert "changed the shared git dir" in failure and named in failure
+    # Restored at once: the honest clusters after it work as if nothing happened.
+    assert (common / "config").read_bytes() == config_before
+    assert not (common / "hooks").is_symlink() and (common / "hooks" / "pre-commit.sample").is_file()
+    assert not [h for h in os.listdir(common / "hooks") if not h.endswith(".sample")]
+    outside = tmp_path / "outside-hooks"
+    assert not outside.exists() or os.listdir(outside) == ["post-commit"]  # nothing deleted through the link
+    assert not (common / "info" / "attributes").exists()
+    assert "ui/" not in (common / "info" / "exclude").read_text()
+    assert not git(ctx.repo, "for-each-ref", "refs/replace/")
+    assert gitops.resolve_ref(ctx.repo, ctx.branch("db")) == db.head_sha
+    ui = run_attempt(ctx, "ui", 1)
+    assert "ui/impl.py" in git(ctx.repo, "show", "--name-only", "--format=", ui.head_sha + "~1")
+    api = run_attempt(ctx, "api", 2)  # the retry, honest: it succeeds and the row stays in the check
+    check = check_cluster(ctx, api)
+    rows = {r.check: r for r in check.rows}
+    assert check.mergeable and rows["git-dir"].status == "violation"
+    assert any(named in e for e in rows["git-dir"].evidence)
+    assert "EDITED" not in git(ctx.repo, "show", f"{ctx.base_branch}:contracts/api.py")
+    assert containment.finish(ctx) == []
+    assert _markers(tmp_path) == []
+    _users_git_runs_nothing_planted(ctx, tmp_path)
+
+
+def test_planted_filter_and_merge_driver_never_run_in_our_git(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Planted between our calls (as a concurrent agent would): our own commit and merge in a
+    worktree pass through untouched; git's own line merge stands in for the driver."""
+    ctx = _ctx(tmp_path, monkeypatch, {})
+    prepare(ctx)
+    containment.begin(ctx)
+    marker = tmp_path / "markers"
+    evil = tmp_path / "evil.sh"
+    evil.write_text(f"#!/bin/sh\ntouch {marker}/planted\ncat\n")
+    evil.chmod(0o755)
+    for key in ("filter.ev.clean", "filter.ev.smudge", "filter.ev.process", "merge.ev.driver", "gpg.program"):
+        git(ctx.repo, "config", key, str(evil))
+    git(ctx.repo, "config", "commit.gpgSign", "true")
+    (gitops.common_dir(ctx.repo) / "info").mkdir(exist_ok=True)
+    (gitops.common_dir(ctx.repo) / "info" / "attributes").write_text("* filter=ev merge=ev\n")
+    wt = ctx.worktree("api")
+    (wt / "app" / "registry.py").write_text("REGISTRY = [\n    'core',\n    'api',\n]\n")
+    gitops.commit_all(wt, "api registers")
+    other = ctx.worktree("ui")
+    (other / "app" / "registry.py").write_text("REGISTRY = [\n    'ui',\n    'core',\n]\n")
+    gitops.commit_all(other, "ui registers")
+    gitops.run(wt, "merge", "--no-edit", ctx.branch("ui"), env=gitops.identity_env(wt))
+    assert (wt / "app" / "registry.py").read_text() == "REGISTRY = [\n    'ui',\n    'core',\n    'api',\n]\n"
+    assert _markers(tmp_path) == []
+    notes = containment.finish(ctx)  # no window was open: the user's own change, kept and reported
+    assert any("no agent was running, so kept" in n and ".git/config changed" in n for n in notes)
+
+
+def test_writes_into_the_users_checkout_and_another_worktree_are_reported(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    ctx = _ctx(tmp_path, monkeypatch, {"api": ["user-checkout", "other-worktree"]})
+    user_changes_expected(ctx.repo)
+    prepare(ctx)
+    containment.begin(ctx)
+    db = run_attempt(ctx, "db", 1)
+    run_attempt(ctx, "api", 1)  # writes outside the repo's git dir: not a git-dir violation, but seen
+    ui = run_attempt(ctx, "ui", 1)
+    notes = containment.finish(ctx)
+    assert any("planted.txt" in n and containment.USER_SIDE in n and "not reverted" in n for n in notes), notes
+    assert (ctx.repo / "planted.txt").read_text() == "by an agent\n"  # never reverted: it may be yours
+    assert any("db's worktree after its agent finished" in n and "db/injected.py" in n and "api/injected.py" in n
+               for n in notes), notes
+    # Never committed as db's work, and gone from its worktree.
+    for rec in (db, ui):
+        assert "injected" not in git(ctx.repo, "log", "--name-only", "--format=", rec.branch)
+    assert not (ctx.worktree("db") / "db" / "injected.py").exists()
+
+
+def test_injected_files_are_removed_before_the_clusters_next_attempt(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    ctx = _cluster_verify(_ctx(tmp_path, monkeypatch, {}), "false")
+    prepare(ctx)
+    with pytest.raises(AgentFailed):
+        run_attempt(ctx, "db", 1)  # its verify fails, so a second attempt follows
+    (ctx.worktree("db") / "db" / "injected.py").write_text("BACKDOOR = 1\n")  # by someone else, in between
+    with pytest.raises(AgentFailed):
+        run_attempt(ctx, "db", 2)
+    assert "injected" not in git(ctx.repo, "log", "--name-only", "--format=", ctx.branch("db"))
+    notes = containment.finish(ctx)
+    assert any("while its agent was not running" in n and "db/injected.py" in n for n in notes), notes
+
+
+def test_verify_commands_and_setup_are_watched_too(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    marker = tmp_path / "markers"
+    planter = tmp_path / "plant_hook.py"
+    planter.write_text("import pathlib, subprocess\n"
+                       "common = subprocess.check_output(['git', 'rev-parse', '--git-common-dir'], text=True).strip()\n"
+                       "hook = pathlib.Path(common) / 'hooks' / 'post-commit'\n"
+                       f"hook.write_text('#!/bin/sh\\ntouch {marker}/verify-hook\\n')\n"
+                       "hook.chmod(0o755)\n")
+    hook = f"{sys.executable} {planter}"
+    ctx = _cluster_verify(_ctx(tmp_path, monkeypatch, {}), hook)
+    prepare(ctx)
+    with pytest.raises(AgentFailed) as failed:
+        run_attempt(ctx, "api", 1)
+    assert ".git/hooks/post-commit added" in (failed.value.record.attempts[-1].failure or "")
+    assert not (gitops.common_dir(ctx.repo) / "hooks" / "post-commit").exists()
+    containment.finish(ctx)
+    _users_git_runs_nothing_planted(ctx, tmp_path)
+
+
+def test_a_copied_env_is_never_committed_and_a_symlink_out_of_the_repo_is_refused(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    repo, plan = shop_repo(tmp_path, plan_yaml(extra="worktree:\n  copy: [.env]\n"))
+    (repo / ".env").write_text("SECRET=1\n")
+    from tests.conftest import rebaseline
+    rebaseline(repo)
+    monkeypatch.setenv("MARKER_DIR", str(tmp_path))
+    ctx = resolve_run(plan, repo, RunOptions(agent_cmd=write_agent(tmp_path, HOSTILE)))
+    prepare(ctx)
+    rec = run_attempt(ctx, "api", 1)
+    assert (ctx.worktree("api") / ".env").read_text() == "SECRET=1\n"
+    assert ".env" not in git(ctx.repo, "log", "--name-only", "--format=", rec.branch)
+    containment.finish(ctx)
+
+    (tmp_path / "secret").write_text("TOKEN=2\n")
+    (repo / ".env").unlink()
+    (repo / ".env").symlink_to(tmp_path / "secret")
+    rebaseline(repo)
+    with pytest.raises(WorkClustersError, match=r"worktree\.copy.*leads out of the repository through a symlink"):
+        resolve_run(plan, repo, RunOptions(agent_cmd="true"))
+    cli = subprocess.run([sys.executable, "-m", "prefect_work_clusters.flows.cli", "validate", str(plan),
+                          "--repo", str(repo)], capture_output=True, text=True)
+    assert cli.returncode == 2 and "symlink" in cli.stdout + cli.stderr and "Traceback" not in cli.stderr
+
+
 @pytest.mark.usefixtures("prefect_harness")
-def test_the_auth_example_integrates_and_verifies_in_the_sandbox(tmp_path: Path) -> None:
-    from prefect_work_clusters.flows.demo.build import build_demo_repo, scripted_agent_cmd
+def test_end_to_end_parallel_agents_one_hostile(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Three agents at once, api attacks on its first attempt: nothing planted runs, the merge
+    report names every change (blamed on api, or on the agents running together), everything is
+    undone but the file in the user's checkout, and all three clusters integrate and verify."""
     from prefect_work_clusters.flows.work_clusters import work_clusters
 
-    repo, plan = build_demo_repo(tmp_path)
-    state = work_clusters(plan=str(plan), repo=str(repo), agent_cmd=scripted_agent_cmd(), sandbox=True,
+    # Hooks last: the attacker's own `git replace` would run a hook it planted before, in its own process.
+    attacks = ["filter", "replace", "exclude", "user-checkout", "hooks"]
+    ctx = _ctx(tmp_path, monkeypatch, {"api": attacks}, extra="")
+    user_changes_expected(ctx.repo)
+    ctx.plan_file.write_text(ctx.plan_file.read_text().replace("retries: 0", "retries: 1"))
+    state = work_clusters(plan=str(ctx.plan_file), repo=str(ctx.repo), agent_cmd=write_agent(tmp_path, HOSTILE),
                           return_state=True)
     assert state.is_completed(), state.message
-    report = json.loads((tmp_path / "auth-system.clusters/auth-system/.runs/report.json").read_text())
-    assert [s["status"] for s in report["integration"]["steps"]] == ["merged"] * 3
-    assert report["integration"]["verify"] and all(v["exit_code"] == 0 for v in report["integration"]["verify"])
-    # The agent's own commits (made on a detached HEAD in the sandbox) are on its branch.
-    assert "data: __init__.py" in git(repo, "log", "--format=%s", "clusters/auth-system/data")
+    report = (ctx.workspace / ".runs" / "merge-report.md").read_text()
+    for named in (".git/hooks/post-commit added", ".git/info/attributes added", ".git/config changed",
+                  "ref refs/replace/", ".git/info/exclude changed", "planted.txt"):
+        assert named in report, named
+    assert _markers(tmp_path) == []
+    common = gitops.common_dir(ctx.repo)
+    assert not (common / "info" / "attributes").exists() and not git(ctx.repo, "for-each-ref", "refs/replace/")
+    final = git(ctx.repo, "rev-parse", ctx.integration_branch)
+    assert all(git(ctx.repo, "show", f"{final}:{c}/impl.py") == f"NAME = {c!r}" for c in ("api", "ui", "db"))
+    _users_git_runs_nothing_planted(ctx, tmp_path)
+
+
+def test_the_integration_agent_is_watched_around_each_call(tmp_path: Path) -> None:
+    """An integration agent that fixes the verification and plants a hook: the call is dropped
+    as tampering, the hook removed, and the next (honest) attempt's fix is taken."""
+    from tests.integration_helpers import add_to_registry, integrate, py, setup
+
+    marker = tmp_path / "markers"
+    marker.mkdir()
+    fixer = write_agent(tmp_path, f"""
+wt = pathlib.Path(os.environ["WC_WORKTREE"])
+(wt / "app" / "flag.py").write_text("ON = True\\n")
+if os.environ["WC_ATTEMPT"] == "1":
+    common = subprocess.check_output(["git", "rev-parse", "--path-format=absolute", "--git-common-dir"], text=True)
+    hook = pathlib.Path(common.strip()) / "hooks" / "post-commit"
+    hook.write_text("#!/bin/sh\\ntouch {marker}/integration-hook\\n")
+    hook.chmod(0o755)
+""")
+    ctx, base = setup(tmp_path, verify=[py("import app.flag")], retries=1, integration_agent_cmd=fixer)
+    for cluster in ("api", "ui", "db"):
+        add_to_registry(ctx, cluster)
+    with containment.window(ctx, containment.INTEGRATION) as outer:
+        result = integrate(ctx, base)
+    first, second = result.agent_calls
+    assert "changed the shared git dir" in (first.failure or "") and ".git/hooks/post-commit added" in first.failure
+    assert second.failure is None and result.verified
+    assert outer.tampering == [] and containment.finish(ctx) == []
+    assert not (gitops.common_dir(ctx.repo) / "hooks" / "post-commit").exists()
+    assert _markers(tmp_path) == []
+
+
+def test_overrides_neutralise_only_what_was_planted() -> None:
+    from prefect_work_clusters.tasks.git.drivers import MERGE_FILE, overrides_for
+
+    lfs = {("filter.lfs.process", "git-lfs filter-process"), ("filter.lfs.clean", "git-lfs clean -- %f")}
+    planted = {("filter.lfs.clean", "/tmp/evil"), ("filter.ev.smudge", "/tmp/evil"), ("merge.ev.driver", "/tmp/evil"),
+               ("gpg.ssh.program", "/tmp/evil")}
+    args = overrides_for(planted, lfs)
+    pairs = dict(a.split("=", 1) for a in args[1::2])
+    assert pairs == {"filter.lfs.clean": "git-lfs clean -- %f",  # the user's own filter keeps working
+                     "filter.ev.smudge": "", "filter.ev.required": "false", "merge.ev.driver": MERGE_FILE,
+                     "commit.gpgSign": "false", "tag.gpgSign": "false"}
+    assert set(args[0::2]) == {"-c"}
+
+
+def test_an_exclude_planted_mid_run_hides_nothing_from_our_commit(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """Planted while another agent runs, the exclude is there when ui's leftovers are committed:
+    our commit honours only the excludes of the run's start (and .gitignore files)."""
+    ctx = _ctx(tmp_path, monkeypatch, {})
+    prepare(ctx)
+    containment.begin(ctx)
+    exclude = gitops.common_dir(ctx.repo) / "info" / "exclude"
+    exclude.write_text(exclude.read_text() + "ui/\n")
+    (ctx.worktree("ui") / "ui" / ".gitignore").write_text("*.log\n")
+    (ctx.worktree("ui") / "ui" / "debug.log").write_text("ignored by a .gitignore: not committed\n")
+    ui = run_attempt(ctx, "ui", 1)
+    committed = git(ctx.repo, "log", "--name-only", "--format=", ui.branch)
+    assert "ui/impl.py" in committed and "debug.log" not in committed
+    containment.finish(ctx)
+
+
+def test_your_checked_out_branch_is_yours_other_refs_are_put_back(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    ctx = _ctx(tmp_path, monkeypatch, {})
+    git(ctx.repo, "branch", "release")
+    git(ctx.repo, "tag", "v1")
+    user_changes_expected(ctx.repo)
+    prepare(ctx)
+    containment.begin(ctx)
+    release, v1 = git(ctx.repo, "rev-parse", "release"), git(ctx.repo, "rev-parse", "v1")
+    with containment.window(ctx, "api") as win:
+        (ctx.repo / "README.md").write_text("# shop, committed by the user mid-run\n")
+        git(ctx.repo, "commit", "-qam", "the user's own commit")  # main: checked out in your checkout
+        git(ctx.repo, "branch", "-f", "release", "HEAD")
+        git(ctx.repo, "tag", "-d", "v1")
+        git(ctx.repo, "branch", "mine")  # new: maybe yours, kept
+    mine = git(ctx.repo, "rev-parse", "main")
+    assert git(ctx.repo, "log", "-1", "--format=%s", "main") == "the user's own commit"
+    assert git(ctx.repo, "rev-parse", "release") == release and git(ctx.repo, "rev-parse", "v1") == v1
+    assert git(ctx.repo, "rev-parse", "mine") == mine
+    assert sorted(win.tampering) == ["ref refs/heads/release changed"
+                                     f" ({release[:12]} -> {mine[:12]})", "ref refs/tags/v1 deleted"]
+    notes = containment.finish(ctx)
+    assert any(containment.USER_SIDE in n and "refs/heads/main changed" in n and "refs/heads/mine added" in n
+               for n in notes), notes

@@ -29,6 +29,7 @@ from prefect_work_clusters.tasks.agents.call import (
 )
 from prefect_work_clusters.tasks.agents.limits import agent_slot, with_cost_cap
 from prefect_work_clusters.tasks.agents.prompts import PROMPTS, contracts_for_prompt
+from prefect_work_clusters.tasks.checks import containment
 from prefect_work_clusters.tasks.checks.contract import attempt_violation
 from prefect_work_clusters.tasks.context import Attempt, ClusterRecord, RunContext, load_record, save_record
 from prefect_work_clusters.tasks.errors import WorkClustersError
@@ -66,13 +67,41 @@ def run_attempt(ctx: RunContext, cluster: str, attempt: int,
     if attempt == 1 and record.attempts and not record.resumed:
         record = record.model_copy(update={"attempts": []})  # a new run starts its count again
     agent = agent_for(ctx, spec.agent)
-    limits = ctx.plan.limits
-    timeout = agent.timeout_seconds or limits.timeout_seconds
+    timeout = agent.timeout_seconds or ctx.plan.limits.timeout_seconds
     wt, log = record.worktree, ctx.log_file(cluster)
     log.parent.mkdir(parents=True, exist_ok=True)
     env = base_env(ctx, wt)
-    box = sandbox_for(ctx, wt)
 
+    # Setup, the agent, our commit of its leftovers and verify are one window of containment.
+    with containment.window(ctx, cluster, wt) as win:
+        retryable = _attempt(ctx, record, attempt, win, env, timeout, on_line)
+        containment.remember_worktree(ctx, cluster, wt)
+    if record.attempts:  # found when the window closed (after our last commit): recorded, restored already
+        entry = record.attempts[-1]
+        entry.tampering += [t for t in win.tampering if t not in entry.tampering]
+    record.head_sha = gitops.head(wt)
+    save_record(ctx, record)
+    if record.status != "succeeded":
+        raise AgentFailed(record, retryable)
+    return record
+
+
+def _planted(ctx: RunContext, entry: Attempt, found: list[str]) -> str | None:
+    """Record what the attempt changed in the shared git dir (restored already); the failure,
+    unless the plan's ``contract.on_violation`` is ``warn``."""
+    entry.tampering += found
+    if not found or ctx.plan.contract.on_violation == "warn":
+        return None
+    return ("the attempt changed the shared git dir (restored; agents must change nothing but their own "
+            "branch and worktree): " + "; ".join(found))
+
+
+def _attempt(ctx: RunContext, record: ClusterRecord, attempt: int, win: containment.Window, env: dict[str, str],
+             timeout: float, on_line: Callable[[str], None] | None) -> bool:
+    """The attempt inside its containment window; whether another attempt may follow."""
+    cluster, wt, log = record.cluster, record.worktree, ctx.log_file(record.cluster)
+    box = sandbox_for(ctx, wt)
+    spec, agent, limits = ctx.plan.cluster(cluster), agent_for(ctx, ctx.plan.cluster(cluster).agent), ctx.plan.limits
     if not record.setup_done and ctx.plan.worktree.setup:
         setup = run_commands(ctx.plan.worktree.setup, wt, env, timeout, log, on_line, box)
         if not all(r.ok for r in setup):
@@ -103,22 +132,26 @@ def run_attempt(ctx: RunContext, cluster: str, attempt: int,
         recovery.note_agent_ended(ctx, cluster)
         if box:
             guard.attach_after_sandbox(ctx, record)
-    tampered, committable = guard.check_attempt(ctx, record, link_before, head_before)
-    changed = investigate.settle_attempt(ctx, record, attempt, head_before) if findings and committable else None
-    if committable and not findings:
-        gitops.commit_all(wt, f"work-clusters: {cluster} attempt {attempt} (left uncommitted by the agent)",
-                          exclude=[f"**/{p}" for p in agent.scratch])
     entry = Attempt(attempt=attempt, exit_code=res.exit_code, timed_out=res.timed_out, duration=res.duration,
                     output_tail=res.output_tail, leftovers=list(res.leftovers),
                     refused_writes=refused_writes(log_segment(log, log_offset)) if box else [],
                     cost_usd=usage.cost_usd if usage else None,
                     input_tokens=usage.input_tokens if usage else None,
                     output_tokens=usage.output_tokens if usage else None)
+    # Restored before our own commit; planted filters never run in it anyway (tasks.git.drivers).
+    planted = _planted(ctx, entry, containment.check_now(ctx, win))
+    tampered, committable = guard.check_attempt(ctx, record, link_before, head_before)
+    changed = investigate.settle_attempt(ctx, record, attempt, head_before) if findings and committable else None
+    if committable and not findings:
+        # Files copied in by worktree.copy (a .env) are the user's, never committed.
+        gitops.commit_all(wt, f"work-clusters: {cluster} attempt {attempt} (left uncommitted by the agent)",
+                          exclude=[f"**/{p}" for p in agent.scratch], keep=ctx.plan.worktree.copy_files,
+                          ignores=containment.trusted_ignores(ctx))
     record.attempts.append(entry)
-    retryable = attempt < max_attempts(ctx, agent)
+    retryable = attempt < max_attempts(ctx, agent) and not (planted and ctx.plan.contract.on_violation == "fail")
     spent = record.cost_usd
-    if tampered or changed:
-        entry.failure, record.status = tampered or changed, "failed"
+    if tampered or changed or planted:
+        entry.failure, record.status = "; ".join(r for r in (planted, tampered, changed) if r), "failed"
     elif res.timed_out:
         entry.failure, record.status = f"the agent ran past its timeout of {timeout:g} s and was killed", "timed_out"
     elif res.exit_code != 0:
@@ -134,7 +167,11 @@ def run_attempt(ctx: RunContext, cluster: str, attempt: int,
         # Policy retry: a broken contract fails the attempt, its report the next prompt's feedback.
         violation = (None if failed else investigate.attempt_problem(ctx, cluster) if findings
                      else attempt_violation(ctx, record))
-        if failed:
+        planted = _planted(ctx, entry, containment.check_now(ctx, win, last=True))  # by a verify command
+        if planted:
+            entry.failure, record.status = planted, "failed"
+            retryable = retryable and ctx.plan.contract.on_violation != "fail"
+        elif failed:
             entry.failure = f"verify command `{failed[0].command}` failed (exit {failed[0].exit_code})"
             entry.output_tail = failed[0].output_tail
             record.status = "failed"
@@ -147,11 +184,7 @@ def run_attempt(ctx: RunContext, cluster: str, attempt: int,
             record.status, record.error = "succeeded", None
     if limits.max_cost_usd is not None and spent is not None and spent > limits.max_cost_usd:
         retryable = False
-    record.head_sha = gitops.head(wt)
-    save_record(ctx, record)
-    if record.status != "succeeded":
-        raise AgentFailed(record, retryable)
-    return record
+    return retryable
 
 
 def _retry_allowed(task: Any, task_run: Any, state: Any) -> bool:

@@ -45,7 +45,7 @@ from prefect_work_clusters.tasks.git import core as gitops
 from prefect_work_clusters.tasks.plan.paths import PathSet
 from prefect_work_clusters.tasks.plan.refs import Ref, all_provides, provided_by
 
-CheckName = Literal["scope", "symlinks", "contracts", "conformance", "independence", "verify", "verdict"]
+CheckName = Literal["scope", "symlinks", "contracts", "conformance", "independence", "git-dir", "verify", "verdict"]
 CheckStatus = Literal["ok", "empty", "violation", "agent-failed"]
 INTEGRATED = "integration"  # the cluster column of the integrated tree's rows
 BLOCKING = ("violation", "failed")
@@ -225,6 +225,10 @@ def check_cluster(ctx: RunContext, record: ClusterRecord) -> ClusterCheck:
     else:
         empty = "scope" in scope and scope["scope"].status == "warning"
         status, mergeable, note = ("empty" if empty else "ok"), True, "the agent changed no file" if empty else ""
+    tampering = [f"attempt {a.attempt}: {t}" for a in record.attempts for t in a.tampering]
+    if tampering:
+        rows.append(CheckRow(cluster=name, check="git-dir", status="violation", evidence=tampering,
+                             note="changed the shared git dir; restored after the attempt"))
     rows.append(_verify_row(record))
     rows.append(CheckRow(cluster=name, check="verdict", status=VERDICT[status],
                          evidence=["passed to integration" if mergeable else "kept out of integration"], note=note))

@@ -11,7 +11,8 @@ The wrapper runs git in the process's own directory when the one asked for does 
 
 Every git process runs hardened (``HARDENED``, ``HARDENED_ENV``): every worktree shares the git
 dir, and an agent can write its config, hooks and refs; nothing it planted may run in our git.
-The user's own hooks do not run in our git either.
+The user's own hooks do not run in our git either. Filters, merge drivers and signing
+programs the user's config did not hold when the run started are overridden (``tasks.git.drivers``).
 
 This module imports nothing of ours but the error types.
 """
@@ -31,6 +32,7 @@ from typing import BinaryIO
 import git
 
 from prefect_work_clusters.tasks.errors import WorkClustersError
+from prefect_work_clusters.tasks.git.drivers import GUARD as DRIVERS
 
 # Variables that tie git to one repository (`git rev-parse --local-env-vars`). A hook or a test
 # runner may have set them; if they leaked into our git calls every command would act on the
@@ -80,12 +82,36 @@ class Result:
 # git's messages in English whatever the user's locale: some of them are parsed (rerere's).
 
 
-def _argv(args: Sequence[str], env: Mapping[str, str]) -> list[str]:
+def _argv(args: Sequence[str], env: Mapping[str, str], overrides: Sequence[str] = ()) -> list[str]:
     """The hardened git command line; inherited repository variables (not the ones ``env`` sets
     on purpose, such as a private ``GIT_INDEX_FILE``) are unset for this call alone."""
     unset = [name for name in LOCAL_ENV_VARS if name in os.environ and name not in env]
     prefix = ["env", *(arg for name in unset for arg in ("-u", name))] if unset else []
-    return [*prefix, "git", *HARDENED, *args]
+    return [*prefix, "git", *HARDENED, *overrides, *args]
+
+
+def _config_listing(cwd: str) -> str:
+    # Listing the config runs no filter or driver, so it needs no overrides (and must not ask for them).
+    return run(Path(cwd), "config", "--list", "--show-origin", "--includes", "-z", check=False, drivers=False).stdout
+
+
+def _common_or_none(cwd: str) -> Path | None:
+    try:
+        return common_dir(Path(cwd))
+    except GitError:
+        return None
+
+
+def _driver_overrides(cwd: str) -> tuple[str, ...]:
+    if not DRIVERS.active():
+        return ()
+    return DRIVERS.args(cwd, lambda: _common_or_none(cwd), _git_link(cwd), lambda: _config_listing(cwd))
+
+
+def trust_config(repo: Path) -> None:
+    """Record the filters, merge drivers and signing programs the user's config holds now (the
+    start of a run): from here on, any other one is overridden in our git calls."""
+    DRIVERS.trust(common_dir(repo), _config_listing(str(repo)))
 
 
 @contextmanager
@@ -101,19 +127,21 @@ def _feed(stdin: str | None) -> Iterator[BinaryIO | None]:
 
 
 def run(cwd: Path, *args: str, env: Mapping[str, str] | None = None, check: bool = True,
-        timeout: float = TIMEOUT_SECONDS, stdin: str | None = None) -> Result:
+        timeout: float = TIMEOUT_SECONDS, stdin: str | None = None, drivers: bool = True) -> Result:
     """Run ``git args`` in ``cwd`` with ``env`` added to the environment (and ``stdin`` as its
     input); raise GitError on a non-zero exit when ``check``. A ``cwd`` that is not a folder fails
     as ``git -C`` would (status 128), never running git anywhere else; a call past ``timeout`` is
-    killed."""
+    killed. ``drivers=False`` leaves out the overrides of planted filters and drivers (only for
+    reading the config itself)."""
     if not os.path.isdir(cwd):
         res = Result(128, "", f"fatal: cannot change to '{cwd}': No such file or directory")
     else:
         extra = {**HARDENED_ENV, **(env or {})}
+        overrides = _driver_overrides(os.path.abspath(cwd)) if drivers else ()
         try:
             with _feed(stdin) as feed:
                 status, stdout, stderr = git.Git(str(cwd)).execute(
-                    _argv(args, extra), with_extended_output=True, with_exceptions=False, env=extra,
+                    _argv(args, extra, overrides), with_extended_output=True, with_exceptions=False, env=extra,
                     strip_newline_in_stdout=False, kill_after_timeout=timeout, istream=feed)
         except git.GitCommandNotFound as exc:
             raise GitError(args, 127, f"git is not installed or not on PATH ({exc})") from None
@@ -168,7 +196,8 @@ def common_dir(repo: Path) -> Path:
         known = _common_dirs.get((key, link)) if link else None
     if known is not None:
         return known
-    found = Path(out(repo, "rev-parse", "--path-format=absolute", "--git-common-dir"))
+    # No driver overrides: finding them needs this very answer.
+    found = Path(run(repo, "rev-parse", "--path-format=absolute", "--git-common-dir", drivers=False).stdout.strip())
     if link:
         with _common_dirs_lock:
             _common_dirs[(key, link)] = found
@@ -315,11 +344,22 @@ def tracked_changes(worktree: Path) -> bool:
     return bool(out(worktree, "status", "--porcelain", "--untracked-files=no"))
 
 
-def stage_all(worktree: Path, exclude: Sequence[str] = (), keep: Iterable[str] = ()) -> None:
+def stage_all(worktree: Path, exclude: Sequence[str] = (), keep: Iterable[str] = (),
+              ignores: Sequence[Path] | None = None) -> None:
     """Stage everything an agent left (edits, new files, deletions) but the tool's scratch files
-    (``exclude``, globs) and the untracked files that were there before it ran (``keep``)."""
-    run(worktree, "add", "-A", "--", ".", *(f":(exclude,glob){p}" for p in exclude),
-        *(f":(exclude,literal){p}" for p in sorted(keep)))
+    (``exclude``, globs) and the untracked files that were there before it ran (``keep``).
+    With ``ignores`` (the exclude files we trust, besides the ``.gitignore`` files): a file that
+    only another ignore rule hides (an ``info/exclude`` an agent planted) is staged too."""
+    kept = sorted(keep)
+    excluded = [*(f":(exclude,glob){p}" for p in exclude), *(f":(exclude,literal){p}" for p in kept)]
+    run(worktree, "add", "-A", "--", ".", *excluded)
+    if ignores is None:
+        return
+    trusted = out(worktree, "ls-files", "--others", "-z", "--exclude-per-directory=.gitignore",
+                  *(f"--exclude-from={f}" for f in ignores if f.is_file()))
+    hidden = sorted({p for p in trusted.split("\0") if p} - set(kept))
+    if hidden:
+        run(worktree, "add", "-f", "--", *(f":(literal){p}" for p in hidden), *excluded)
 
 
 def commit_staged(worktree: Path, message: str) -> str | None:
@@ -330,9 +370,10 @@ def commit_staged(worktree: Path, message: str) -> str | None:
     return head(worktree)
 
 
-def commit_all(worktree: Path, message: str, exclude: Sequence[str] = (), keep: Iterable[str] = ()) -> str | None:
+def commit_all(worktree: Path, message: str, exclude: Sequence[str] = (), keep: Iterable[str] = (),
+               ignores: Sequence[Path] | None = None) -> str | None:
     """Stage everything the agent left (``stage_all``) and commit it; the new SHA, or None."""
-    stage_all(worktree, exclude, keep)
+    stage_all(worktree, exclude, keep, ignores)
     return commit_staged(worktree, message)
 
 

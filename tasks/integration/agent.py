@@ -16,6 +16,7 @@ from typing import Literal
 from prefect_work_clusters.tasks.agents.call import Call, invoke
 from prefect_work_clusters.tasks.agents.prompts import PROMPTS, contracts_for_prompt
 from prefect_work_clusters.tasks.agents.registry import AgentBackend
+from prefect_work_clusters.tasks.checks import containment
 from prefect_work_clusters.tasks.context import RunContext
 from prefect_work_clusters.tasks.errors import WorkClustersError
 from prefect_work_clusters.tasks.integration.decisions import parse_decisions
@@ -61,13 +62,17 @@ def run_integration_agent(ctx: RunContext, backend: AgentBackend, *, purpose: Li
                      decisions_file=str(decisions_file))
     timeout = backend.timeout_seconds or ctx.plan.limits.timeout_seconds
     try:
-        res, usage = invoke(ctx, backend, invocation, prompt, feedback, timeout, on_line)
+        with containment.window(ctx, ROLE) as win:
+            res, usage = invoke(ctx, backend, invocation, prompt, feedback, timeout, on_line)
     except WorkClustersError as exc:
         call.failure = f"the integration agent could not start: {exc}"
         return call
     call.exit_code, call.timed_out, call.duration = res.exit_code, res.timed_out, round(res.duration, 3)
     call.output_tail, call.cost_usd = res.output_tail, usage.cost_usd if usage else None
-    if res.timed_out:
+    if win.tampering:
+        call.failure = ("the integration agent changed the shared git dir (restored; its result is dropped): "
+                        + "; ".join(win.tampering))
+    elif res.timed_out:
         call.failure = f"the integration agent ran past its timeout of {timeout:g} s and was killed"
     elif res.exit_code != 0:
         call.failure = f"the integration agent exited with status {res.exit_code}"

@@ -206,9 +206,11 @@ def _cycle(graph: dict[str, list[str]]) -> list[str] | None:
 
 def _symlink_escapes(data: dict[str, Any], root: Path) -> list[Found]:
     """A plan path that leads out of the repository through a symlink: an agent told to edit
-    it would write outside the repo, and the scope check could not see it."""
+    it would write outside the repo, and the scope check could not see it; a ``worktree.copy``
+    source would copy a file from outside the repo (a secret) into every worktree."""
     found: list[Found] = []
-    lists = ["contracts", "shared"] + [f"clusters.{i}.paths" for i, _ in clusters(data)]
+    lists = ["contracts", "shared", "worktree.copy", "worktree.copy_files"] + \
+        [f"clusters.{i}.paths" for i, _ in clusters(data)]
     real_root = root.resolve()
     for where in lists:
         for k, path in _good_paths(data, where):

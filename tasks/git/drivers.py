@@ -1,0 +1,142 @@
+"""Filters and merge drivers an agent planted never run in our git.
+
+A filter (``filter.<name>.clean|smudge|process``) or a merge driver (``merge.<name>.driver``) is a
+command git runs by itself once an attributes file names it, and an agent can write both: the
+shared ``config`` (or a file it includes, or the user's global config) and ``info/attributes``
+or a committed ``.gitattributes``. The commands the user's config held when the run started are
+trusted (``trust``); every other one is overridden for each of our git calls with ``-c``: a
+filter by empty commands (git then passes content through unchanged, ``required`` off), a merge
+driver by ``git merge-file`` (git's own line merge, the one it would use with no driver), a
+planted signing program by signing off.
+
+Cheap per call: the config is read again (one git process) only when one of the files it came
+from changes its stat; otherwise a call costs a few ``stat``s (measured: ``bench/bench_guard.py``).
+The config is read through a callable of ``core`` so that this module starts no process itself.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import threading
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+# Config keys whose value is a command git runs without being asked to on the command line.
+COMMAND_KEY = re.compile(r"^(filter\..+\.(clean|smudge|process)|merge\..+\.driver|gpg(\..+)?\.program)$")
+MERGE_FILE = "git merge-file --marker-size=%L %A %O %B"
+
+Entry = tuple[str, str]
+Stamp = tuple[tuple[int, int, int] | None, ...]
+
+
+def command_entries(listing: str) -> tuple[set[Entry], set[str]]:
+    """The command-valued ``(key, value)`` entries of ``git config -l -z --show-origin`` output, and
+    the files they all came from (command-line entries are ours and are skipped)."""
+    entries: set[Entry] = set()
+    origins: set[str] = set()
+    fields = listing.split("\0")
+    for origin, item in zip(fields[0::2], fields[1::2], strict=False):
+        if not origin.startswith("file:"):
+            continue
+        origins.add(origin.removeprefix("file:"))
+        key, _, value = item.partition("\n")
+        if COMMAND_KEY.match(key):
+            entries.add((key, value))
+    return entries, origins
+
+
+def overrides_for(planted: Iterable[Entry], trusted: Iterable[Entry] = ()) -> tuple[str, ...]:
+    """The ``-c`` arguments that neutralise each planted command; a command of the user's that
+    was changed gets the user's own back (an LFS filter must keep working in our commits)."""
+    args: dict[str, str] = {}
+    own = dict(trusted)
+    for key, _ in sorted(planted):
+        section, _, rest = key.partition(".")
+        if key in own:
+            args[key] = own[key]
+        elif section == "filter":  # an empty command passes content through unchanged
+            name = rest.rsplit(".", 1)[0]
+            args[key] = ""
+            if not any(k.startswith(f"filter.{name}.") for k in own):  # a filter of the user's stays required
+                args[f"filter.{name}.required"] = "false"
+        elif section == "merge":
+            args[key] = MERGE_FILE
+        else:
+            args["commit.gpgSign"] = args["tag.gpgSign"] = "false"
+    return tuple(arg for key, value in args.items() for arg in ("-c", f"{key}={value}"))
+
+
+def _stamp(files: Iterable[str]) -> Stamp:
+    stamps: list[tuple[int, int, int] | None] = []
+    for name in files:
+        try:
+            st = os.stat(name)
+        except OSError:
+            stamps.append(None)
+            continue
+        stamps.append((st.st_mtime_ns, st.st_size, st.st_ino))
+    return tuple(stamps)
+
+
+@dataclass
+class _Seen:
+    files: tuple[str, ...]
+    stamp: Stamp
+    args: tuple[str, ...]
+
+
+class DriverGuard:
+    """The trusted commands per shared git dir, and per working folder the overrides last computed."""
+
+    def __init__(self) -> None:
+        self._trusted: dict[str, set[Entry]] = {}
+        self._seen: dict[str, _Seen] = {}
+        self._lock = threading.Lock()
+
+    def trust(self, common: Path, listing: str) -> None:
+        """Record the commands the user's config holds now (the start of a run) for ``common``."""
+        entries, _ = command_entries(listing)
+        with self._lock:
+            self._trusted[str(common)] = entries
+            self._seen.clear()
+
+    def active(self) -> bool:
+        return bool(self._trusted)
+
+    def args(self, cwd: str, common: Callable[[], Path | None], gitdir: str | None,
+             read: Callable[[], str]) -> tuple[str, ...]:
+        """The overrides for a git call in ``cwd``. ``common`` finds its shared git dir, ``gitdir``
+        is its own git dir when known (for ``config.worktree``), ``read`` lists its config."""
+        with self._lock:
+            seen = self._seen.get(cwd)
+        if seen is not None and _stamp(seen.files) == seen.stamp:
+            return seen.args
+        shared = common()
+        with self._lock:
+            trusted = self._trusted.get(str(shared)) if shared else None
+        if trusted is None:  # not a repository under a run: asked again only once its .git changes
+            dotgit = (os.path.join(cwd, ".git"),)
+            with self._lock:
+                self._seen[cwd] = _Seen(dotgit, _stamp(dotgit), ())
+            return ()
+        home = os.path.expanduser("~")
+        xdg = os.environ.get("XDG_CONFIG_HOME") or os.path.join(home, ".config")
+        # Files that do not exist yet count too: an agent may create a global or worktree config.
+        candidates = {os.path.join(str(shared), "config"), os.path.join(home, ".gitconfig"),
+                      os.path.join(xdg, "git", "config")}
+        if gitdir:
+            candidates.add(os.path.join(gitdir, "config.worktree"))
+        before = _stamp(sorted(candidates))
+        entries, origins = command_entries(read())
+        files = tuple(sorted(candidates | {os.path.join(cwd, o) for o in origins}))
+        seen = _Seen(files, _stamp(files), overrides_for(entries - trusted, trusted))
+        if _stamp(sorted(candidates)) != before:  # changed while read: read again on the next call
+            seen.stamp = ()
+        with self._lock:
+            self._seen[cwd] = seen
+        return seen.args
+
+
+GUARD = DriverGuard()
