@@ -23,7 +23,7 @@ from prefect_work_clusters.tasks.options import RunOptions
 from prefect_work_clusters.tasks.proc.runner import run_process
 from prefect_work_clusters.tasks.proc.sandbox import Sandbox
 from tests.conftest import git, user_changes_expected, write_agent
-from tests.loop_helpers import WRITER, shop_repo
+from tests.loop_helpers import WRITER, plan_yaml, shop_repo
 
 needs_bwrap = pytest.mark.skipif(shutil.which("bwrap") is None, reason="bubblewrap is not installed")
 
@@ -140,8 +140,29 @@ def test_leftovers_are_killed_and_a_branch_moved_after_the_check_is_not_merged(
                             "not the move"]
 
 
+def _plant(repo: Path, cwd: Path) -> str:
+    """clusters/shop/integration made by someone else: the base plus a backdoor (as an agent, a
+    leftover daemon or a person could make it with plain git)."""
+    base = git(repo, "rev-parse", "clusters/shop/base")
+    index = cwd / ".bd-index"
+    env = {**os.environ, "GIT_INDEX_FILE": str(index)}
+    g = ["git", "-c", "user.name=x", "-c", "user.email=x@x"]
+    blob = subprocess.run([*g, "hash-object", "-w", "--stdin"], input=b"OPEN = True\n", cwd=repo,
+                          capture_output=True, check=True).stdout.decode().strip()
+    subprocess.run([*g, "read-tree", base], env=env, cwd=repo, check=True)
+    subprocess.run([*g, "update-index", "--add", "--cacheinfo", f"100644,{blob},backdoor.py"], env=env, cwd=repo,
+                   check=True)
+    tree = subprocess.run([*g, "write-tree"], env=env, cwd=repo, capture_output=True, text=True).stdout.strip()
+    index.unlink()
+    commit = subprocess.run([*g, "commit-tree", tree, "-p", base, "-m", "integrate"], cwd=repo, capture_output=True,
+                            text=True).stdout.strip()
+    git(repo, "update-ref", "refs/heads/clusters/shop/integration", commit)
+    return commit
+
+
+# db's first attempt plants the integration branch (plain git, as above), then does its work.
 BACKDOOR = """
-if cluster == "db":  # plants the integration branch: the base plus a backdoor
+if cluster == "db" and os.environ["WC_ATTEMPT"] == "1":
     g = ["git", "-c", "user.name=x", "-c", "user.email=x@x"]
     base = subprocess.run([*g, "rev-parse", "clusters/shop/base"], capture_output=True, text=True).stdout.strip()
     blob = subprocess.run([*g, "hash-object", "-w", "--stdin"], input=b"OPEN = True\\n",
@@ -161,23 +182,35 @@ if cluster == "db":  # plants the integration branch: the base plus a backdoor
 def test_a_planted_integration_branch_is_refused_and_never_landed(tmp_path: Path, records: Path) -> None:
     from prefect_work_clusters.flows.work_clusters import integrate_clusters, work_clusters
 
-    repo, plan = shop_repo(tmp_path)
+    repo, plan = shop_repo(tmp_path, plan_yaml().replace("retries: 0", "retries: 1"))
+    user_changes_expected(repo)  # the honest result lands
+    # Planted by an agent: the git-dir watch removes it and names it (failing db's attempt when it ran alone).
     agent = write_agent(tmp_path, WRITER + BACKDOOR)
     state = work_clusters(plan=str(plan), repo=str(repo), agent_cmd=agent, land=True, return_state=True)
-    assert state.is_failed()
-    assert "a commit work-clusters did not make" in str(state.message)
-    assert "branch -D clusters/shop/integration" in str(state.message)
-    assert "backdoor.py" not in git(repo, "ls-tree", "-r", "--name-only", "main")
+    assert state.is_completed(), state.message
     report = _report(repo)
-    assert report["ok"] is False and report["integration"] is None and "did not make" in report["refused"]
-
-    # Removing it, as the message says, lets the next integration build its own and land it.
-    git(repo, "branch", "-D", "clusters/shop/integration")
-    user_changes_expected(repo)
-    again = integrate_clusters(plan=str(plan), repo=str(repo), land=True, return_state=True)
-    assert again.is_completed(), again.message
+    named = json.dumps(report["notes"]) + json.dumps([r for c in report["checks"] for r in c["rows"]])
+    assert "clusters/shop/integration" in named, named  # restored and named (blamed when db ran alone)
     landed = git(repo, "ls-tree", "-r", "--name-only", "main").splitlines()
     assert "backdoor.py" not in landed and "db/impl.py" in landed
+
+    # Planted outside any agent's attempt (a leftover daemon, or by hand): a tip work-clusters did
+    # not record is refused, with the commands to remove it; nothing is built on it or landed.
+    _plant(repo, tmp_path)
+    refused = integrate_clusters(plan=str(plan), repo=str(repo), land=True, return_state=True)
+    assert refused.is_failed()
+    assert "a commit work-clusters did not make" in str(refused.message)
+    assert "branch -D clusters/shop/integration" in str(refused.message)
+    assert "backdoor.py" not in git(repo, "ls-tree", "-r", "--name-only", "main")
+    assert "did not make" in _report(repo)["refused"]
+
+    # Removing it, as the message says, lets the next integration build its own.
+    git(repo, "worktree", "remove", "--force", str(repo.parent / "repo.clusters" / "shop" / "integration"))
+    git(repo, "branch", "-D", "clusters/shop/integration")
+    again = integrate_clusters(plan=str(plan), repo=str(repo), return_state=True)
+    assert again.is_completed(), again.message
+    rebuilt = git(repo, "ls-tree", "-r", "--name-only", "clusters/shop/integration").splitlines()
+    assert "backdoor.py" not in rebuilt and "db/impl.py" in rebuilt
 
 
 @needs_bwrap
