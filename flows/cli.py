@@ -1,7 +1,8 @@
 """The ``work-clusters`` command line, thin over the plan module and the flows.
 
 Exit status: 0 integrated and verified (or the command did what it says), 1 a run that did not
-integrate or an expected failure, 2 bad input (nothing created), 3 an internal error.
+integrate or an expected failure, 2 bad input (nothing created), 3 an internal error or Prefect
+unavailable, 75 refused because a run of the plan is in progress, 130 interrupted.
 """
 
 from __future__ import annotations
@@ -75,14 +76,16 @@ def run(
     """Run the whole flow: worktrees, agents in parallel, contract check, integration, report."""
     from prefect_work_clusters.tasks.identify import resolve_run
     from prefect_work_clusters.tasks.options import RunOptions
+    from prefect_work_clusters.tasks.recovery import run_lock
 
     options = RunOptions.pick({**locals(), "workspace": str(workspace.resolve()) if workspace else None})
     # Validate before Prefect starts: bad input costs no server start and creates nothing.
     ctx = resolve_run(plan, repo, options, relative_to=Path.cwd())
     if emit_plan:
         _emit_target(ctx, emit_plan)
-    _execute(str(ctx.plan_file), str(ctx.repo), options, ctx.runs_dir,
-             after=(lambda: _emit(ctx, emit_plan)) if emit_plan else None)
+    with run_lock(ctx, share=True):  # a second run is refused before Prefect starts
+        _execute(str(ctx.plan_file), str(ctx.repo), options, ctx.runs_dir,
+                 after=(lambda: _emit(ctx, emit_plan)) if emit_plan else None)
 
 
 def _emit_target(ctx: RunContext, target: Path) -> None:
@@ -108,13 +111,15 @@ def _emit(ctx: RunContext, target: Path) -> None:
 
 def _execute(plan: str, repo: str, options: RunOptions, runs_dir: Path,
              after: Callable[[], None] | None = None) -> None:
+    from prefect_work_clusters.flows.startup import patient_server
     from prefect_work_clusters.flows.work_clusters import work_clusters
 
     global _runs_dir
     _runs_dir = runs_dir
     err.print(f"[bold]work-clusters[/bold]: running {plan} (Prefect logs follow)")
     since = datetime.now(timezone.utc)
-    state = work_clusters(plan=plan, repo=repo, return_state=True, **options.flow_parameters())
+    with patient_server():
+        state = work_clusters(plan=plan, repo=repo, return_state=True, **options.flow_parameters())
     _report_outcome(runs_dir, since, state.message, after)
 
 
@@ -234,20 +239,24 @@ def integrate(
     land: Annotated[bool, typer.Option(help="Fast-forward the base branch when all is green.")] = False,
 ) -> None:
     """Re-run only the integration from the cluster branches an earlier run recorded."""
+    from prefect_work_clusters.flows.startup import patient_server
     from prefect_work_clusters.flows.work_clusters import integrate_clusters
     from prefect_work_clusters.tasks.identify import resolve_run
     from prefect_work_clusters.tasks.options import RunOptions
+    from prefect_work_clusters.tasks.recovery import run_lock
     from prefect_work_clusters.tasks.worktrees import recorded
 
     options = RunOptions.pick(locals())
     ctx = resolve_run(plan, repo, options, relative_to=Path.cwd(), agents_needed=False)
-    recorded(ctx)  # fail fast, before Prefect starts, when there is nothing to integrate
     global _runs_dir
     _runs_dir = ctx.runs_dir
-    since = datetime.now(timezone.utc)
-    state = integrate_clusters(plan=str(ctx.plan_file), repo=str(ctx.repo), return_state=True,
-                               **options.flow_parameters())
-    _report_outcome(ctx.runs_dir, since, state.message)
+    with run_lock(ctx, share=True):
+        recorded(ctx)  # fail fast, before Prefect starts, when there is nothing to integrate
+        since = datetime.now(timezone.utc)
+        with patient_server():
+            state = integrate_clusters(plan=str(ctx.plan_file), repo=str(ctx.repo), return_state=True,
+                                       **options.flow_parameters())
+        _report_outcome(ctx.runs_dir, since, state.message)
 
 
 @app.command()

@@ -26,7 +26,15 @@ from prefect_work_clusters.tasks.proc import tree as proctree
 
 
 class RunLocked(WorkClustersError):
-    """Another run of the same plan on the same repository is in progress."""
+    """Another run of the same plan on the same repository is in progress: try again later."""
+
+    exit_code = 75  # EX_TEMPFAIL: nothing was done, the same command may succeed later
+
+
+# Locks this process holds for the code it calls, by lock file, and how many times: the CLI
+# takes the lock before Prefect starts (so a refusal costs no server start and prints no flow
+# traceback), and the flow it then calls takes it again, which must not refuse its own caller.
+_shared: dict[Path, int] = {}
 
 
 def _lock_paths(ctx: RunContext) -> tuple[Path, Path]:
@@ -35,9 +43,18 @@ def _lock_paths(ctx: RunContext) -> tuple[Path, Path]:
 
 
 @contextmanager
-def run_lock(ctx: RunContext) -> Iterator[None]:
-    """Hold the run lock of ``ctx``'s repo and plan, or raise RunLocked at once."""
+def run_lock(ctx: RunContext, *, share: bool = False) -> Iterator[None]:
+    """Hold the run lock of ``ctx``'s repo and plan, or raise RunLocked at once. Taken by
+    ``run``, ``integrate`` and ``clean``. With ``share``, what this process calls inside may
+    take it again (the CLI around its flow); otherwise a second taking is refused too."""
     lock_path, owner_path = _lock_paths(ctx)
+    if _shared.get(lock_path):
+        _shared[lock_path] += 1
+        try:
+            yield
+        finally:
+            _shared[lock_path] -= 1
+        return
     lock = FileLock(str(lock_path), thread_local=False)
     try:
         lock.acquire(timeout=0)
@@ -45,12 +62,15 @@ def run_lock(ctx: RunContext) -> Iterator[None]:
         owner = _read_json(owner_path)
         who = f" (pid {owner.get('pid')} on {owner.get('host')}, since {owner.get('since')})" if owner else ""
         raise RunLocked(f"another run of plan {ctx.plan.name} is in progress on {ctx.repo}{who}; "
-                        "wait for it to finish, or stop it, then run again") from None
+                        "wait for it to finish, or stop it, then try again") from None
     try:
         write_json_atomic(owner_path, {"pid": os.getpid(), "host": socket.gethostname(),
                                        "since": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
+        if share:
+            _shared[lock_path] = 1
         yield
     finally:
+        _shared.pop(lock_path, None)
         owner_path.unlink(missing_ok=True)
         lock.release()
 
