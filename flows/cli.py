@@ -24,6 +24,7 @@ from rich.console import Console  # noqa: E402
 
 from prefect_work_clusters.tasks.errors import BadInput, WorkClustersError  # noqa: E402
 from prefect_work_clusters.tasks.git.core import GitError  # noqa: E402
+from prefect_work_clusters.tasks.proc import interrupt  # noqa: E402
 
 if TYPE_CHECKING:
     from prefect_work_clusters.tasks.context import RunContext
@@ -35,6 +36,14 @@ out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
 # The .runs/ folder of the run this process works on, once known: where a crash's traceback goes.
 _runs_dir: Path | None = None
+
+
+
+class Interrupted(WorkClustersError):
+    """The run was stopped by SIGINT or SIGTERM; its report says where."""
+
+    exit_code = interrupt.EXIT_CODE
+
 
 PlanArg = Annotated[Path, typer.Argument(help="Plan file (.yaml, .yml or .md), relative to the current directory.")]
 RepoOpt = Annotated[Path, typer.Option("--repo", help="The git repository to work on.")]
@@ -117,6 +126,7 @@ def _execute(plan: str, repo: str, options: RunOptions, runs_dir: Path,
     global _runs_dir
     _runs_dir = runs_dir
     err.print(f"[bold]work-clusters[/bold]: running {plan} (Prefect logs follow)")
+    interrupt.install(lambda text: err.print(text, highlight=False, markup=False))
     since = datetime.now(timezone.utc)
     with patient_server():
         state = work_clusters(plan=plan, repo=repo, return_state=True, **options.flow_parameters())
@@ -130,8 +140,13 @@ def _report_outcome(runs_dir: Path, since: datetime, message: str | None,
     report_file = runs_dir / "report.json"
     report = RunReport.model_validate_json(report_file.read_text()) if report_file.exists() else None
     if report is None or report.started_at < since:
+        if interrupt.requested():
+            raise Interrupted(f"interrupted before the run wrote its report: {message}")
         raise WorkClustersError(f"the run stopped before writing its report: {message}")
     _print_summary(report, runs_dir)
+    if interrupt.requested():
+        raise Interrupted(f"interrupted; every agent was stopped; report: {runs_dir / 'merge-report.md'}; "
+                          "run the plan again to resume")
     if after:
         after()
     if not report.ok:
@@ -293,7 +308,7 @@ def main() -> None:
         sys.exit(getattr(exc, "exit_code", 1))
     except KeyboardInterrupt:
         err.print("interrupted")
-        sys.exit(130)
+        sys.exit(interrupt.EXIT_CODE)
     except Exception as exc:  # noqa: BLE001 - the last line of defence: no bare traceback for users
         log = _crash_log(traceback.format_exc())
         err.print(f"internal error: {exc.__class__.__name__}: {exc} (traceback in {log}; please report it)",

@@ -30,7 +30,8 @@ from prefect_work_clusters.tasks.integration import land as landing
 from prefect_work_clusters.tasks.integration.integrate import integrate
 from prefect_work_clusters.tasks.investigation import check as investigate
 from prefect_work_clusters.tasks.options import AgentName, Concurrency, NonEmpty, PlanPath, Retries, RunOptions, Timeout
-from prefect_work_clusters.tasks.recovery import run_lock
+from prefect_work_clusters.tasks.proc import interrupt
+from prefect_work_clusters.tasks.recovery import run_lock, stop_agents
 from prefect_work_clusters.tasks.report import build_report, publish_report
 from prefect_work_clusters.tasks.worktrees import Prepared, create_worktrees, recorded
 
@@ -52,7 +53,8 @@ def _run_agents(ctx: RunContext, prepared: Prepared) -> list[ClusterRecord]:
         workers = min(ctx.plan.limits.concurrency, len(pending))
         backends = Counter(agent_for(ctx, ctx.plan.cluster(name).agent).name for name in pending)
         runner: ThreadPoolTaskRunner[Any]
-        with run_slots(str(runtime_flow_run.id), {b: min(n, workers) for b, n in backends.items()}), \
+        with interrupt.stopping(lambda: stop_agents(ctx)), \
+                run_slots(str(runtime_flow_run.id), {b: min(n, workers) for b, n in backends.items()}), \
                 ThreadPoolTaskRunner(max_workers=workers) as runner:
             # cast: mypy picks the coroutine overload of map() for a sync task
             futures: list[Any] = runner.map(cast(Any, agent_task), {"ctx": unmapped(ctx), "cluster": pending})
@@ -183,8 +185,21 @@ def _run(ctx: RunContext, phases: dict[str, float], started: datetime) -> State[
     t = time.monotonic()
     records = _run_agents(ctx, prepared)
     phases["agents"] = time.monotonic() - t
-
+    if interrupt.requested():
+        return _interrupted(ctx, prepared, records, phases, started)
     return _finish(ctx, prepared, records, phases, started)
+
+
+def _interrupted(ctx: RunContext, prepared: Prepared, records: list[ClusterRecord], phases: dict[str, float],
+                 started: datetime) -> State[Any]:
+    """The report of a run stopped by SIGINT/SIGTERM: every cluster not finished is interrupted,
+    nothing is merged; the next run of the plan resumes."""
+    records = [r if r.status == "succeeded" else r.model_copy(update={"status": "interrupted"}) for r in records]
+    note = "interrupted (SIGINT or SIGTERM): agents stopped, nothing merged; run the plan again to resume"
+    report = build_report(ctx, prepared, records, phases, started, False, [*prepared.notes, note],
+                          checks=[], integration=None)
+    path = publish_report(ctx, report)
+    return Failed(message=f"interrupted; report at {path}")
 
 
 @flow(name="work-clusters-integrate", log_prints=True)

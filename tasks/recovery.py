@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -100,17 +101,36 @@ def note_agent_ended(ctx: RunContext, cluster: str) -> None:
     _pid_file(ctx, cluster).unlink(missing_ok=True)
 
 
+def _recorded_agents(ctx: RunContext) -> list[tuple[Path, int, float]]:
+    pid_dir = ctx.runs_dir / "pids"
+    found = []
+    for pid_file in sorted(pid_dir.glob("*.json")) if pid_dir.is_dir() else []:
+        data = _read_json(pid_file)
+        pid, created = data.get("pid"), data.get("create_time")
+        if isinstance(pid, int) and isinstance(created, float):
+            found.append((pid_file, pid, created))
+    return found
+
+
+def stop_agents(ctx: RunContext, grace: float = 2.0) -> None:
+    """Stop every agent of this run now, all at once (an interrupt): TERM, ``grace``, KILL.
+    Their attempts then return as if the agents had died, and record the clusters interrupted."""
+    stoppers = [threading.Thread(target=proctree.stop_orphan, args=(pid, created, grace), daemon=True)
+                for _, pid, created in _recorded_agents(ctx)]
+    for thread in stoppers:
+        thread.start()
+    for thread in stoppers:
+        thread.join(grace + 5)
+
+
 def recover(ctx: RunContext) -> list[str]:
     """Undo what a killed run left: agents still running, git lock files. Call under run_lock.
 
     Returns one note per thing done, for the report.
     """
     notes: list[str] = []
-    pid_dir = ctx.runs_dir / "pids"
-    for pid_file in sorted(pid_dir.glob("*.json")) if pid_dir.is_dir() else []:
-        data = _read_json(pid_file)
-        pid, created = data.get("pid"), data.get("create_time")
-        if isinstance(pid, int) and isinstance(created, float) and proctree.stop_orphan(pid, created):
+    for pid_file, pid, created in _recorded_agents(ctx):
+        if proctree.stop_orphan(pid, created):
             notes.append(f"stopped agent {pid_file.stem} (pid {pid}) left running by an earlier run that was killed")
         pid_file.unlink(missing_ok=True)
     places = [ctx.worktree(c.name) for c in ctx.plan.clusters] + [ctx.integration_worktree]

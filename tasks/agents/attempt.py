@@ -8,6 +8,7 @@ prompt can say why the last one failed, and a killed run can be reported and res
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -27,7 +28,10 @@ from prefect_work_clusters.tasks.errors import WorkClustersError
 from prefect_work_clusters.tasks.git import core as gitops
 from prefect_work_clusters.tasks.investigation import check as investigate
 from prefect_work_clusters.tasks.plan.refs import provided_by
+from prefect_work_clusters.tasks.proc import interrupt
 from prefect_work_clusters.tasks.proc.commands import run_commands
+
+INTERRUPTED = "interrupted (SIGINT or SIGTERM): the agent was stopped; the next run of the plan resumes this cluster"
 
 
 class AgentFailed(WorkClustersError):
@@ -54,6 +58,10 @@ def run_attempt(ctx: RunContext, cluster: str, attempt: int,
     record = load_record(ctx, cluster)
     if record is None:
         raise WorkClustersError(f"cluster {cluster} has no worktree record; run the worktrees step first")
+    if interrupt.requested():  # an interrupt came before this attempt started: start nothing
+        record.status, record.error = "interrupted", INTERRUPTED
+        save_record(ctx, record)
+        raise AgentFailed(record, retryable=False)
     if attempt == 1 and record.attempts and not record.resumed:
         record = record.model_copy(update={"attempts": []})  # a new run starts its count again
     agent = agent_for(ctx, spec.agent)
@@ -85,7 +93,7 @@ def run_attempt(ctx: RunContext, cluster: str, attempt: int,
     link_before, head_before = guard.git_link(wt), gitops.head(wt)
     try:
         res, usage = invoke(ctx, agent, call, prompt, feedback, timeout, on_line,
-                            on_start=lambda pid: recovery.note_agent_started(ctx, cluster, pid))
+                            on_start=lambda pid: _started(ctx, cluster, pid))
     finally:
         recovery.note_agent_ended(ctx, cluster)
     tampered, committable = guard.check_attempt(ctx, record, link_before, head_before)
@@ -101,7 +109,9 @@ def run_attempt(ctx: RunContext, cluster: str, attempt: int,
     record.attempts.append(entry)
     retryable = attempt < max_attempts(ctx, agent)
     spent = record.cost_usd
-    if tampered or changed:
+    if interrupt.requested():  # stopped, or would verify while the user waits for the exit
+        entry.failure, record.status, retryable = INTERRUPTED, "interrupted", False
+    elif tampered or changed:
         entry.failure, record.status = tampered or changed, "failed"
     elif res.timed_out:
         entry.failure, record.status = f"the agent ran past its timeout of {timeout:g} s and was killed", "timed_out"
@@ -136,6 +146,12 @@ def run_attempt(ctx: RunContext, cluster: str, attempt: int,
     if record.status != "succeeded":
         raise AgentFailed(record, retryable)
     return record
+
+
+def _started(ctx: RunContext, cluster: str, pid: int) -> None:
+    recovery.note_agent_started(ctx, cluster, pid)
+    if interrupt.requested():  # the interrupt's stopper ran before this agent was recorded
+        threading.Thread(target=recovery.stop_agents, args=(ctx,), daemon=True).start()
 
 
 def _retry_allowed(task: Any, task_run: Any, state: Any) -> bool:
