@@ -54,8 +54,10 @@ def _run_agents(ctx: RunContext, prepared: Prepared) -> list[ClusterRecord]:
         backends = Counter(agent_for(ctx, ctx.plan.cluster(name).agent).name for name in pending)
         runner: ThreadPoolTaskRunner[Any]
         with interrupt.stopping(lambda: stop_agents(ctx)), \
-                run_slots(str(runtime_flow_run.id), {b: min(n, workers) for b, n in backends.items()}), \
+                run_slots(str(runtime_flow_run.id), {b: min(n, workers) for b, n in backends.items()},
+                          ctx.runs_dir / "slots.json") as released, \
                 ThreadPoolTaskRunner(max_workers=workers) as runner:
+            prepared.notes.extend(released)
             # cast: mypy picks the coroutine overload of map() for a sync task
             futures: list[Any] = runner.map(cast(Any, agent_task), {"ctx": unmapped(ctx), "cluster": pending})
             names = {id(f): name for name, f in zip(pending, futures, strict=True)}

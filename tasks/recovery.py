@@ -60,7 +60,7 @@ def run_lock(ctx: RunContext, *, share: bool = False) -> Iterator[None]:
     try:
         lock.acquire(timeout=0)
     except Timeout:
-        owner = _read_json(owner_path)
+        owner = read_json(owner_path)
         who = f" (pid {owner.get('pid')} on {owner.get('host')}, since {owner.get('since')})" if owner else ""
         raise RunLocked(f"another run of plan {ctx.plan.name} is in progress on {ctx.repo}{who}; "
                         "wait for it to finish, or stop it, then try again") from None
@@ -76,7 +76,8 @@ def run_lock(ctx: RunContext, *, share: bool = False) -> Iterator[None]:
         lock.release()
 
 
-def _read_json(path: Path) -> dict[str, object]:
+def read_json(path: Path) -> dict[str, object]:
+    """The JSON object in ``path``, or ``{}`` when it is missing, unreadable or not an object."""
     try:
         data = json.loads(path.read_text())
     except (OSError, ValueError):
@@ -105,7 +106,7 @@ def _recorded_agents(ctx: RunContext) -> list[tuple[Path, int, float]]:
     pid_dir = ctx.runs_dir / "pids"
     found = []
     for pid_file in sorted(pid_dir.glob("*.json")) if pid_dir.is_dir() else []:
-        data = _read_json(pid_file)
+        data = read_json(pid_file)
         pid, created = data.get("pid"), data.get("create_time")
         if isinstance(pid, int) and isinstance(created, float):
             found.append((pid_file, pid, created))
