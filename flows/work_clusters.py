@@ -19,7 +19,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from prefect_work_clusters.flows.investigation import finish_investigation
 from prefect_work_clusters.tasks.agents.attempt import run_agent
 from prefect_work_clusters.tasks.agents.call import agent_for
-from prefect_work_clusters.tasks.agents.guard import restore_refs
+from prefect_work_clusters.tasks.agents.guard import restore_base, restore_refs
 from prefect_work_clusters.tasks.agents.limits import run_slots
 from prefect_work_clusters.tasks.agents.progress import ClusterProgress
 from prefect_work_clusters.tasks.checks.contract import contract_check, contract_check_integrated, integrated_ok
@@ -66,7 +66,7 @@ def _run_agents(ctx: RunContext, prepared: Prepared) -> list[ClusterRecord]:
                 records[name] = _outcome(ctx, name, future, records[name])
                 progress.update(name, records[name].status)
     restored, notes = restore_refs(ctx, [records[c.name] for c in ctx.plan.clusters])
-    prepared.notes.extend(notes)
+    prepared.notes.extend(notes + restore_base(ctx, prepared.base_sha, restored))
     return restored
 
 
