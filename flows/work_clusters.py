@@ -11,6 +11,7 @@ from typing import Any, cast
 
 from prefect import flow, get_run_logger, unmapped
 from prefect.client.schemas.objects import State
+from prefect.exceptions import TerminationSignal
 from prefect.futures import as_completed
 from prefect.runtime import flow_run as runtime_flow_run
 from prefect.states import Completed, Failed
@@ -61,10 +62,17 @@ def _run_agents(ctx: RunContext, prepared: Prepared) -> list[ClusterRecord]:
             # cast: mypy picks the coroutine overload of map() for a sync task
             futures: list[Any] = runner.map(cast(Any, agent_task), {"ctx": unmapped(ctx), "cluster": pending})
             names = {id(f): name for name, f in zip(pending, futures, strict=True)}
-            for future in as_completed(futures):  # after its retries; a failure never stops the others
-                name = names[id(future)]
-                records[name] = _outcome(ctx, name, future, records[name])
-                progress.update(name, records[name].status)
+            try:
+                for future in as_completed(futures):  # after its retries; a failure never stops the others
+                    name = names[id(future)]
+                    records[name] = _outcome(ctx, name, future, records[name])
+                    progress.update(name, records[name].status)
+            except TerminationSignal:
+                # Prefect turns a SIGTERM during a flow run into this exception, in this thread; the
+                # pool's exit would wait for every agent. Stop them and end as an interrupted run.
+                interrupt.request()
+        if interrupt.requested():
+            records.update({n: load_record(ctx, n) or records[n] for n in pending if records[n].status == "pending"})
     restored, notes = restore_refs(ctx, [records[c.name] for c in ctx.plan.clusters])
     prepared.notes.extend(notes + restore_base(ctx, prepared.base_sha, restored))
     return restored

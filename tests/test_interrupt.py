@@ -1,4 +1,4 @@
-"""Ctrl-C during a run (issue 21): every agent's tree stopped at once, the report written, exit 130.
+"""Ctrl-C or SIGTERM during a run (issue 21): every agent's tree stopped at once, the report written, exit 130.
 
 Before the fix the run waited for a sleeping agent (~55 s; up to the 1800 s timeout), then died
 with exit 130 and no report. Here four agents ignore SIGTERM and sleep for ten minutes."""
@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import psutil
+import pytest
 
 from tests.conftest import make_repo, write_agent
 from tests.loop_helpers import BASE_FILES, WRITER, plan_yaml
@@ -33,7 +34,9 @@ time.sleep(600)
 """
 
 
-def test_sigint_stops_four_stubborn_agents_writes_the_report_and_exits_130(tmp_path: Path) -> None:
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_an_interrupt_stops_four_stubborn_agents_writes_the_report_and_exits_130(tmp_path: Path,
+                                                                               sig: signal.Signals) -> None:
     repo = make_repo(tmp_path, {**BASE_FILES, "jobs/__init__.py": ""})
     plan = tmp_path / "shop.yaml"
     plan.write_text(plan_yaml(clusters=FOUR).replace("concurrency: 3", "concurrency: 4"))
@@ -51,16 +54,17 @@ def test_sigint_stops_four_stubborn_agents_writes_the_report_and_exits_130(tmp_p
         agents = [int(p.read_text()) for p in records.glob("*.pid")] + \
                  [int(p.read_text()) for p in records.glob("*.child")]
         sent = time.monotonic()
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(sig)
         out, err = proc.communicate(timeout=120)
         took = time.monotonic() - sent
     finally:
         if proc.poll() is None:
             proc.kill()
     assert proc.returncode == 130, out + err
-    print(f"SIGINT to exit: {took:.1f} s")
+    print(f"{sig.name} to exit: {took:.1f} s")
     assert took < 20, took  # ~5 s on an idle machine; generous for a loaded 2-core one
-    assert "SIGINT: stopping every agent" in err
+    # During the flow Prefect turns SIGTERM into an exception of its own, so only SIGINT is announced.
+    assert sig == signal.SIGTERM or "SIGINT: stopping every agent" in err
     # Prefect logs each stopped agent's task as failed; our own last word is one line.
     assert err.splitlines()[-1].startswith("error: interrupted; every agent was stopped; report: "), err[-2000:]
     assert not [pid for pid in agents if psutil.pid_exists(pid) and psutil.Process(pid).status() != "zombie"]
@@ -69,6 +73,8 @@ def test_sigint_stops_four_stubborn_agents_writes_the_report_and_exits_130(tmp_p
                                                                                       "interrupted")
     assert any("interrupted" in n for n in report["notes"])
 
+    if sig == signal.SIGTERM:
+        return
     # The next run resumes: the same plan, a well-behaved agent, everything integrates.
     res = cli("run", str(plan), "--repo", str(repo), "--agent-cmd", write_agent(tmp_path, WRITER), cwd=tmp_path,
               env={"RECORD_DIR": str(records)})
