@@ -96,6 +96,14 @@ def run_attempt(ctx: RunContext, cluster: str, attempt: int,
                             on_start=lambda pid: _started(ctx, cluster, pid))
     finally:
         recovery.note_agent_ended(ctx, cluster)
+    if not wt.is_dir():
+        # Deleted by the agent or by hand: nothing to check or commit, and another attempt here
+        # could not start. The next run of the plan makes the worktree again from the branch.
+        record.status = "failed"
+        record.error = (f"the worktree {wt} was deleted during the attempt (by the agent or by hand); its "
+                        "branch keeps what was committed; run the plan again to recreate it and rerun this cluster")
+        save_record(ctx, record)
+        raise AgentFailed(record, retryable=False)
     tampered, committable = guard.check_attempt(ctx, record, link_before, head_before)
     changed = investigate.settle_attempt(ctx, record, attempt, head_before) if findings and committable else None
     if committable and not findings:
