@@ -158,7 +158,7 @@ def test_large_output_on_both_streams_does_not_deadlock_and_keeps_arrival_order(
     shown = "\n".join(seen).replace("\n    ", "\n").splitlines()
     head = shown[:shown.index(next(x for x in shown if x.startswith("[... ")))]
     assert head == lines[:len(head)] and 60 <= len(head) <= 70  # the first 64 KB, then only the end
-    assert shown[-10:] == lines[-10:]
+    assert shown[-5:] == lines[-5:]  # and the last 8 KB
     assert len(result.output_tail) == 4000 and result.output_tail.endswith("x\n")
 
 
