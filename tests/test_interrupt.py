@@ -34,6 +34,7 @@ time.sleep(600)
 """
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 def test_an_interrupt_stops_four_stubborn_agents_writes_the_report_and_exits_130(tmp_path: Path,
                                                                                sig: signal.Signals) -> None:
