@@ -1,7 +1,8 @@
 """The ``work-clusters`` command line, thin over the plan module and the flows.
 
 Exit status: 0 integrated and verified (or the command did what it says), 1 a run that did not
-integrate or an expected failure, 2 bad input (nothing created), 3 an internal error.
+integrate or an expected failure, 2 bad input (nothing created), 3 an internal error or Prefect
+unavailable, 75 refused because a run of the plan is in progress, 130 interrupted.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from rich.console import Console  # noqa: E402
 
 from prefect_work_clusters.tasks.errors import BadInput, WorkClustersError  # noqa: E402
 from prefect_work_clusters.tasks.git.core import GitError  # noqa: E402
+from prefect_work_clusters.tasks.proc import interrupt  # noqa: E402
 
 if TYPE_CHECKING:
     from prefect_work_clusters.tasks.context import RunContext
@@ -37,6 +39,14 @@ out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
 # The .runs/ folder of the run this process works on, once known: where a crash's traceback goes.
 _runs_dir: Path | None = None
+
+
+
+class Interrupted(WorkClustersError):
+    """The run was stopped by SIGINT or SIGTERM; its report says where."""
+
+    exit_code = interrupt.EXIT_CODE
+
 
 PlanArg = Annotated[Path, typer.Argument(help="Plan file (.yaml, .yml or .md), relative to the current directory.")]
 RepoOpt = Annotated[Path, typer.Option("--repo", help="The git repository to work on.")]
@@ -171,6 +181,7 @@ def run(
     """Run the whole flow: worktrees, agents in parallel, contract check, integration, report."""
     from prefect_work_clusters.tasks.identify import resolve_run
     from prefect_work_clusters.tasks.options import RunOptions
+    from prefect_work_clusters.tasks.recovery import run_lock
 
     options = RunOptions.pick({**locals(), "workspace": str(workspace.resolve()) if workspace else None})
     if (plan is None) == (goal is None):
@@ -181,8 +192,9 @@ def run(
     ctx = resolve_run(plan, repo, options, relative_to=Path.cwd())
     if emit_plan:
         _emit_target(ctx, emit_plan)
-    _execute(str(ctx.plan_file), str(ctx.repo), options, ctx.runs_dir,
-             after=(lambda: _emit(ctx, emit_plan)) if emit_plan else None, goal=goal)
+    with run_lock(ctx, share=True):  # a second run is refused before Prefect starts
+        _execute(str(ctx.plan_file), str(ctx.repo), options, ctx.runs_dir,
+                 after=(lambda: _emit(ctx, emit_plan)) if emit_plan else None, goal=goal)
 
 
 def _plan_for_goal(repo: Path, goal: str, options: RunOptions) -> Path:
@@ -226,13 +238,16 @@ def _emit(ctx: RunContext, target: Path) -> None:
 
 def _execute(plan: str, repo: str, options: RunOptions, runs_dir: Path,
              after: Callable[[], None] | None = None, goal: str | None = None) -> None:
+    from prefect_work_clusters.flows.startup import patient_server
     from prefect_work_clusters.flows.work_clusters import work_clusters
 
     global _runs_dir
     _runs_dir = runs_dir
     err.print(f"[bold]work-clusters[/bold]: running {plan} (Prefect logs follow)")
+    interrupt.install(lambda text: err.print(text, highlight=False, markup=False))
     since = datetime.now(timezone.utc)
-    state = work_clusters(plan=plan, repo=repo, goal=goal, return_state=True, **options.flow_parameters())
+    with patient_server():
+        state = work_clusters(plan=plan, repo=repo, goal=goal, return_state=True, **options.flow_parameters())
     _report_outcome(runs_dir, since, state.message, after)
 
 
@@ -243,10 +258,15 @@ def _report_outcome(runs_dir: Path, since: datetime, message: str | None,
     report_file = runs_dir / "report.json"
     report = RunReport.model_validate_json(report_file.read_text()) if report_file.exists() else None
     if report is None or report.started_at < since:
+        if interrupt.requested():
+            raise Interrupted(f"interrupted before the run wrote its report: {message}")
         raise WorkClustersError(f"the run stopped before writing its report: {message}")
     from prefect_work_clusters.flows.summary import print_summary
 
     print_summary(out, report, runs_dir)
+    if interrupt.requested():
+        raise Interrupted(f"interrupted; every agent was stopped; report: {runs_dir / 'merge-report.md'}; "
+                          "run the plan again to resume")
     if after:
         after()
     if not report.ok:
@@ -331,20 +351,24 @@ def integrate(
     land: Annotated[bool, typer.Option(help="Fast-forward the base branch when all is green.")] = False,
 ) -> None:
     """Re-run only the integration from the cluster branches an earlier run recorded."""
+    from prefect_work_clusters.flows.startup import patient_server
     from prefect_work_clusters.flows.work_clusters import integrate_clusters
     from prefect_work_clusters.tasks.identify import resolve_run
     from prefect_work_clusters.tasks.options import RunOptions
+    from prefect_work_clusters.tasks.recovery import run_lock
     from prefect_work_clusters.tasks.worktrees import recorded
 
     options = RunOptions.pick(locals())
     ctx = resolve_run(plan, repo, options, relative_to=Path.cwd(), agents_needed=False)
-    recorded(ctx)  # fail fast, before Prefect starts, when there is nothing to integrate
     global _runs_dir
     _runs_dir = ctx.runs_dir
-    since = datetime.now(timezone.utc)
-    state = integrate_clusters(plan=str(ctx.plan_file), repo=str(ctx.repo), return_state=True,
-                               **options.flow_parameters())
-    _report_outcome(ctx.runs_dir, since, state.message)
+    with run_lock(ctx, share=True):
+        recorded(ctx)  # fail fast, before Prefect starts, when there is nothing to integrate
+        since = datetime.now(timezone.utc)
+        with patient_server():
+            state = integrate_clusters(plan=str(ctx.plan_file), repo=str(ctx.repo), return_state=True,
+                                       **options.flow_parameters())
+        _report_outcome(ctx.runs_dir, since, state.message)
 
 
 @app.command()
@@ -381,7 +405,7 @@ def main() -> None:
         sys.exit(getattr(exc, "exit_code", 1))
     except KeyboardInterrupt:
         err.print("interrupted")
-        sys.exit(130)
+        sys.exit(interrupt.EXIT_CODE)
     except Exception as exc:  # noqa: BLE001 - the last line of defence: no bare traceback for users
         log = _crash_log(traceback.format_exc())
         err.print(f"internal error: {exc.__class__.__name__}: {exc} (traceback in {log}; please report it)",

@@ -11,6 +11,7 @@ from prefect_work_clusters.tasks.context import RunContext, load_record
 from prefect_work_clusters.tasks.git import core as gitops
 from prefect_work_clusters.tasks.git import worktrees as gitworktrees
 from prefect_work_clusters.tasks.identify import resolve_run
+from prefect_work_clusters.tasks.recovery import run_lock
 
 
 def _ctx(plan: Path, repo: Path) -> RunContext:
@@ -48,6 +49,11 @@ def clean_plan(plan: Path, repo: Path, *, branches: bool = False, force: bool = 
     """Remove the plan's worktrees and, with ``branches``, its branches. A worktree with
     uncommitted changes, or a branch with commits found nowhere else, is kept unless forced."""
     ctx = _ctx(plan, repo)
+    with run_lock(ctx):  # never pull a worktree or branch from under a live run
+        return _clean(ctx, branches, force)
+
+
+def _clean(ctx: RunContext, branches: bool, force: bool) -> list[str]:
     done: list[str] = []
     registered = {wt.path.resolve(): wt for wt in gitworktrees.worktrees(ctx.repo)}
     places = [ctx.worktree(c.name) for c in ctx.plan.clusters] + [ctx.integration_worktree]

@@ -11,6 +11,7 @@ from typing import Any, cast
 
 from prefect import flow, get_run_logger, unmapped
 from prefect.client.schemas.objects import State
+from prefect.exceptions import TerminationSignal
 from prefect.futures import as_completed
 from prefect.runtime import flow_run as runtime_flow_run
 from prefect.states import Completed, Failed
@@ -19,7 +20,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from prefect_work_clusters.flows.investigation import finish_investigation
 from prefect_work_clusters.tasks.agents.attempt import run_agent
 from prefect_work_clusters.tasks.agents.call import agent_for
-from prefect_work_clusters.tasks.agents.guard import restore_refs
+from prefect_work_clusters.tasks.agents.guard import restore_base, restore_refs
 from prefect_work_clusters.tasks.agents.limits import run_slots
 from prefect_work_clusters.tasks.agents.progress import ClusterProgress
 from prefect_work_clusters.tasks.checks import containment
@@ -41,7 +42,8 @@ from prefect_work_clusters.tasks.options import (
     RunOptions,
     Timeout,
 )
-from prefect_work_clusters.tasks.recovery import run_lock
+from prefect_work_clusters.tasks.proc import interrupt
+from prefect_work_clusters.tasks.recovery import run_lock, stop_agents
 from prefect_work_clusters.tasks.report import build_report, publish_report
 from prefect_work_clusters.tasks.worktrees import Prepared, create_worktrees, recorded
 
@@ -64,17 +66,27 @@ def _run_agents(ctx: RunContext, prepared: Prepared) -> list[ClusterRecord]:
         workers = min(ctx.plan.limits.concurrency, len(pending))
         backends = Counter(agent_for(ctx, ctx.plan.cluster(name).agent).name for name in pending)
         runner: ThreadPoolTaskRunner[Any]
-        with run_slots(str(runtime_flow_run.id), {b: min(n, workers) for b, n in backends.items()}), \
+        with interrupt.stopping(lambda: stop_agents(ctx)), \
+                run_slots(str(runtime_flow_run.id), {b: min(n, workers) for b, n in backends.items()},
+                          ctx.runs_dir / "slots.json") as released, \
                 ThreadPoolTaskRunner(max_workers=workers) as runner:
+            prepared.notes.extend(released)
             # cast: mypy picks the coroutine overload of map() for a sync task
             futures: list[Any] = runner.map(cast(Any, agent_task), {"ctx": unmapped(ctx), "cluster": pending})
             names = {id(f): name for name, f in zip(pending, futures, strict=True)}
-            for future in as_completed(futures):  # after its retries; a failure never stops the others
-                name = names[id(future)]
-                records[name] = _outcome(ctx, name, future, records[name])
-                progress.update(name, records[name].status)
+            try:
+                for future in as_completed(futures):  # after its retries; a failure never stops the others
+                    name = names[id(future)]
+                    records[name] = _outcome(ctx, name, future, records[name])
+                    progress.update(name, records[name].status)
+            except TerminationSignal:
+                # Prefect turns a SIGTERM during a flow run into this exception, in this thread; the
+                # pool's exit would wait for every agent. Stop them and end as an interrupted run.
+                interrupt.request()
+        if interrupt.requested():
+            records.update({n: load_record(ctx, n) or records[n] for n in pending if records[n].status == "pending"})
     restored, notes = restore_refs(ctx, [records[c.name] for c in ctx.plan.clusters])
-    prepared.notes.extend(notes)
+    prepared.notes.extend(notes + restore_base(ctx, prepared.base_sha, restored))
     return restored
 
 
@@ -219,8 +231,21 @@ def _run(ctx: RunContext, phases: dict[str, float], started: datetime) -> State[
     t = time.monotonic()
     records = _run_agents(ctx, prepared)
     phases["agents"] = time.monotonic() - t
-
+    if interrupt.requested():
+        return _interrupted(ctx, prepared, records, phases, started)
     return _finish(ctx, prepared, records, phases, started)
+
+
+def _interrupted(ctx: RunContext, prepared: Prepared, records: list[ClusterRecord], phases: dict[str, float],
+                 started: datetime) -> State[Any]:
+    """The report of a run stopped by SIGINT/SIGTERM: every cluster not finished is interrupted,
+    nothing is merged; the next run of the plan resumes."""
+    records = [r if r.status == "succeeded" else r.model_copy(update={"status": "interrupted"}) for r in records]
+    note = "interrupted (SIGINT or SIGTERM): agents stopped, nothing merged; run the plan again to resume"
+    report = build_report(ctx, prepared, records, phases, started, False, [*prepared.notes, note],
+                          checks=[], integration=None)
+    path = publish_report(ctx, report)
+    return Failed(message=f"interrupted; report at {path}")
 
 
 @flow(name="work-clusters-integrate", log_prints=True)

@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from prefect_work_clusters.tasks.plan.models import Plan
 
-ClusterStatus = Literal["pending", "succeeded", "failed", "timed_out", "cost_exceeded"]
+ClusterStatus = Literal["pending", "succeeded", "failed", "timed_out", "cost_exceeded", "interrupted"]
 
 
 class RunContext(BaseModel):

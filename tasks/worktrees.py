@@ -121,6 +121,9 @@ def prepare(ctx: RunContext) -> Prepared:
     base_sha, base_ref_sha, notes = ensure_base(ctx)
     notes = recovered + notes
     ctx.runs_dir.mkdir(parents=True, exist_ok=True)
+    # A worktree folder deleted by hand (or by an agent) stays registered until pruned, and a
+    # registered one is not made again: prune first (git drops only registrations of missing folders).
+    gitworktrees.prune_worktrees(ctx.repo)
     # One listing of worktrees and branches for all clusters, then the clusters side by side:
     # registering a worktree is serialized (gitworktrees.worktree_lock), its checkout is not.
     listed = gitworktrees.worktrees(ctx.repo)

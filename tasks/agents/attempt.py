@@ -8,6 +8,7 @@ prompt can say why the last one failed, and a killed run can be reported and res
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -36,8 +37,11 @@ from prefect_work_clusters.tasks.errors import WorkClustersError
 from prefect_work_clusters.tasks.git import core as gitops
 from prefect_work_clusters.tasks.investigation import check as investigate
 from prefect_work_clusters.tasks.plan.refs import provided_by
+from prefect_work_clusters.tasks.proc import interrupt
 from prefect_work_clusters.tasks.proc.commands import run_commands
 from prefect_work_clusters.tasks.proc.sandbox import refused_writes
+
+INTERRUPTED = "interrupted (SIGINT or SIGTERM): the agent was stopped; the next run of the plan resumes this cluster"
 
 
 class AgentFailed(WorkClustersError):
@@ -64,6 +68,10 @@ def run_attempt(ctx: RunContext, cluster: str, attempt: int,
     record = load_record(ctx, cluster)
     if record is None:
         raise WorkClustersError(f"cluster {cluster} has no worktree record; run the worktrees step first")
+    if interrupt.requested():  # an interrupt came before this attempt started: start nothing
+        record.status, record.error = "interrupted", INTERRUPTED
+        save_record(ctx, record)
+        raise AgentFailed(record, retryable=False)
     if attempt == 1 and record.attempts and not record.resumed:
         record = record.model_copy(update={"attempts": []})  # a new run starts its count again
     agent = agent_for(ctx, spec.agent)
@@ -127,11 +135,19 @@ def _attempt(ctx: RunContext, record: ClusterRecord, attempt: int, win: containm
         gitops.detach(wt)
     try:
         res, usage = invoke(ctx, agent, call, prompt, feedback, timeout, on_line,
-                            on_start=lambda pid: recovery.note_agent_started(ctx, cluster, pid))
+                            on_start=lambda pid: _started(ctx, cluster, pid))
     finally:
         recovery.note_agent_ended(ctx, cluster)
         if box:
             guard.attach_after_sandbox(ctx, record)
+    if not wt.is_dir():
+        # Deleted by the agent or by hand: nothing to check or commit, and another attempt here
+        # could not start. The next run of the plan makes the worktree again from the branch.
+        record.status = "failed"
+        record.error = (f"the worktree {wt} was deleted during the attempt (by the agent or by hand); its "
+                        "branch keeps what was committed; run the plan again to recreate it and rerun this cluster")
+        save_record(ctx, record)
+        raise AgentFailed(record, retryable=False)
     entry = Attempt(attempt=attempt, exit_code=res.exit_code, timed_out=res.timed_out, duration=res.duration,
                     output_tail=res.output_tail, leftovers=list(res.leftovers),
                     refused_writes=refused_writes(log_segment(log, log_offset)) if box else [],
@@ -150,7 +166,9 @@ def _attempt(ctx: RunContext, record: ClusterRecord, attempt: int, win: containm
     record.attempts.append(entry)
     retryable = attempt < max_attempts(ctx, agent) and not (planted and ctx.plan.contract.on_violation == "fail")
     spent = record.cost_usd
-    if tampered or changed or planted:
+    if interrupt.requested():  # stopped, or would verify while the user waits for the exit
+        entry.failure, record.status, retryable = INTERRUPTED, "interrupted", False
+    elif tampered or changed or planted:
         entry.failure, record.status = "; ".join(r for r in (planted, tampered, changed) if r), "failed"
     elif res.timed_out:
         entry.failure, record.status = f"the agent ran past its timeout of {timeout:g} s and was killed", "timed_out"
@@ -185,6 +203,12 @@ def _attempt(ctx: RunContext, record: ClusterRecord, attempt: int, win: containm
     if limits.max_cost_usd is not None and spent is not None and spent > limits.max_cost_usd:
         retryable = False
     return retryable
+
+
+def _started(ctx: RunContext, cluster: str, pid: int) -> None:
+    recovery.note_agent_started(ctx, cluster, pid)
+    if interrupt.requested():  # the interrupt's stopper ran before this agent was recorded
+        threading.Thread(target=recovery.stop_agents, args=(ctx,), daemon=True).start()
 
 
 def _retry_allowed(task: Any, task_run: Any, state: Any) -> bool:

@@ -77,3 +77,18 @@ def attach_after_sandbox(ctx: RunContext, record: ClusterRecord) -> None:
     if tip:
         gitops.set_branch(ctx.repo, record.branch, tip, "work-clusters: the sandboxed agent's commits")
     gitops.attach(wt, record.branch)
+
+
+def restore_base(ctx: RunContext, base_sha: str, records: list[ClusterRecord]) -> list[str]:
+    """After all agents: ``clusters/<plan>/base`` back at the recorded commit, saying who moved it
+    (the clusters whose branch holds the commit it was moved to, and git's own reflog line)."""
+    tip = gitops.resolve_ref(ctx.repo, f"refs/heads/{ctx.base_branch}")
+    if tip == base_sha:
+        return []
+    holders = [r.cluster for r in records if tip and r.head_sha and gitops.is_ancestor(ctx.repo, tip, r.head_sha)]
+    how = gitops.out(ctx.repo, "reflog", "-1", "--format=%gs", f"refs/heads/{ctx.base_branch}") if tip else ""
+    who = (f"a commit of cluster {', '.join(holders)}'s branch" if holders else "a commit no cluster's branch holds")
+    gitops.set_branch(ctx.repo, ctx.base_branch, base_sha, "work-clusters: restore the recorded base")
+    moved = "deleted" if tip is None else f"moved to {tip[:12]} ({who}; git: {how or 'no reflog'})"
+    return [f"{ctx.base_branch} was {moved} while the agents ran; restored to the recorded {base_sha[:12]}, "
+            "which the clusters started from and integration merges onto"]

@@ -9,26 +9,34 @@ for a slot polls the server, which costs seconds); change it with
 ``prefect gcl update agents-claude --limit 8``, or create it beforehand with your own value.
 
 A run takes the slots its agents need for its whole agents phase, at once (``run_slots``), and
-shares them among its agents; a slot is a lease the server renews, and a killed run frees its
-slots when the lease expires.
+shares them among its agents. A slot is a lease the server renews; a real server expires the
+lease of a killed run, Prefect's temporary server (which dies with the run) cannot, so the run
+records what it holds and the next run releases it.
 """
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
+from pathlib import Path
 
+import psutil
 from prefect import get_run_logger
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
 from prefect.concurrency.sync import concurrency
 from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
+from prefect.settings import PREFECT_API_URL
 
-from prefect_work_clusters.tasks.context import RunContext
+from prefect_work_clusters.tasks.context import RunContext, write_json_atomic
+from prefect_work_clusters.tasks.errors import WorkClustersError
+from prefect_work_clusters.tasks.recovery import read_json
 
 DEFAULT_SLOTS = 16
+SLOT_WAIT_SECONDS = 600.0  # then one line saying how to free them, rather than waiting for good
 _creating = threading.Lock()
 _shares: dict[tuple[str, str], threading.BoundedSemaphore] = {}  # (flow run, backend) -> the run's slots
 
@@ -54,29 +62,104 @@ def ensure_limit(name: str, slots: int = DEFAULT_SLOTS) -> int:
             return client.read_global_concurrency_limit_by_name(name).limit
 
 
+class SlotsBusy(WorkClustersError):
+    """A run waited ``SLOT_WAIT_SECONDS`` for its agents' slots and gave up."""
+
+
 @contextmanager
-def run_slots(flow_run: str, wanted: dict[str, int]) -> Iterator[None]:
+def run_slots(flow_run: str, wanted: dict[str, int], record: Path | None = None) -> Iterator[list[str]]:
     """Hold, for one run's agents phase, slots of each backend's global limit: ``wanted`` maps a
     backend to the agents of it the run would run at once. Asked for once per run, not per agent:
     on the local SQLite server concurrent acquisitions collide and each retry costs seconds. The
-    run gets at most the limit's size; its agents share what it got through ``agent_slot``."""
+    run gets at most the limit's size; its agents share what it got through ``agent_slot``.
+
+    ``record`` (the run's ``slots.json``) says what the run holds while it holds it, so that the
+    next run can release what a killed one left (``release_left_slots``, done here first); the
+    body gets the notes of that. A wait is logged, and given up after ``SLOT_WAIT_SECONDS``."""
+    notes = release_left_slots(record) if record is not None else []
+    logger = get_run_logger()
+    for note in notes:
+        logger.warning(note)
+    held: dict[str, int] = {}
     with ExitStack() as stack:
         for backend, count in sorted(wanted.items()):
             name = limit_name(backend)
             size = ensure_limit(name, max(DEFAULT_SLOTS, count))
             take = max(1, min(count, size))
             started = time.monotonic()
-            # Renewal failing once (a server restart) must not kill the agents half-way through.
-            stack.enter_context(concurrency(name, occupy=take, strict=True, raise_on_lease_renewal_failure=False))
+            _say_if_waiting(name, take)
+            try:
+                # Renewal failing once (a server restart) must not kill the agents half-way through.
+                stack.enter_context(concurrency(name, occupy=take, strict=True, timeout_seconds=SLOT_WAIT_SECONDS,
+                                                raise_on_lease_renewal_failure=False))
+            except TimeoutError:
+                raise SlotsBusy(_busy_message(name, take)) from None
+            held[name] = take
+            if record is not None:
+                write_json_atomic(record, {"pid": os.getpid(), "create_time": psutil.Process().create_time(),
+                                           "api_url": PREFECT_API_URL.value() or None, "slots": held})
             waited = time.monotonic() - started
             if waited > 1 or take < count:
-                get_run_logger().info("%s: %d slot(s) for %d agent(s), after %.1f s", name, take, count, waited)
+                logger.info("%s: %d slot(s) for %d agent(s), after %.1f s", name, take, count, waited)
             _shares[(flow_run, backend)] = threading.BoundedSemaphore(take)
         try:
-            yield
+            yield notes
         finally:
             for backend in wanted:
                 _shares.pop((flow_run, backend), None)
+    if record is not None:
+        record.unlink(missing_ok=True)
+
+
+def release_left_slots(record: Path) -> list[str]:
+    """Release the slots a killed earlier run recorded in ``record``, and say so.
+
+    Prefect's temporary server keeps slot leases in memory: the slots of a run killed with its
+    server are counted as taken for good (measured: one killed 3-cluster run left 3 of 16 taken,
+    five left none). On a real server their lease expires by itself, so they are left to it."""
+    data = read_json(record)
+    if not data:
+        return []
+    pid, slots = data.get("pid"), data.get("slots")
+    if _alive(pid, data.get("create_time")) or not isinstance(slots, dict):
+        return []
+    notes: list[str] = []
+    if data.get("api_url"):
+        notes.append(f"an earlier run (pid {pid}) was killed holding slots {slots} on {data['api_url']}; "
+                     "that server frees them when their lease expires (at most 300 s)")
+    else:
+        with get_client(sync_client=True) as client:
+            for name, count in slots.items():
+                client.release_concurrency_slots(names=[name], slots=int(count), occupancy_seconds=1.0)
+                notes.append(f"released {count} slot(s) of {name} that an earlier run (pid {pid}) still held "
+                             "when it was killed")
+    record.unlink(missing_ok=True)
+    return notes
+
+
+def _say_if_waiting(name: str, take: int) -> None:
+    with get_client(sync_client=True) as client:
+        limit = client.read_global_concurrency_limit_by_name(name)
+    if limit.active_slots + take > limit.limit:
+        get_run_logger().warning(
+            "waiting for %d slot(s) of %s: %d of %d taken by other runs (or by killed runs on a server this run "
+            "cannot clean); giving up after %.0f s", take, name, limit.active_slots, limit.limit, SLOT_WAIT_SECONDS)
+
+
+def _busy_message(name: str, take: int) -> str:
+    return (f"gave up after {SLOT_WAIT_SECONDS:.0f} s waiting for {take} slot(s) of the global concurrency limit "
+            f"{name}; see who holds them with 'prefect gcl inspect {name}'; if no run is using them, free them "
+            f"with 'prefect gcl update {name} --active-slots 0', or raise the limit with "
+            f"'prefect gcl update {name} --limit N'")
+
+
+def _alive(pid: object, create_time: object) -> bool:
+    if not isinstance(pid, int) or not isinstance(create_time, float):
+        return False
+    try:
+        return abs(psutil.Process(pid).create_time() - create_time) < 0.01
+    except psutil.Error:
+        return False
 
 
 @contextmanager

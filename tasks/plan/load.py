@@ -18,6 +18,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from prefect_work_clusters.tasks.errors import PlanError, Problem
+from prefect_work_clusters.tasks.plan.bounds import size_problem, yaml_problem
 from prefect_work_clusters.tasks.plan.markdown import parse_markdown
 from prefect_work_clusters.tasks.plan.models import CommandAgent, Plan, slugify
 from prefect_work_clusters.tasks.plan.paths import normalize
@@ -65,6 +66,9 @@ def _read(path: Path) -> tuple[dict[str, Any], dict[str, int], list[Problem]]:
         ending = f"not {suffix!r}" if suffix else "not nothing"
         raise PlanError([Problem(file, "plan", f"a plan file's name ends in .yaml, .yml or .md, {ending}")])
     try:
+        too_big = size_problem(path.stat().st_size)
+        if too_big:
+            raise PlanError([Problem(file, "plan", too_big)])
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
@@ -84,6 +88,11 @@ def _yaml_mapping(text: str, file: str, *, first_line: int,
                   what: str) -> tuple[dict[str, Any], dict[str, int], list[Problem]]:
     """YAML text as a mapping, with the line of every key and list item (by dotted field path),
     and a problem for each key given twice (PyYAML would silently keep the last)."""
+    hostile = yaml_problem(text)
+    if hostile is not None:
+        reason, line = hostile
+        raise PlanError([Problem(file, "plan", f"{what} {reason}",
+                                 line + first_line - 1 if line else None)])
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
         data = yaml.safe_load(text)

@@ -27,9 +27,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from markdown_it import MarkdownIt
+from markdown_it.token import Token
 from markdown_it.tree import SyntaxTreeNode
 
-from prefect_work_clusters.tasks.errors import Problem
+from prefect_work_clusters.tasks.errors import PlanError, Problem
+from prefect_work_clusters.tasks.plan.bounds import MAX_DEPTH
 from prefect_work_clusters.tasks.plan.models import slugify
 
 _KEYED = re.compile(r"^\s*([A-Za-z][A-Za-z ]*?)\s*:\s*(.*)$", re.DOTALL)
@@ -60,6 +62,15 @@ def split_front_matter(text: str) -> tuple[str | None, str, str | None]:
         if line.rstrip() in ("---", "..."):
             return "".join(lines[1:end]), "\n" * (end + 1) + "".join(lines[end + 1:]), None
     return None, text, "front matter opened with '---' on line 1 is never closed by another '---'"
+
+
+def _too_deep(tokens: list[Token]) -> int | None:
+    """The line of the first token nested past ``MAX_DEPTH`` (block and inline levels added up)."""
+    for token in tokens:
+        deepest = token.level + max((child.level for child in token.children or []), default=0)
+        if deepest > MAX_DEPTH:
+            return token.map[0] + 1 if token.map else None
+    return None
 
 
 def _line(node: SyntaxTreeNode) -> int | None:
@@ -213,7 +224,8 @@ def _task(bullet: SyntaxTreeNode) -> str:
 
 def parse_markdown(text: str, file: str) -> MarkdownPlan:
     """Read a markdown plan. Problems of its shape (an unknown section, a cluster without a bold
-    name, a bullet not understood) are collected, not raised; validation happens on the result."""
+    name, a bullet not understood) are collected, not raised; validation happens on the result.
+    Only a nesting too deep to walk raises ``PlanError`` at once."""
     reader = _Reader(file)
     front, body, problem = split_front_matter(text)
     reader.out.front_matter = front
@@ -225,9 +237,15 @@ def parse_markdown(text: str, file: str) -> MarkdownPlan:
         "shared": lambda node: reader.paths_section("shared", node),
         "integration": reader.integration,
     }
+    tokens = MarkdownIt("commonmark").parse(body)
+    too_deep = _too_deep(tokens)
+    if too_deep is not None:
+        # markdown-it bounds block nesting but not emphasis (``***…``); its tree recurses per level.
+        raise PlanError([Problem(file, "plan", f"nests deeper than {MAX_DEPTH} levels; a plan is a few "
+                                 "levels deep", too_deep)])
     section: str | None = None
     title_seen = False
-    for node in SyntaxTreeNode(MarkdownIt("commonmark").parse(body)).children:
+    for node in SyntaxTreeNode(tokens).children:
         if node.type == "heading" and node.tag in ("h1", "h2"):
             title = _squash(_plain(node))
             if node.tag == "h1" and title_seen:

@@ -12,8 +12,10 @@ This module imports nothing of ours.
 
 from __future__ import annotations
 
+import fnmatch
 import posixpath
 import re
+import unicodedata
 from collections.abc import Iterable
 
 import pathspec
@@ -48,7 +50,21 @@ def path_problem(p: str) -> str | None:
     if p.startswith(("!", "#")):
         # gitwildmatch would read these as a negation or a comment, not as a path.
         return f"{p!r} starts with {p[0]!r}, which path patterns do not support"
+    if any(unicodedata.category(c) == "Cc" for c in p):
+        return f"{p!r} holds a control character (newline, tab, escape, ...); name the path without it"
+    if any(_is_git_dir(part) for part in p.replace("\\", "/").split("/")):
+        return (f"{p!r} lies inside '.git', which belongs to git and is shared by every worktree; "
+                f"a plan cannot own it")
     return None
+
+
+def _is_git_dir(part: str) -> bool:
+    """``.git`` in any case, with the trailing dots and spaces Windows and macOS ignore; a glob
+    segment starting with ``.`` that could match it (``.gi?``) counts too."""
+    name = part.rstrip(". ").lower()
+    if name == ".git":
+        return True
+    return part.startswith(".") and is_glob(part) and fnmatch.fnmatchcase(".git", part.lower())
 
 
 def is_glob(p: str) -> bool:

@@ -23,30 +23,23 @@ Example::
 from __future__ import annotations
 
 import errno
-import logging
 import os
-import selectors
 import shutil
 import subprocess
 import tempfile
 import threading
 import time
-from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
 
 import psutil
 
 from prefect_work_clusters.tasks.errors import WorkClustersError
 from prefect_work_clusters.tasks.proc import tree as proctree
 from prefect_work_clusters.tasks.proc.launch import leftovers, under_launcher
+from prefect_work_clusters.tasks.proc.output import OutputSink, drain
 from prefect_work_clusters.tasks.proc.sandbox import Sandbox
-
-log = logging.getLogger(__name__)
-
-TAIL_CHARS = 4000
 
 
 class MissingExecutable(WorkClustersError):
@@ -121,8 +114,10 @@ def run_process(
 ) -> ProcessResult:
     """Run ``argv`` in ``cwd`` with exactly ``env``; stop it and its descendants after ``timeout``.
 
-    Every output line (stdout and stderr, in order of arrival) is appended to ``log_path`` and
-    passed to ``on_line`` without its newline. ``hint`` finishes the missing-executable message.
+    Every byte of output (stdout and stderr, in order of arrival) is appended to ``log_path`` as
+    it comes; ``on_line`` gets a bounded, cleaned share of it in batches of lines from a thread
+    of its own (``tasks.proc.output``), so a slow callback never slows the child. ``hint``
+    finishes the missing-executable message.
     ``on_start`` gets the child's pid (also its process group id) as soon as it runs, so a caller
     can record it and a later run can stop what a killed run left behind. With ``sandbox`` the
     command runs under bubblewrap (``tasks.proc.sandbox``), with a private temp dir of its own.
@@ -151,7 +146,7 @@ def run_process(
 def _run(argv: Sequence[str], executable: str, cwd: Path, env: Mapping[str, str], timeout: float | None,
          log_path: Path | None, on_line: Callable[[str], None] | None, grace: float, stdin_devnull: bool,
          on_start: Callable[[int], None] | None) -> ProcessResult:
-    sink = _LineSink(log_path, on_line)
+    sink = OutputSink(log_path, on_line)
     launch, program, report = under_launcher(argv, executable, grace)
     start = time.monotonic()
     try:
@@ -173,7 +168,7 @@ def _run(argv: Sequence[str], executable: str, cwd: Path, env: Mapping[str, str]
     if on_start is not None:
         on_start(proc.pid)
     stop_reading = threading.Event()
-    reader = threading.Thread(target=sink.drain, args=(proc.stdout, stop_reading), daemon=True)
+    reader = threading.Thread(target=drain, args=(proc.stdout, stop_reading, sink), daemon=True)
     reader.start()
     known: dict[int, psutil.Process] = {}
     timed_out = False
@@ -205,81 +200,3 @@ def _start_error(name: str, exc: OSError) -> CannotStart:
             "128 KiB on Linux); pass long text through a file instead"
         )
     return CannotStart(f"cannot run {name!r}: {exc.strerror or exc}")
-
-
-class _LineSink:
-    """Receives raw output, splits it into lines, and hands each to the log, the callback and the tail."""
-
-    def __init__(self, log_path: Path | None, on_line: Callable[[str], None] | None) -> None:
-        self._log: BinaryIO | None = None
-        if log_path is not None:
-            log_path.parent.mkdir(parents=True, exist_ok=True)
-            self._log = open(log_path, "ab")
-        self._on_line = on_line
-        self._partial: list[bytes] = []  # pieces of an unfinished line; joined once it ends
-        self._tail: deque[str] = deque()
-        self._tail_chars = 0
-
-    def feed(self, chunk: bytes) -> None:
-        first, *lines = chunk.split(b"\n")
-        self._partial.append(first)
-        if lines:
-            *complete, rest = lines
-            for line in [b"".join(self._partial), *complete]:
-                self._emit(line + b"\n")
-            self._partial = [rest]
-
-    def finish(self) -> None:
-        if any(self._partial):
-            self._emit(b"".join(self._partial))
-        self._partial = []
-
-    def _emit(self, raw: bytes) -> None:
-        if self._log is not None:
-            self._log.write(raw)
-            self._log.flush()
-        text = raw.decode("utf-8", errors="replace")
-        self._tail.append(text)
-        self._tail_chars += len(text)
-        while self._tail_chars - len(self._tail[0]) >= TAIL_CHARS:
-            self._tail_chars -= len(self._tail.popleft())
-        if self._on_line is not None:
-            try:
-                self._on_line(text.rstrip("\r\n"))
-            except Exception:
-                # A broken callback must not stop the draining, or the child would block.
-                log.exception("on_line callback failed; no further lines are passed to it")
-                self._on_line = None
-
-    def drain(self, pipe: BinaryIO, stop: threading.Event) -> None:
-        """Read the pipe until EOF, or, once ``stop`` is set, until nothing more is waiting."""
-        fd = pipe.fileno()
-        os.set_blocking(fd, False)
-        give_up: float | None = None
-        with selectors.DefaultSelector() as selector:
-            selector.register(fd, selectors.EVENT_READ)
-            while True:
-                ready = selector.select(timeout=0.1)
-                if stop.is_set():
-                    # Never chase a writer that outlived the kill (one that left unseen).
-                    give_up = give_up or time.monotonic() + 1.0
-                    if not ready or time.monotonic() > give_up:
-                        break
-                if not ready:
-                    continue
-                try:
-                    chunk = os.read(fd, 1 << 16)
-                except BlockingIOError:
-                    continue
-                if not chunk:
-                    break
-                self.feed(chunk)
-        self.finish()
-
-    def tail(self) -> str:
-        return "".join(self._tail)[-TAIL_CHARS:]
-
-    def close(self) -> None:
-        if self._log is not None:
-            self._log.close()
-            self._log = None

@@ -1,0 +1,101 @@
+"""Global concurrency slots never leak and waits are never silent (issue 21).
+
+Before the fix a run killed with its temporary Prefect server left its slots taken for good (the
+server keeps leases in memory); after about five kills every run waited forever, printing
+nothing. Each killed run here is a real process that takes slots and records them as a run does,
+then is SIGKILLed, leaving on the server exactly what a dead temporary server leaves: slots
+counted as active that no lease will ever free."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from prefect import flow
+from prefect.client.orchestration import get_client
+from prefect.settings import PREFECT_API_URL
+
+from prefect_work_clusters.tasks.agents import limits
+
+KILLED_RUN = """
+import json, os, sys, time
+import psutil
+from pathlib import Path
+from prefect.client.orchestration import get_client
+from prefect_work_clusters.tasks.agents.limits import release_left_slots
+record = Path(sys.argv[1])
+release_left_slots(record)  # what the run's recovery does first
+with get_client(sync_client=True) as client:
+    client.increment_concurrency_slots(names=[sys.argv[2]], slots=3, mode="concurrency")
+record.write_text(json.dumps({"pid": os.getpid(), "create_time": psutil.Process().create_time(),
+                              "api_url": None, "slots": {sys.argv[2]: 3}}))
+print("holding", flush=True)
+time.sleep(600)
+"""
+
+
+def active(name: str) -> int:
+    with get_client(sync_client=True) as client:
+        return client.read_global_concurrency_limit_by_name(name).active_slots
+
+
+def kill_a_run(record: Path, name: str) -> None:
+    proc = subprocess.Popen([sys.executable, "-c", KILLED_RUN, str(record), name], stdout=subprocess.PIPE, text=True,
+                            env={**os.environ, "PREFECT_API_URL": str(PREFECT_API_URL.value())})
+    assert proc.stdout is not None and proc.stdout.readline().strip() == "holding"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+
+
+@flow
+def take_slots(record: str, wanted: int) -> tuple[list[str], float]:
+    started = time.monotonic()
+    with limits.run_slots("slot-test", {"slotleak": wanted}, Path(record)) as notes:
+        assert json.loads(Path(record).read_text())["slots"] == {"agents-slotleak": wanted}
+        return notes, time.monotonic() - started
+
+
+@flow
+def busy(record: str) -> None:
+    with limits.run_slots("slot-busy", {"slotbusy": 1}, Path(record)):
+        pass
+
+
+def test_five_killed_runs_leak_nothing_and_the_next_run_starts_at_once(tmp_path: Path, prefect_harness: None) -> None:
+    name = limits.limit_name("slotleak")
+    limits.ensure_limit(name, 4)
+    record = tmp_path / "slots.json"
+    for _ in range(5):
+        kill_a_run(record, name)
+    assert active(name) == 3  # each run released what the one before left; the last one's 3 remain
+    notes, waited = take_slots(str(record), 4)
+    assert notes == [f"released 3 slot(s) of {name} that an earlier run (pid "
+                     f"{notes[0].split('pid ')[1].split(')')[0]}) still held when it was killed"]
+    assert waited < 30  # not the forever of before; on an idle machine well under a second
+    assert active(name) == 0 and not record.exists()
+
+
+def test_a_wait_for_slots_is_logged_and_bounded(tmp_path: Path, prefect_harness: None,
+                                                 monkeypatch: pytest.MonkeyPatch,
+                                                 caplog: pytest.LogCaptureFixture) -> None:
+    name = limits.limit_name("slotbusy")
+    limits.ensure_limit(name, 2)
+    with get_client(sync_client=True) as client:  # held by someone this run knows nothing of
+        client.increment_concurrency_slots(names=[name], slots=2, mode="concurrency")
+    monkeypatch.setattr(limits, "SLOT_WAIT_SECONDS", 2.0)
+    try:
+        with pytest.raises(limits.SlotsBusy) as caught:
+            busy(str(tmp_path / "slots.json"))
+    finally:
+        with get_client(sync_client=True) as client:
+            client.release_concurrency_slots(names=[name], slots=2, occupancy_seconds=1.0)
+    message = str(caught.value)
+    assert message.startswith(f"gave up after 2 s waiting for 1 slot(s) of the global concurrency limit {name}")
+    assert f"prefect gcl inspect {name}" in message and f"prefect gcl update {name} --active-slots 0" in message
+    assert f"waiting for 1 slot(s) of {name}: 2 of 2 taken" in caplog.text
