@@ -57,7 +57,8 @@ def replay(root: Path, split_name: str) -> tuple[Window, IntegrationResult]:
         subprocess.run(cmd.split(), cwd=wt, check=True,
                        env={**os.environ, "WC_ROLE": "cluster", "WC_CLUSTER": name, "WC_WORKTREE": str(wt)})
         checks.append(ClusterCheck(cluster=name, status="ok", mergeable=True,
-                                   files_changed=gitops.changed_files(ctx.repo, base, ctx.branch(name))))
+                                   files_changed=gitops.changed_files(ctx.repo, base, ctx.branch(name)),
+                                   head_sha=gitops.resolve_ref(ctx.repo, f"refs/heads/{ctx.branch(name)}")))
     return w, integrate_branches(ctx, base, checks)
 
 

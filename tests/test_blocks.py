@@ -108,7 +108,7 @@ def test_flow_parameters_are_typed_and_described() -> None:
     schema = parameter_schema(work_clusters).model_dump_for_openapi()
     props = schema["properties"]
     assert schema["required"] == ["repo"] and all(p.get("description") for p in props.values())
-    assert props["plan"]["pattern"] and props["concurrency"]["anyOf"][0]["minimum"] == 1
+    assert props["plan"]["anyOf"][0]["pattern"] and props["concurrency"]["anyOf"][0]["minimum"] == 1
     assert props["retries"]["anyOf"][0]["minimum"] == 0 and props["land"]["type"] == "boolean"
     with pytest.raises(ParameterTypeError, match="concurrency"):
         work_clusters.validate_parameters({"plan": "p.yaml", "repo": "/r", "concurrency": 0})

