@@ -122,6 +122,7 @@ class AgentBlock(Block):
             name=base.name, block=name, argv=list(self.argv or base.argv),
             env={**base.env, **self.env, **secrets}, secret_keys=frozenset(secrets),
             timeout_seconds=self.timeout_seconds, retries=self.retries, scratch=base.scratch,
+            add_dir_after=base.add_dir_after, env_defaults=dict(base.env_defaults),
             max_cost_usd=self.max_cost_usd, usage_parser=base,
         )
 

@@ -47,6 +47,20 @@ def _feedback(record: ClusterRecord) -> str:
     return f"{last.failure}\n\nLast output:\n\n```\n{tail}\n```" if tail else str(last.failure)
 
 
+def _empty(ctx: RunContext, record: ClusterRecord) -> str | None:
+    """Why a build cluster's branch counts as empty: no file differs from where it started.
+
+    The whole branch, not this attempt: an attempt after a failed verification may rightly add
+    nothing to what the last one committed. An agent that exits 0 without doing anything (aider
+    does on an API error) would otherwise "succeed" with an empty merge.
+    """
+    if gitops.changed_files(ctx.repo, record.base_sha, gitops.head(record.worktree)):
+        return None
+    denied = record.attempts[-1].denials if record.attempts else []
+    return ("the agent exited 0 but changed no file: nothing of the cluster's tasks was done"
+            + (f" (its tool refused: {'; '.join(denied[:3])})" if denied else ""))
+
+
 def run_attempt(ctx: RunContext, cluster: str, attempt: int,
                 on_line: Callable[[str], None] | None = None) -> ClusterRecord:
     """Run the cluster's agent once; return its updated record, or raise AgentFailed."""
@@ -92,27 +106,33 @@ def run_attempt(ctx: RunContext, cluster: str, attempt: int,
     changed = investigate.settle_attempt(ctx, record, attempt, head_before) if findings and committable else None
     if committable and not findings:
         gitops.commit_all(wt, f"work-clusters: {cluster} attempt {attempt} (left uncommitted by the agent)",
-                          exclude=[f"**/{p}" for p in agent.scratch])
+                          exclude=agent.scratch_globs())
     entry = Attempt(attempt=attempt, exit_code=res.exit_code, timed_out=res.timed_out, duration=res.duration,
                     output_tail=res.output_tail,
                     cost_usd=usage.cost_usd if usage else None,
                     input_tokens=usage.input_tokens if usage else None,
-                    output_tokens=usage.output_tokens if usage else None)
+                    output_tokens=usage.output_tokens if usage else None,
+                    total_tokens=usage.total_tokens if usage else None,
+                    denials=list(usage.denials) if usage else [])
     record.attempts.append(entry)
     retryable = attempt < max_attempts(ctx, agent)
     spent = record.cost_usd
+    said = f": {usage.error}" if usage is not None and usage.error else ""
     if tampered or changed:
         entry.failure, record.status = tampered or changed, "failed"
     elif res.timed_out:
         entry.failure, record.status = f"the agent ran past its timeout of {timeout:g} s and was killed", "timed_out"
     elif res.exit_code != 0:
-        entry.failure, record.status = f"the agent exited with status {res.exit_code}", "failed"
+        entry.failure, record.status = f"the agent exited with status {res.exit_code}{said}", "failed"
     elif usage is not None and usage.is_error:
-        entry.failure, record.status = "the agent exited 0 but reported an error in its result", "failed"
+        entry.failure, record.status = f"the agent exited 0 but reported an error in its result{said}", "failed"
     elif limits.max_cost_usd is not None and spent is not None and spent > limits.max_cost_usd:
         entry.failure = f"cost ${spent:.2f} is past the limit of ${limits.max_cost_usd:.2f}"
         record.status, retryable = "cost_exceeded", False
+    elif (empty := None if findings else _empty(ctx, record)) and ctx.plan.contract.on_empty == "retry":
+        entry.failure, record.status = empty + said, "failed"
     else:
+        entry.warning = empty + said if empty else None
         entry.verify = run_commands(spec.verify, wt, env, timeout, log, on_line)
         failed = [v for v in entry.verify if not v.ok]
         # Policy retry: a broken contract fails the attempt, its report the next prompt's feedback.

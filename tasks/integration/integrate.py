@@ -132,7 +132,7 @@ def verify_and_fix(ctx: RunContext, ladder: Ladder, result: IntegrationResult, o
             note = f"Your attempt {attempt} was dropped: {call.failure}.\n\n"
             continue
         note = ""
-        gitops.stage_all(wt, [f"**/{p}" for p in backend.scratch], keep)  # not what verify left behind
+        gitops.stage_all(wt, backend.scratch_globs(), keep)  # not what verify left behind
         gitops.commit_staged(wt, f"work-clusters: integration fix for verification, attempt {attempt}")
         results = verify(f"integration agent fix, attempt {attempt}")
     result.verify = results
