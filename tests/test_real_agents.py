@@ -198,9 +198,9 @@ def plan_yaml(agent: str, *, kind: str = "build", retries: int = 0, names: tuple
               ) -> str:
     clusters = "".join(f"  - {{name: {c}, paths: [{c}/], tasks: [implement {c}], kind: {kind}}}\n" for c in names)
     verify = f"{sys.executable} -c 'import api.impl, ui.impl, db.impl'"
+    integration = f"integration:\n  verify: [\"{verify}\"]\n" if kind == "build" else ""  # nothing is merged
     return (f"name: shop\ngoal: Build the shop\nagent: {agent}\nshared: [{CONFIG}]\nclusters:\n{clusters}"
-            f"integration:\n  verify: [\"{verify}\"]\n"
-            f"limits: {{timeout_seconds: 240, retries: {retries}, concurrency: 3}}\n")
+            f"{integration}limits: {{timeout_seconds: 240, retries: {retries}, concurrency: 3}}\n")
 
 
 def run(root: Path, env: dict[str, str], *args: str) -> tuple[subprocess.CompletedProcess[str], dict[str, Any]]:
@@ -271,7 +271,7 @@ def test_a_real_cli_investigates_and_synthesizes(cli: str, root: Path) -> None:
     inv = report["investigation"]
     assert sorted(f["id"] for f in inv["findings"]) == ["api-1", "db-1", "ui-1"], out
     assert (workspace / ".runs" / "action-plan.md").read_text().startswith("# Action plan"), out
-    assert inv["synthesis"]["agent"], inv
+    assert inv["action_plan"]["agent"] == cli and inv["action_plan"]["ok"], inv["action_plan"]
 
 
 def test_claude_through_a_saved_agent_block_with_the_key_only_in_secret_env(root: Path) -> None:
@@ -301,16 +301,16 @@ def test_a_bad_key_fails_the_attempt_fast_with_the_agents_own_message(cli: str, 
     ``contract.on_empty`` fails the attempt, its error line and last output in the report."""
     require(cli)
     make_repo(root, FILES)
-    (root / "shop.yaml").write_text(plan_yaml(cli, names=("api",)))
+    (root / "shop.yaml").write_text(plan_yaml(cli, names=("api", "ui")))
     with ModelServer(lambda turn: Fail(401, "invalid x-api-key: scripted")) as server:
         res, report = run(root, cli_env(cli, root, server))
     out = res.stdout + res.stderr
     assert res.returncode == 1, out
-    assert "Traceback" not in out
-    api = report["clusters"][0]
-    assert api["status"] == "failed" and len(api["per_attempt"]) == 1
-    assert "invalid x-api-key" in (api["failure"] or "") or "invalid x-api-key" in api["last_output"], api
-    if cli == "aider":
-        assert "changed no file" in api["failure"], api
-    assert api["duration"] < 90, api  # the CLI's own retries are capped
+    for cluster in report["clusters"]:
+        said = (cluster["failure"] or "") + cluster["last_output"]
+        assert cluster["status"] == "failed" and len(cluster["per_attempt"]) == 1, cluster
+        assert ("Invalid API key" if cli == "claude" else "invalid x-api-key") in said, cluster
+        if cli == "aider":
+            assert "changed no file" in cluster["failure"], cluster
+        assert cluster["duration"] < 90, cluster  # the CLI's own retries are capped
     assert "The agent's last output" in markdown(root)
