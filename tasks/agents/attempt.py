@@ -133,6 +133,8 @@ def run_attempt(ctx: RunContext, cluster: str, attempt: int,
         entry.failure, record.status = empty + said, "failed"
     else:
         entry.warning = empty + said if empty else None
+        if entry.warning and on_line:
+            on_line(f"warning (contract.on_empty: warn): {entry.warning}")
         entry.verify = run_commands(spec.verify, wt, env, timeout, log, on_line)
         failed = [v for v in entry.verify if not v.ok]
         # Policy retry: a broken contract fails the attempt, its report the next prompt's feedback.
