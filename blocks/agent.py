@@ -72,8 +72,8 @@ class AgentBlock(Block):
 
     preset: PresetName | None = Field(
         default=None,
-        description="Start from a preset: its argv (unless you give one) and, for claude, the cost and "
-        "token parsing of its JSON output. Leave empty to run your own argv.",
+        description="Start from a preset: its argv (unless you give one), its environment defaults and "
+        "the reading of its output (cost, tokens, refusals, errors). Leave empty to run your own argv.",
     )
     argv: list[str] = Field(
         default_factory=list,
