@@ -72,8 +72,8 @@ class AgentBlock(Block):
 
     preset: PresetName | None = Field(
         default=None,
-        description="Start from a preset: its argv (unless you give one) and, for claude, the cost and "
-        "token parsing of its JSON output. Leave empty to run your own argv.",
+        description="Start from a preset: its argv (unless you give one), its environment defaults and "
+        "the reading of its output (cost, tokens, refusals, errors). Leave empty to run your own argv.",
     )
     argv: list[str] = Field(
         default_factory=list,
@@ -122,6 +122,7 @@ class AgentBlock(Block):
             name=base.name, block=name, argv=list(self.argv or base.argv),
             env={**base.env, **self.env, **secrets}, secret_keys=frozenset(secrets),
             timeout_seconds=self.timeout_seconds, retries=self.retries, scratch=base.scratch,
+            add_dir_after=base.add_dir_after, env_defaults=dict(base.env_defaults),
             max_cost_usd=self.max_cost_usd, usage_parser=base,
         )
 

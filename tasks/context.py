@@ -93,6 +93,9 @@ class Attempt(BaseModel):
     cost_usd: float | None = None
     input_tokens: int | None = None
     output_tokens: int | None = None
+    total_tokens: int | None = Field(default=None, description="where the agent prints only a total (Codex)")
+    denials: list[str] = Field(default_factory=list, description="tool calls the agent's permissions refused")
+    warning: str | None = Field(default=None, description="accepted, but worth a look (contract.on_empty: warn)")
     failure: str | None = Field(default=None, description="why this attempt failed, for the next prompt")
     output_tail: str = ""
     verify: list[CommandResult] = Field(default_factory=list)

@@ -24,6 +24,39 @@ from prefect_work_clusters.tasks.worktrees import Prepared
 PHASES = ("identify", "worktrees", "agents", "check", "integrate", "verify")
 
 
+class AttemptSummary(BaseModel):
+    """What one attempt's agent reported: usage where it prints it, what its tools refused."""
+
+    attempt: int
+    exit_code: int | None
+    cost_usd: float | None
+    input_tokens: int | None
+    output_tokens: int | None
+    total_tokens: int | None
+    denials: list[str]
+    warning: str | None
+    failure: str | None
+
+    def line(self) -> str:
+        """One markdown line; the parts the agent did not report are left out."""
+        parts = [f"exit {self.exit_code if self.exit_code is not None else '-'}"]
+        if self.cost_usd is not None:
+            parts.append(f"${self.cost_usd:.4f}")
+        if self.input_tokens is not None or self.output_tokens is not None:
+            parts.append(f"{self.input_tokens or 0} tokens in, {self.output_tokens or 0} out")
+        elif self.total_tokens is not None:
+            parts.append(f"{self.total_tokens} tokens")
+        if self.denials:
+            parts.append("refused: " + "; ".join(f"`{d}`" for d in self.denials))
+        if self.warning:
+            parts.append(f"warning: {self.warning}")
+        return f"attempt {self.attempt}: " + ", ".join(parts)
+
+
+def _tail_lines(text: str, count: int = 12) -> str:
+    return "\n".join(text.rstrip().splitlines()[-count:])
+
+
 class ClusterSummary(BaseModel):
     cluster: str
     status: str
@@ -40,6 +73,9 @@ class ClusterSummary(BaseModel):
     head_sha: str | None
     log: str
     failure: str | None = None
+    total_tokens: int | None = None
+    per_attempt: list[AttemptSummary] = Field(default_factory=list)
+    last_output: str = Field(default="", description="the last lines of a failed cluster's last attempt")
 
     @classmethod
     def of(cls, ctx: RunContext, rec: ClusterRecord) -> ClusterSummary:
@@ -52,7 +88,13 @@ class ClusterSummary(BaseModel):
                    exit_code=rec.exit_code, duration=round(rec.duration, 3), cost_usd=rec.cost_usd,
                    input_tokens=total("input_tokens"), output_tokens=total("output_tokens"),
                    branch=rec.branch, worktree=str(rec.worktree), base_sha=rec.base_sha, head_sha=rec.head_sha,
-                   log=str(ctx.log_file(rec.cluster)), failure=rec.error or (last.failure if last else None))
+                   log=str(ctx.log_file(rec.cluster)), failure=rec.error or (last.failure if last else None),
+                   total_tokens=total("total_tokens"),
+                   per_attempt=[AttemptSummary(attempt=a.attempt, exit_code=a.exit_code, cost_usd=a.cost_usd,
+                                               input_tokens=a.input_tokens, output_tokens=a.output_tokens,
+                                               total_tokens=a.total_tokens, denials=a.denials, warning=a.warning,
+                                               failure=a.failure) for a in rec.attempts],
+                   last_output=_tail_lines(last.output_tail) if last and rec.status != "succeeded" else "")
 
 
 class RunReport(BaseModel):
@@ -132,8 +174,14 @@ def render_markdown(report: RunReport) -> str:
         lines.append(f"| {c.cluster} | {status} | {c.attempts} | {c.exit_code if c.exit_code is not None else '-'} "
                      f"| {c.duration:.1f} | {cost} | `{c.base_sha[:12]}` | `{(c.head_sha or '-')[:12]}` |")
     failures = [c for c in report.clusters if c.failure]
-    if failures:
-        lines += ["", *[f"- **{c.cluster}**: {c.failure} (log: `{c.log}`)" for c in failures]]
+    for c in failures:
+        lines += ["", f"- **{c.cluster}**: {c.failure} (log: `{c.log}`)"]
+        if c.last_output.strip():
+            lines += ["", "  The agent's last output:", "", "  ```", *[f"  {x}" for x in c.last_output.splitlines()],
+                      "  ```"]
+    usage = [(c.cluster, a) for c in report.clusters for a in c.per_attempt]
+    if usage:
+        lines += ["", "## Agent usage", "", *[f"- **{name}** {a.line()}" for name, a in usage]]
     if integ:
         lines += integration_markdown(integ)
     if inv:

@@ -56,6 +56,7 @@ for kind, *args in acts.get(os.environ["WC_ATTEMPT"], acts.get("*", [])):
 
 
 def make_ctx(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, actions: dict[str, object], *, policy: str = "retry",
+             on_empty: str = "retry",
              retries: int = 0, provides: bool = True, independent: bool = False) -> RunContext:
     repo = make_repo(tmp_path, FILES)
     (tmp_path / "actions.json").write_text(json.dumps(actions))
@@ -70,7 +71,7 @@ clusters:
   - {{name: ui, paths: [ui/]}}
   - {{name: web, paths: [web/]}}
 {'provides: {"db.store:MemoryStore": "contracts.store:Store"}' if provides else ''}
-contract: {{on_violation: {policy}, independent: {str(independent).lower()}}}
+contract: {{on_violation: {policy}, independent: {str(independent).lower()}, on_empty: {on_empty}}}
 limits: {{retries: {retries}, timeout_seconds: 60}}
 """)
     return resolve_run(plan, repo, RunOptions(agent_cmd=write_agent(tmp_path, ACTOR)))
@@ -81,7 +82,8 @@ def rows_of(check: ClusterCheck) -> dict[str, CheckRow]:
 
 
 def test_scope_contracts_renames_missing_provider_and_empty(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    ctx = make_ctx(tmp_path, monkeypatch, policy="fail", actions={
+    # web does nothing: accepted (on_empty: warn) so that the check reports its empty branch.
+    ctx = make_ctx(tmp_path, monkeypatch, policy="fail", on_empty="warn", actions={
         "api": {"*": [["write", "api/impl.py", "X = 1\n"], ["write", "ui/hack.py", "Y = 2\n"],
                       ["write", "app/registry.py", "NAMES = ['api']\n"]]},
         "ui": {"*": [["write", "ui/form.py", "F = 1\n"], ["write", "contracts/store.py", STORE + "# edited\n"]]},

@@ -124,7 +124,9 @@ def test_timeout_kills_the_whole_process_group(tmp_path: Path) -> None:
 
 def test_cluster_verify_failure_fails_the_attempt(tmp_path: Path) -> None:
     verify = f"    verify: ['{sys.executable} -c \"raise SystemExit(3)\"']\n"
-    plan = plan_yaml().replace("    tasks: [implement the API]\n", "    tasks: [implement the API]\n" + verify)
+    # The agent changes nothing: accepted (on_empty: warn), so the verify command is what fails it.
+    plan = plan_yaml(extra="contract: {on_empty: warn}\n").replace(
+        "    tasks: [implement the API]\n", "    tasks: [implement the API]\n" + verify)
     ctx = _ctx(tmp_path, "true", plan)
     prepare(ctx)
     with pytest.raises(AgentFailed) as failed:
@@ -165,7 +167,8 @@ def test_claude_error_result_fails_the_attempt_and_cost_is_kept(tmp_path: Path,
 
 
 def test_prompt_names_what_the_cluster_must_provide(tmp_path: Path) -> None:
-    ctx = _ctx(tmp_path, "true", plan_yaml(extra='provides:\n  "api.impl:Service": "contracts.api:Api"\n'))
+    ctx = _ctx(tmp_path, "true", plan_yaml(extra='provides:\n  "api.impl:Service": "contracts.api:Api"\n'
+                                                  "contract: {on_empty: warn}\n"))
     prepare(ctx)
     with pytest.raises(AgentFailed, match="missing|conformance"):  # the agent wrote no api/impl.py
         run_attempt(ctx, "api", 1)

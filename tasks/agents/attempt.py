@@ -61,6 +61,20 @@ def _feedback(record: ClusterRecord) -> str:
     return f"{last.failure}\n\nLast output:\n\n```\n{tail}\n```" if tail else str(last.failure)
 
 
+def _empty(ctx: RunContext, record: ClusterRecord) -> str | None:
+    """Why a build cluster's branch counts as empty: no file differs from where it started.
+
+    The whole branch, not this attempt: an attempt after a failed verification may rightly add
+    nothing to what the last one committed. An agent that exits 0 without doing anything (aider
+    does on an API error) would otherwise "succeed" with an empty merge.
+    """
+    if gitops.changed_files(ctx.repo, record.base_sha, gitops.head(record.worktree)):
+        return None
+    denied = record.attempts[-1].denials if record.attempts else []
+    return ("the agent exited 0 but changed no file: nothing of the cluster's tasks was done"
+            + (f" (its tool refused: {'; '.join(denied[:3])})" if denied else ""))
+
+
 def run_attempt(ctx: RunContext, cluster: str, attempt: int,
                 on_line: Callable[[str], None] | None = None) -> ClusterRecord:
     """Run the cluster's agent once; return its updated record, or raise AgentFailed."""
@@ -153,7 +167,9 @@ def _attempt(ctx: RunContext, record: ClusterRecord, attempt: int, win: containm
                     refused_writes=refused_writes(log_segment(log, log_offset)) if box else [],
                     cost_usd=usage.cost_usd if usage else None,
                     input_tokens=usage.input_tokens if usage else None,
-                    output_tokens=usage.output_tokens if usage else None)
+                    output_tokens=usage.output_tokens if usage else None,
+                    total_tokens=usage.total_tokens if usage else None,
+                    denials=list(usage.denials) if usage else [])
     # Restored before our own commit; planted filters never run in it anyway (tasks.git.drivers).
     planted = _planted(ctx, entry, containment.check_now(ctx, win))
     tampered, committable = guard.check_attempt(ctx, record, link_before, head_before)
@@ -161,11 +177,12 @@ def _attempt(ctx: RunContext, record: ClusterRecord, attempt: int, win: containm
     if committable and not findings:
         # Files copied in by worktree.copy (a .env) are the user's, never committed.
         gitops.commit_all(wt, f"work-clusters: {cluster} attempt {attempt} (left uncommitted by the agent)",
-                          exclude=[f"**/{p}" for p in agent.scratch], keep=ctx.plan.worktree.copy_files,
+                          exclude=agent.scratch_globs(), keep=ctx.plan.worktree.copy_files,
                           ignores=containment.trusted_ignores(ctx))
     record.attempts.append(entry)
     retryable = attempt < max_attempts(ctx, agent) and not (planted and ctx.plan.contract.on_violation == "fail")
     spent = record.cost_usd
+    said = f": {usage.error}" if usage is not None and usage.error else ""
     if interrupt.requested():  # stopped, or would verify while the user waits for the exit
         entry.failure, record.status, retryable = INTERRUPTED, "interrupted", False
     elif tampered or changed or planted:
@@ -173,13 +190,18 @@ def _attempt(ctx: RunContext, record: ClusterRecord, attempt: int, win: containm
     elif res.timed_out:
         entry.failure, record.status = f"the agent ran past its timeout of {timeout:g} s and was killed", "timed_out"
     elif res.exit_code != 0:
-        entry.failure, record.status = f"the agent exited with status {res.exit_code}", "failed"
+        entry.failure, record.status = f"the agent exited with status {res.exit_code}{said}", "failed"
     elif usage is not None and usage.is_error:
-        entry.failure, record.status = "the agent exited 0 but reported an error in its result", "failed"
+        entry.failure, record.status = f"the agent exited 0 but reported an error in its result{said}", "failed"
     elif limits.max_cost_usd is not None and spent is not None and spent > limits.max_cost_usd:
         entry.failure = f"cost ${spent:.2f} is past the limit of ${limits.max_cost_usd:.2f}"
         record.status, retryable = "cost_exceeded", False
+    elif (empty := None if findings else _empty(ctx, record)) and ctx.plan.contract.on_empty == "retry":
+        entry.failure, record.status = empty + said, "failed"
     else:
+        entry.warning = empty + said if empty else None
+        if entry.warning and on_line:
+            on_line(f"warning (contract.on_empty: warn): {entry.warning}")
         entry.verify = run_commands(spec.verify, wt, env, timeout, log, on_line, box)
         failed = [v for v in entry.verify if not v.ok]
         # Policy retry: a broken contract fails the attempt, its report the next prompt's feedback.

@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from prefect_work_clusters.tasks.agents.registry import AgentBackend, NoAgent, Usage, render_argv, resolve_agent
+from prefect_work_clusters.tasks.agents.registry import AgentBackend, NoAgent, Usage, resolve_agent
 from prefect_work_clusters.tasks.context import RunContext
 from prefect_work_clusters.tasks.git import core as gitops
 from prefect_work_clusters.tasks.plan.models import AgentRef
@@ -42,8 +42,16 @@ def base_env(ctx: RunContext, worktree: Path) -> dict[str, str]:
     """The inherited environment, minus git's repository variables, plus a commit identity when
     the machine has none (an agent's own `git commit` must not fail for want of one)."""
     env = {k: v for k, v in os.environ.items() if k not in gitops.LOCAL_ENV_VARS}
-    for key, value in gitops.identity_env(ctx.repo).items():
+    identity = gitops.identity_env(ctx.repo)
+    for key, value in identity.items():
         env.setdefault(key, value)
+    if identity:
+        # The same identity as config, for tools that ask `git config user.name` and, finding
+        # none, write one into the repo's shared config: aider does, and agents running side by
+        # side then race on its .git/config.lock (measured: "Lock for file ... did already exist").
+        env.update({"GIT_CONFIG_COUNT": "2", "GIT_CONFIG_KEY_0": "user.name",
+                    "GIT_CONFIG_VALUE_0": identity["GIT_AUTHOR_NAME"], "GIT_CONFIG_KEY_1": "user.email",
+                    "GIT_CONFIG_VALUE_1": identity["GIT_AUTHOR_EMAIL"]})
     return env
 
 
@@ -68,6 +76,17 @@ def protocol_env(ctx: RunContext, role: str, cluster: str, worktree: Path, branc
         "WC_BRANCH": branch, "WC_PROMPT_FILE": str(prompt_file), "WC_ATTEMPT": str(attempt),
         "WC_OWNED_PATHS": "\n".join(owned_paths), "WC_CONTRACT_FILES": "\n".join(ctx.plan.contracts),
     }
+
+
+# The files a role's protocol asks its agent to write, all outside the worktree (under ``.runs/``).
+OUTPUT_FILES = ("WC_FINDINGS_FILE", "WC_ACTION_PLAN_FILE", "WC_DECISIONS_FILE", "WC_PLAN_FILE")
+
+
+def writable_dirs(worktree: Path, env: Mapping[str, str]) -> list[Path]:
+    """The folders of the call's output files that lie outside its worktree: an agent whose tool
+    confines writes to its working directory (Claude Code, Codex) is given them with ``--add-dir``."""
+    folders = [Path(env[key]).parent for key in OUTPUT_FILES if env.get(key)]
+    return [f for f in folders if not f.resolve().is_relative_to(worktree.resolve())]
 
 
 def log_segment(path: Path, offset: int) -> str:
@@ -100,6 +119,8 @@ def invoke(ctx: RunContext, backend: AgentBackend, call: Call, prompt: str, feed
     prompt_file.parent.mkdir(parents=True, exist_ok=True)
     prompt_file.write_text(prompt)
     env = base_env(ctx, call.worktree)
+    for key, value in backend.env_defaults.items():
+        env.setdefault(key, value)
     env.update(backend.env)
     env.update(protocol_env(ctx, call.role, call.name, call.worktree, call.branch, prompt_file, call.attempt,
                             call.owned))
@@ -120,7 +141,7 @@ def invoke(ctx: RunContext, backend: AgentBackend, call: Call, prompt: str, feed
     outputs = [Path(v).parent for k, v in call.extra_env.items() if k.endswith("_FILE")]
     for folder in outputs:
         folder.mkdir(parents=True, exist_ok=True)
-    res = run_process(render_argv(backend.argv, values), cwd=call.worktree, env=env, timeout=timeout,
-                      log_path=log, on_line=on_line, hint=call.hint, on_start=on_start,
-                      sandbox=sandbox_for(ctx, call.worktree, outputs))
+    argv = backend.render(values, writable_dirs(call.worktree, call.extra_env))
+    res = run_process(argv, cwd=call.worktree, env=env, timeout=timeout, log_path=log, on_line=on_line,
+                      hint=call.hint, on_start=on_start, sandbox=sandbox_for(ctx, call.worktree, outputs))
     return res, backend.parse_usage(log_segment(log, offset))

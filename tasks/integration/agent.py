@@ -69,15 +69,18 @@ def run_integration_agent(ctx: RunContext, backend: AgentBackend, *, purpose: Li
         return call
     call.exit_code, call.timed_out, call.duration = res.exit_code, res.timed_out, round(res.duration, 3)
     call.output_tail, call.cost_usd = res.output_tail, usage.cost_usd if usage else None
+    if usage is not None:
+        call.total_tokens, call.denials = usage.total_tokens, list(usage.denials)
+    said = f": {usage.error}" if usage is not None and usage.error else ""
     if win.tampering:
         call.failure = ("the integration agent changed the shared git dir (restored; its result is dropped): "
                         + "; ".join(win.tampering))
     elif res.timed_out:
         call.failure = f"the integration agent ran past its timeout of {timeout:g} s and was killed"
     elif res.exit_code != 0:
-        call.failure = f"the integration agent exited with status {res.exit_code}"
+        call.failure = f"the integration agent exited with status {res.exit_code}{said}"
     elif usage is not None and usage.is_error:
-        call.failure = "the integration agent exited 0 but reported an error in its result"
+        call.failure = f"the integration agent exited 0 but reported an error in its result{said}"
     if decisions_file.exists():
         call.decisions = parse_decisions(decisions_file.read_text(errors="replace"), source=decisions_file.name)
     return call

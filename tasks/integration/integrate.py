@@ -152,7 +152,7 @@ def verify_and_fix(ctx: RunContext, ladder: Ladder, result: IntegrationResult, o
             note = f"Your attempt {attempt} was dropped: {call.failure}.\n\n"
             continue
         note = ""
-        gitops.stage_all(wt, [f"**/{p}" for p in backend.scratch], keep)  # not what verify left behind
+        gitops.stage_all(wt, backend.scratch_globs(), keep)  # not what verify left behind
         what = "verification" if failed else "the change accounting"
         gitops.commit_staged(wt, f"work-clusters: integration fix for {what}, attempt {attempt}")
         record_tip(ctx)

@@ -178,7 +178,7 @@ class Ladder:
         problems = [f"{p}: {why}" for p in paths if (why := resolve.validate(self.wt, pre, p))]
         if call.failure or problems:
             return "; ".join([*([call.failure] if call.failure else []), *problems]), False, False
-        gitops.stage_all(self.wt, [f"**/{p}" for p in backend.scratch], keep)
+        gitops.stage_all(self.wt, backend.scratch_globs(), keep)
         return None, False, False
 
     def _restart(self, pre: str, commit: str, message: str, settled: Mapping[str, bytes], keep: set[str]) -> None:

@@ -81,6 +81,8 @@ class AgentCall(BaseModel):
     decisions_file: str = ""
     output_tail: str = ""
     cost_usd: float | None = None
+    total_tokens: int | None = None
+    denials: list[str] = Field(default_factory=list, description="tool calls the agent's permissions refused")
     decisions: list[AgentDecision] = Field(default_factory=list)
 
     @property

@@ -115,6 +115,21 @@ def _accounting(integ: IntegrationResult) -> list[str]:
     return lines
 
 
+def _agent_calls(integ: IntegrationResult) -> list[str]:
+    """Each integration agent call's failure, usage and refusals, where any is known."""
+    lines = []
+    for c in integ.agent_calls:
+        parts = [c.failure or "ok"]
+        if c.cost_usd is not None:
+            parts.append(f"${c.cost_usd:.4f}")
+        if c.total_tokens is not None:
+            parts.append(f"{c.total_tokens} tokens")
+        if c.denials:
+            parts.append("refused: " + "; ".join(f"`{d}`" for d in c.denials))
+        lines.append(f"- {c.purpose} `{c.label}`, attempt {c.attempt}: " + ", ".join(parts))
+    return ["", "## Integration agent", "", *lines] if lines else []
+
+
 def integration_markdown(integ: IntegrationResult) -> list[str]:
     """The integration sections of the merge report, as markdown lines."""
     lines = _preflight(integ) + _merges(integ)
@@ -130,4 +145,4 @@ def integration_markdown(integ: IntegrationResult) -> list[str]:
             lines += _conflict(s)
     if integ.instructions:
         lines += ["", "```", integ.instructions.strip(), "```"]
-    return lines + _decisions(integ) + _verification(integ) + _accounting(integ)
+    return lines + _agent_calls(integ) + _decisions(integ) + _verification(integ) + _accounting(integ)

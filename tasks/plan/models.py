@@ -53,6 +53,9 @@ class Cluster(StrictModel):
 
 class ContractPolicy(StrictModel):
     on_violation: Literal["retry", "fail", "warn"] = "retry"
+    # A build cluster whose agent exits 0 having changed nothing: a failed attempt (retry), or
+    # accepted with a warning (warn). aider, for one, exits 0 when the model API fails.
+    on_empty: Literal["retry", "warn"] = "retry"
     independent: bool = False
 
 
