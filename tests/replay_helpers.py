@@ -119,7 +119,8 @@ def plan_yaml(w: Window, split: dict[str, list[str]]) -> str:
     shared = sorted({p for c in w.commits for p in w.files[c]})
     clusters = "".join(f"  - name: {name}\n    paths: [replay/{name}/]\n" for name in split)
     return (f"name: replay\ngoal: replay upstream history\nshared: {json.dumps(shared)}\nclusters:\n{clusters}"
-            "integration:\n  verify: []\nlimits: {timeout_seconds: 300, retries: 0, concurrency: 2}\n")
+            "integration:\n  verify: []\nlimits: {timeout_seconds: 300, retries: 0, concurrency: 2}\n"
+            "contract: {on_empty: warn}  # a split may leave a cluster with no commit of its own\n")
 
 
 def write_agent(root: Path, split: dict[str, list[str]]) -> tuple[str, dict[str, str]]:

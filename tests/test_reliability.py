@@ -73,7 +73,9 @@ if cluster == "ui" and not pathlib.Path({str(gate)!r}).exists():
     repo, plan = shop_repo(tmp_path)
     script = (f"from prefect_work_clusters.flows.work_clusters import work_clusters; "
               f"work_clusters(plan={str(plan)!r}, repo={str(repo)!r}, agent_cmd={agent!r})")
-    env = {**os.environ, "PREFECT_HOME": str(tmp_path / "home2"), "RECORD_DIR": str(records)}
+    env = {**os.environ, "PREFECT_HOME": str(tmp_path / "home2"), "RECORD_DIR": str(records),
+           # a fresh PREFECT_HOME's first temporary server start is the slowest (PITFALLS)
+           "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "240"}
     # Its own session, so that the SIGKILL below takes its temporary Prefect server with it; the
     # agents it started live in sessions of their own, as they do in real life.
     orchestrator = subprocess.Popen([sys.executable, "-c", script], env=env, stdout=subprocess.DEVNULL,
@@ -81,7 +83,7 @@ if cluster == "ui" and not pathlib.Path({str(gate)!r}).exists():
     try:
         base = lambda: gitops.resolve_ref(repo, "clusters/shop/base")  # noqa: E731
         _wait_for(lambda: ui_pid.exists() and base() and all(
-            gitops.finished_commit(repo, base(), f"clusters/shop/{c}") for c in ("api", "db")))
+            gitops.finished_commit(repo, base(), f"clusters/shop/{c}") for c in ("api", "db")), seconds=300)
     finally:
         os.killpg(orchestrator.pid, signal.SIGKILL)
         orchestrator.wait()

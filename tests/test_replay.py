@@ -61,5 +61,5 @@ def test_a_faithful_replay_passes_with_nothing_to_report(tmp_path: Path, monkeyp
     integ = report["integration"]
 
     assert differences(w, integ["final_sha"], integ["base_sha"]) == []
-    assert report["ok"] is True, integ["accounting"]
+    assert report["ok"] is True, (report["clusters"], [s["status"] for s in integ["steps"]], integ["accounting"])
     assert integ["accounting"]["issues"] == [] and integ["accounting"]["findings"] == []
