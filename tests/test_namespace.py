@@ -69,8 +69,13 @@ def test_the_wheel_installs_one_import_name(tmp_path: Path) -> None:
     names = zipfile.ZipFile(wheel).namelist()
     tops = {n.split("/")[0] for n in names if not n.split("/")[0].endswith(".dist-info")}
     assert tops == {"prefect_work_clusters"}
+    # every module of ours is in it (a subpackage left out of the packages list once went missing)
+    ours = {f"prefect_work_clusters/{p.relative_to(ROOT).as_posix()}" for top in GENERIC
+            for p in (ROOT / top).rglob("*.py") if not {"repo", "solutions", "typescript"} & set(p.parts)}
+    assert ours - set(names) == set()
     # the package data travels with it: prompt templates, the demo repo and the example repo
     for data in ("tasks/agents/templates/cluster.md.j2", "flows/demo/repo/contracts/auth.py",
+                 "flows/demo/typescript/repo/contracts/auth.ts",
                  "flows/demo/solutions/backend/service.py", "flows/examples/perf_investigation/repo/app/bench.py"):
         assert f"prefect_work_clusters/{data}" in names, data
     meta = next(n for n in names if n.endswith("entry_points.txt"))
