@@ -198,19 +198,11 @@ def run(
 
 
 def _plan_for_goal(repo: Path, goal: str, options: RunOptions) -> Path:
-    """The plan for ``goal`` (suggested, and written by the agent as planner when there is one)."""
-    from prefect_work_clusters.tasks.agents.registry import resolve_agent
-    from prefect_work_clusters.tasks.git import core as gitops
-    from prefect_work_clusters.tasks.identify import agent_ref
-    from prefect_work_clusters.tasks.suggest.planner import plan_for_goal
+    """The plan for ``goal``, made before Prefect starts; the planner's output on stderr."""
+    from prefect_work_clusters.tasks.identify import plan_goal
 
-    root = repo.resolve()
-    if not gitops.is_git_repo(root):
-        raise BadInput(f"{root} is not a git repository; pass --repo with the repository to work on")
-    ref = agent_ref(options.agent, options.agent_cmd, "--agent")
-    path = plan_for_goal(gitops.toplevel(root), goal, resolve_agent(ref) if ref is not None else None,
-                         Path(options.workspace) if options.workspace else None,
-                         on_line=lambda line: err.print(f"[planner] {line}", markup=False, highlight=False))
+    path = plan_goal(repo, goal, options,
+                     on_line=lambda line: err.print(f"[planner] {line}", markup=False, highlight=False))
     err.print(f"plan for the goal: {path}", markup=False, highlight=False)
     return path
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shlex
+from collections.abc import Callable
 from pathlib import Path
 
 from prefect import task
@@ -145,19 +146,25 @@ def _publish_plan(path: Path, name: str, goal: str) -> None:
                              description=f"The plan made for the goal: {goal}")
 
 
-def _plan_for_goal(repo: str, goal: str, options: RunOptions) -> Path:
-    from prefect import get_run_logger
-
+def plan_goal(repo: str | Path, goal: str, options: RunOptions,
+              on_line: Callable[[str], None] | None = None) -> Path:
+    """The plan for ``goal`` in ``repo``: suggested from the code, and written by the run's agent as
+    planner when it has one (``tasks.suggest.planner``). The CLI and the flow both plan this way."""
     from prefect_work_clusters.tasks.suggest.planner import plan_for_goal
 
     root = Path(repo).expanduser().resolve()
     if not gitops.is_git_repo(root):
         raise BadInput(f"{root} is not a git repository; pass --repo with the repository to work on")
-    root = gitops.toplevel(root)
     ref = agent_ref(options.agent, options.agent_cmd, "--agent")
-    logger = get_run_logger()
-    path = plan_for_goal(root, goal, resolve_agent(ref) if ref is not None else None,
+    return plan_for_goal(gitops.toplevel(root), goal, resolve_agent(ref) if ref is not None else None,
                          Path(options.workspace).expanduser().resolve() if options.workspace else None,
-                         on_line=lambda line: logger.info("[planner] %s", line))
+                         on_line=on_line)
+
+
+def _plan_for_goal(repo: str, goal: str, options: RunOptions) -> Path:
+    from prefect import get_run_logger
+
+    logger = get_run_logger()
+    path = plan_goal(repo, goal, options, on_line=lambda line: logger.info("[planner] %s", line))
     logger.info("plan for the goal: %s", path)
     return path

@@ -196,3 +196,25 @@ def test_run_with_a_goal_plans_runs_and_integrates(tmp_path: Path) -> None:
     both = subprocess.run([*CLI, "run", "plan.yaml", "--goal", "x", "--repo", str(repo)], capture_output=True,
                           text=True, cwd=tmp_path)
     assert both.returncode == 2 and "not both" in both.stderr
+
+
+@pytest.mark.usefixtures("prefect_harness")
+def test_the_flow_takes_a_goal_instead_of_a_plan(tmp_path: Path) -> None:
+    """From the UI or Python: no plan file, a goal; identify-clusters plans and publishes it."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId, ArtifactFilterKey
+
+    from prefect_work_clusters.flows.work_clusters import work_clusters
+
+    repo = planted_repo(tmp_path)
+    agent = tmp_path / "roles.py"
+    agent.write_text(ROLES)
+    state = work_clusters(repo=str(repo), goal="Add a fast path", agent_cmd=f"{sys.executable} {agent}",
+                          return_state=True)
+    assert state.is_completed(), state.message
+    with get_client(sync_client=True) as client:
+        run = ArtifactFilterFlowRunId(any_=[state.state_details.flow_run_id])
+        (artifact,) = client.read_artifacts(artifact_filter=ArtifactFilter(
+            key=ArtifactFilterKey(any_=["plan-fast-path"]), flow_run_id=run))
+    assert "For the goal: Add a fast path" in str(artifact.data) and "name: fast-path" in str(artifact.data)
+    assert "clusters:" in git(repo, "show", "clusters/fast-path/base:.work-clusters/fast-path.yaml")
