@@ -398,3 +398,33 @@ def test_your_checked_out_branch_is_yours_other_refs_are_put_back(tmp_path: Path
     notes = containment.finish(ctx)
     assert any(containment.USER_SIDE in n and "refs/heads/main changed" in n and "refs/heads/mine added" in n
                for n in notes), notes
+
+
+def test_a_hook_planted_while_another_window_restores_is_never_adopted(tmp_path: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The race CI found with three agents at once: api plants hooks one by one while ui's window
+    opens and closes (each a comparison and a restore). Whatever api wrote between a restore and
+    the next comparison must still be found, never taken for the trusted state."""
+    import threading
+
+    ctx = _ctx(tmp_path, monkeypatch, {})
+    prepare(ctx)
+    containment.begin(ctx, fresh=True)
+    hooks = gitops.common_dir(ctx.repo) / "hooks"
+    done = threading.Event()
+
+    def attacker() -> None:
+        for i in range(150):
+            (hooks / f"hook-{i}").write_text("#!/bin/sh\nexit 0\n")
+        done.set()
+
+    with containment.window(ctx, "api"):
+        thread = threading.Thread(target=attacker)
+        thread.start()
+        while not done.is_set():
+            with containment.window(ctx, "ui"):
+                pass
+        thread.join()
+    notes = containment.finish(ctx)
+    assert not [h for h in os.listdir(hooks) if not h.endswith(".sample")]
+    assert any(".git/hooks/hook-" in n for n in notes), notes

@@ -182,7 +182,7 @@ def _check(watch: Watch, label: str | None, closing: bool) -> list[str]:
         listed = [c.describe() for c in bad]
         if suspects:
             gitdir.restore(ctx.repo, bad)
-            now = gitdir.snapshot(ctx.repo, labels)
+            now = gitdir.undone(now, bad)
         if closing and label and suspects == {label}:
             blamed = listed
         elif suspects:

@@ -190,6 +190,23 @@ def compare(before: GitDirState, after: GitDirState, admin: Iterable[str] = ()) 
     return changes
 
 
+def undone(state: GitDirState, changes: Iterable[Change]) -> GitDirState:
+    """``state`` as ``restore`` leaves it: each change set back to what it was. Trusted after a
+    restore instead of a new snapshot, which would adopt what an agent still running wrote
+    between the restore and the snapshot (seen: half of eight planted hooks kept)."""
+    files, found = dict(state.files), dict(state.refs)
+    for change in changes:
+        if change.kind == "file":
+            files.pop(change.name, None)
+            if isinstance(change.before, tuple):
+                files[change.name] = change.before
+        else:
+            found.pop(change.name, None)
+            if isinstance(change.before, str):
+                found[change.name] = change.before
+    return GitDirState(files=files, refs=found)
+
+
 def _write(path: str, content: Content) -> None:
     mode, data = content
     if os.path.lexists(path) and (os.path.islink(path) or not os.path.isdir(path)):
