@@ -11,39 +11,27 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
-import signal
-import socket
-import subprocess
 import sys
 import time
-import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 from uuid import UUID, uuid4
 
-import psutil
 import pytest
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate, WorkPoolCreate
 from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId, FlowRunFilter, LogFilter
-from prefect.settings import PREFECT_API_URL, temporary_settings
 from pydantic import SecretStr
 
 from prefect_work_clusters.blocks import AgentBlock
 from prefect_work_clusters.deployments import deploy_plans, trigger
 from prefect_work_clusters.tasks.errors import BadInput
 from tests.conftest import git, make_repo, user_project
+from tests.server_helpers import PREFECT, ROOT, Stack, chromium, stack_fixture, wait_final  # noqa: F401 - a fixture
 
 pytestmark = pytest.mark.server
 
-ROOT = Path(__file__).resolve().parent.parent
-PREFECT = str(Path(sys.executable).with_name("prefect"))
 SECRET = f"e2e-secret-{uuid4().hex}"
-CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                  "--virtual-time-budget=20000"]
 
 AGENT = """
 import hashlib, json, os, pathlib, sys, time
@@ -74,106 +62,6 @@ integration:
   verify: ["{verify}"]
 limits: {{timeout_seconds: 60, retries: 0, concurrency: 2}}
 """
-
-
-class Stack:
-    """The processes of one test, all in their own sessions, all stopped by PID in ``stop``."""
-
-    def __init__(self, tmp: Path) -> None:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            self.port = s.getsockname()[1]
-        self.tmp, self.api = tmp, f"http://127.0.0.1:{self.port}/api"
-        self.env = {**os.environ, "PREFECT_HOME": str(tmp / "prefect-home"), "PREFECT_API_URL": self.api,
-                    "PREFECT_UI_API_URL": self.api, "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-                    "PREFECT_LOGGING_LEVEL": "INFO", "PREFECT_WORKER_QUERY_SECONDS": "1",
-                    # a waiting agent asks again within a second rather than after up to 30 s
-                    "PREFECT_SERVER_CONCURRENCY_MAXIMUM_CONCURRENCY_SLOT_WAIT_SECONDS": "1"}
-        self.procs: list[tuple[str, subprocess.Popen[bytes]]] = []
-        self.cwd = ROOT
-
-    def start(self, name: str, *argv: str) -> subprocess.Popen[bytes]:
-        with (self.tmp / f"{name}.log").open("wb") as log:
-            proc = subprocess.Popen(argv, cwd=self.cwd, env=self.env, stdout=log, stderr=subprocess.STDOUT,
-                                    start_new_session=True)
-        self.procs.append((name, proc))
-        return proc
-
-    def log(self, name: str) -> str:
-        return (self.tmp / f"{name}.log").read_text(errors="replace")
-
-    def finish(self, name: str, proc: subprocess.Popen[bytes], timeout: float = 90) -> str:
-        assert proc.wait(timeout=timeout) == 0, f"{name} failed:\n{self.log(name)[-4000:]}"
-        return self.log(name)
-
-    def wait_healthy(self, server: subprocess.Popen[bytes], timeout: float = 240) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            assert server.poll() is None, f"server exited:\n{self.log('server')[-4000:]}"
-            try:
-                with urllib.request.urlopen(f"{self.api}/health", timeout=2) as res:  # noqa: S310 - loopback
-                    if res.status == 200:
-                        return
-            except OSError:
-                time.sleep(0.2)
-        raise AssertionError(f"server not healthy after {timeout} s:\n{self.log('server')[-4000:]}")
-
-    def stop(self) -> None:
-        """SIGINT (the worker ignores SIGTERM for long), a grace period, then SIGKILL; children too."""
-        for _name, proc in reversed(self.procs):
-            try:
-                family = [proc.pid, *(c.pid for c in psutil.Process(proc.pid).children(recursive=True))]
-            except psutil.NoSuchProcess:
-                family = [proc.pid]
-            _signal(family, signal.SIGINT)
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                pass
-            _signal(family, signal.SIGKILL)
-            proc.wait(timeout=10)
-
-
-def _signal(pids: list[int], sig: signal.Signals) -> None:
-    for pid in pids:
-        try:
-            os.kill(pid, sig)
-        except ProcessLookupError:
-            pass
-
-
-@pytest.fixture
-def stack(tmp_path: Path) -> Iterator[Stack]:
-    s = Stack(tmp_path)
-    try:
-        with temporary_settings(updates={PREFECT_API_URL: s.api}):
-            yield s
-    finally:
-        s.stop()
-
-
-def _wait_final(run_ids: list[UUID], timeout: float = 120) -> dict[UUID, object]:
-    deadline = time.monotonic() + timeout
-    with get_client(sync_client=True) as client:
-        while time.monotonic() < deadline:
-            runs = {rid: client.read_flow_run(rid) for rid in run_ids}
-            if all(r.state and r.state.is_final() for r in runs.values()):
-                return dict(runs)
-            time.sleep(0.5)
-    raise AssertionError(f"flow runs not final after {timeout} s: {[r.state for r in runs.values()]}")
-
-
-def _chromium(stack: Stack, url: str) -> tuple[subprocess.Popen[bytes], subprocess.Popen[bytes]] | None:
-    """Headless Chromium dumping the page's DOM (to dom.log) and taking a screenshot, at once;
-    None when it is not installed here (never in CI)."""
-    exe = shutil.which("chromium") or "/usr/bin/chromium"
-    if not Path(exe).exists():
-        assert not os.environ.get("CI"), "chromium is missing in CI"
-        return None
-    flags = [exe, *CHROMIUM_FLAGS]
-    return (stack.start("dom", *flags, f"--user-data-dir={stack.tmp}/chrome-dom", "--dump-dom", url),
-            stack.start("shot", *flags, f"--user-data-dir={stack.tmp}/chrome-shot", "--window-size=1280,1400",
-                        f"--screenshot={stack.tmp}/merge-report.png", url))
 
 
 def test_deploy_trigger_and_see_the_report_on_a_real_server(stack: Stack, tmp_path: Path) -> None:
@@ -225,7 +113,7 @@ def test_deploy_trigger_and_see_the_report_on_a_real_server(stack: Stack, tmp_pa
     def start(name: str) -> UUID:
         return trigger(str(tmp_path / f"{name}.yaml"), str(repos[name]), agent="e2e-agent", wait=False).id
 
-    first = _wait_final([start("alpha"), start("beta")])
+    first = wait_final([start("alpha"), start("beta")])
     assert worker.poll() is None, stack.log("worker")[-4000:]
     for run in first.values():
         assert run.state.is_completed(), (run.state, stack.log("worker")[-6000:])  # type: ignore[attr-defined]
@@ -244,7 +132,7 @@ def test_deploy_trigger_and_see_the_report_on_a_real_server(stack: Stack, tmp_pa
     assert set(artifacts) == {"progress-alpha", "contract-check-alpha", "merge-report-alpha"}
     md = artifacts["merge-report-alpha"]
     # The UI renders the merge report: headless Chromium on the artifact's page, while the next run runs.
-    browser = _chromium(stack, f"http://127.0.0.1:{stack.port}/artifacts/artifact/{md.id}")
+    browser = chromium(stack, f"http://127.0.0.1:{stack.port}/artifacts/artifact/{md.id}")
 
     # Running the plan again through the deployment resumes: no agent runs, nothing is lost.
     again = trigger(str(tmp_path / "alpha.yaml"), str(repos["alpha"]), agent="e2e-agent", timeout=120,
