@@ -158,7 +158,9 @@ def _plan_with_agent(repo: Path, goal: str, ref: AgentRef, found: Suggestion, wo
 def run(
     plan: Annotated[Path | None, typer.Argument(
         help="Plan file (.yaml, .yml or .md), relative to the current directory; or give --goal.")] = None,
-    repo: RepoOpt = Path("."),
+    repo: Annotated[str, typer.Option(
+        "--repo", help="The git repository to work on, or a git remote (a URL, or a bare repository) to clone, "
+                       "work in and push to.")] = ".",
     goal: Annotated[str | None, typer.Option(help="Instead of a plan: what to build; the plan is suggested "
                                              "from the code (and written by --agent as planner).")] = None,
     agent: Annotated[str | None, typer.Option(help="Agent preset or saved block for every role.")] = None,
@@ -177,9 +179,14 @@ def run(
         "--sandbox", help="Run agents and verify/setup commands under bubblewrap (needs bwrap).")] = False,
     emit_plan: Annotated[Path | None, typer.Option(
         "--emit-plan", help="Investigations: write the build plan (YAML) of the proposed fixes to this file.")] = None,
+    dispatch: Annotated[str | None, typer.Option(
+        help="With a remote --repo: run each cluster as a flow run of this deployment "
+             "(e.g. work-clusters-cluster/cluster) on its work pool.")] = None,
+    credentials: Annotated[str | None, typer.Option(
+        help="With a remote --repo: the Secret block holding its token (default: $GITHUB_TOKEN and the like).")] = None,
 ) -> None:
     """Run the whole flow: worktrees, agents in parallel, contract check, integration, report."""
-    from prefect_work_clusters.tasks.identify import resolve_run
+    from prefect_work_clusters.tasks.identify import resolve_any
     from prefect_work_clusters.tasks.options import RunOptions
     from prefect_work_clusters.tasks.recovery import run_lock
 
@@ -187,13 +194,14 @@ def run(
     if (plan is None) == (goal is None):
         raise BadInput("give a plan file or --goal (not both): what to run, or what to plan and run")
     if plan is None:
-        plan = _plan_for_goal(repo, goal or "", options)
-    # Validate before Prefect starts: bad input costs no server start and creates nothing.
-    ctx = resolve_run(plan, repo, options, relative_to=Path.cwd())
+        plan = _plan_for_goal(Path(repo), goal or "", options)
+    # Validate before Prefect starts: bad input costs no server start and creates nothing (a remote
+    # is cloned here already: the flow fetches into the same clone).
+    ctx = resolve_any(plan, repo, options, relative_to=Path.cwd())
     if emit_plan:
         _emit_target(ctx, emit_plan)
     with run_lock(ctx, share=True):  # a second run is refused before Prefect starts
-        _execute(str(ctx.plan_file), str(ctx.repo), options, ctx.runs_dir,
+        _execute(str(ctx.plan_file), ctx.remote or str(ctx.repo), options, ctx.runs_dir,
                  after=(lambda: _emit(ctx, emit_plan)) if emit_plan else None, goal=goal)
 
 

@@ -17,7 +17,9 @@ from prefect.runtime import flow_run as runtime_flow_run
 from prefect.states import Completed, Failed
 from prefect.task_runners import ThreadPoolTaskRunner
 
+from prefect_work_clusters.flows.dispatch import run_dispatched
 from prefect_work_clusters.flows.investigation import finish_investigation
+from prefect_work_clusters.tasks import remote
 from prefect_work_clusters.tasks.agents.attempt import run_agent
 from prefect_work_clusters.tasks.agents.call import agent_for
 from prefect_work_clusters.tasks.agents.guard import restore_base, restore_refs
@@ -48,15 +50,17 @@ from prefect_work_clusters.tasks.report import build_report, publish_report
 from prefect_work_clusters.tasks.worktrees import Prepared, create_worktrees, recorded
 
 
-def _run_agents(ctx: RunContext, prepared: Prepared) -> list[ClusterRecord]:
+def run_agents(ctx: RunContext, prepared: Prepared) -> list[ClusterRecord]:
     """Run every unfinished cluster's agent, at most ``limits.concurrency`` at once; take each as it
     finishes (after its retries), so one failing cluster never stops the others, and show it in
     the ``progress-<plan>`` artifact."""
     records = {r.cluster: r for r in prepared.records}
     pending = prepared.pending()
     containment.begin(ctx, fresh=True)  # what no agent may change, taken before the first one starts
+    # A cluster's own flow run (flows.cluster) holds that one cluster's record only.
     progress = ClusterProgress(ctx.plan.name, {
-        c.name: "pending" if c.name in pending else "succeeded (earlier run)" for c in ctx.plan.clusters})
+        c.name: "pending" if c.name in pending else "succeeded (earlier run)" for c in ctx.plan.clusters
+        if c.name in records})
     if pending:
         retries = max(
             (a.retries if a.retries is not None else ctx.plan.limits.retries)
@@ -85,7 +89,7 @@ def _run_agents(ctx: RunContext, prepared: Prepared) -> list[ClusterRecord]:
                 interrupt.request()
         if interrupt.requested():
             records.update({n: load_record(ctx, n) or records[n] for n in pending if records[n].status == "pending"})
-    restored, notes = restore_refs(ctx, [records[c.name] for c in ctx.plan.clusters])
+    restored, notes = restore_refs(ctx, [records[c.name] for c in ctx.plan.clusters if c.name in records])
     prepared.notes.extend(notes + restore_base(ctx, prepared.base_sha, restored))
     return restored
 
@@ -136,6 +140,8 @@ def _finish(ctx: RunContext, prepared: Prepared, records: list[ClusterRecord], p
     prepared.notes.extend(containment.finish(ctx))  # before landing, which changes your checkout itself
 
     landed = landing.land(ctx, result) if ctx.land and contract_ok else None
+    if ctx.remote:
+        landed = _publish(ctx, prepared, landed)
     if not ctx.keep_worktrees:
         for rec in records:
             gitworktrees.remove_worktree(ctx.repo, rec.worktree, force=True)
@@ -161,6 +167,18 @@ def _finish(ctx: RunContext, prepared: Prepared, records: list[ClusterRecord], p
     return Failed(message=f"{why}; report at {path}")
 
 
+def _publish(ctx: RunContext, prepared: Prepared, landed: landing.LandResult | None) -> landing.LandResult | None:
+    """Push the integration branch, and the base branch when it landed (never forced: a base that
+    moved on the remote is not landed)."""
+    prepared.notes.extend(remote.push(ctx, [ctx.integration_branch]))
+    if landed is None or not landed.landed or landed.branch is None:
+        return landed
+    pushed = remote.push(ctx, [landed.branch])
+    if pushed and "refused" in pushed[0]:
+        return landed.model_copy(update={"landed": False, "message": f"not landed on the remote: {pushed[0]}"})
+    return landed.model_copy(update={"message": f"{landed.message}; {pushed[0] if pushed else ''}"})
+
+
 @flow(name="work-clusters", log_prints=True)
 def work_clusters(
     plan: PlanPath | None = None,
@@ -180,13 +198,16 @@ def work_clusters(
     rerun: bool = False,
     keep_worktrees: bool = True,
     sandbox: bool = False,
+    dispatch: NonEmpty | None = None,
+    credentials: NonEmpty | None = None,
 ) -> State[Any]:
     """Run one agent per cluster of a plan in its own worktree, then integrate their branches.
 
     Args:
         plan: Path of the plan file (.yaml, .yml or .md); a relative path is taken from the repo.
             Leave it empty and give a goal to have the plan suggested from the code.
-        repo: Path of the git repository to work on.
+        repo: Path of the git repository to work on, or a git remote (a URL, or a path to a bare
+            repository): the run then works in its own clone and pushes the plan's branches there.
         goal: Instead of a plan: what to build. The plan is suggested from the code's imports and
             history (and written by the agent as planner when there is one), published as the
             plan-<name> artifact and committed on the base branch like a hand-written one. Given
@@ -208,6 +229,10 @@ def work_clusters(
         keep_worktrees: Keep the cluster worktrees after the run (the branches are always kept).
         sandbox: Run every agent and verify/setup command under bubblewrap, able to write only its
             own worktree (as the plan's sandbox.enabled).
+        dispatch: With a remote repo: run each cluster as a flow run of this deployment
+            (work-clusters-cluster/cluster) on its work pool, instead of here.
+        credentials: With a remote repo: the Secret block holding its token (default: the
+            GITHUB_TOKEN, GH_TOKEN or GITLAB_TOKEN variable, when set).
     """
     options = RunOptions.pick(locals())
     phases: dict[str, float] = {}
@@ -224,12 +249,21 @@ def _run(ctx: RunContext, phases: dict[str, float], started: datetime) -> State[
     t = time.monotonic()
     # A rerun investigates the current base, not the one an earlier run's branches grew from.
     restarted = investigate.restart(ctx) if ctx.rerun and ctx.plan.investigates else []
+    # From a remote: the plan's branches as the remote holds them (a run resumed elsewhere).
+    caught_up = remote.catch_up(ctx) if ctx.remote else []
     prepared = create_worktrees(ctx)
-    prepared.notes.extend(restarted)
+    prepared.notes.extend(restarted + caught_up)
+    if ctx.remote:  # every cluster, here or in its own flow run, starts from the remote's base branch
+        prepared.notes.extend(remote.push_base(ctx))
     phases["worktrees"] = time.monotonic() - t
 
     t = time.monotonic()
-    records = _run_agents(ctx, prepared)
+    if ctx.dispatch:
+        records = run_dispatched(ctx, prepared)
+    else:
+        records = run_agents(ctx, prepared)
+        if ctx.remote:
+            prepared.notes.extend(remote.push(ctx, [r.branch for r in records]))
     phases["agents"] = time.monotonic() - t
     if interrupt.requested():
         return _interrupted(ctx, prepared, records, phases, started)

@@ -14,6 +14,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from prefect_work_clusters.tasks.options import RunOptions
 from prefect_work_clusters.tasks.plan.models import Plan
 
 ClusterStatus = Literal["pending", "succeeded", "failed", "timed_out", "cost_exceeded", "interrupted"]
@@ -31,6 +32,10 @@ class RunContext(BaseModel):
     rerun: bool = False
     land: bool = False
     keep_worktrees: bool = True
+    remote: str | None = Field(default=None, description="the git remote the run clones and pushes to, if any")
+    credentials: str | None = Field(default=None, description="the Secret block holding the remote's token")
+    dispatch: str | None = Field(default=None, description="the deployment each cluster runs as a flow run of")
+    options: RunOptions = Field(default_factory=RunOptions, description="as the caller gave them (for dispatch)")
 
     @property
     def prefix(self) -> str:

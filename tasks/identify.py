@@ -10,10 +10,12 @@ from pathlib import Path
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
+from prefect_work_clusters.tasks import remote
 from prefect_work_clusters.tasks.agents.registry import resolve_agent
 from prefect_work_clusters.tasks.context import RunContext, default_workspace
 from prefect_work_clusters.tasks.errors import BadInput, WorkClustersError
 from prefect_work_clusters.tasks.git import core as gitops
+from prefect_work_clusters.tasks.git import remote as gitremote
 from prefect_work_clusters.tasks.options import RunOptions
 from prefect_work_clusters.tasks.plan.load import load_plan
 from prefect_work_clusters.tasks.plan.models import AgentRef, CommandAgent, Plan
@@ -116,7 +118,28 @@ def resolve_run(plan: str | Path, repo: str | Path, options: RunOptions | None =
     _check_writable(ws)
     return RunContext(plan=loaded, plan_file=plan_path.resolve(), repo=repo_path, workspace=ws,
                       rerun=opts.rerun, land=opts.land or loaded.integration.land,
-                      keep_worktrees=opts.keep_worktrees)
+                      keep_worktrees=opts.keep_worktrees, options=opts)
+
+
+def resolve_any(plan: str | Path, repo: str | Path, options: RunOptions | None = None, *,
+                relative_to: Path | None = None, agents_needed: bool = True, sub: str | None = None) -> RunContext:
+    """``resolve_run`` for a local repository; for a remote (a URL, or a bare repository), the same
+    in our own clone of it (``tasks.remote``), which the run then works in and pushes from."""
+    opts = options or RunOptions()
+    if not gitremote.is_remote(str(repo)):
+        if opts.dispatch:
+            raise BadInput("dispatch needs a remote repo (a URL or a bare repository): the clusters' flow runs "
+                           "clone it and push their branches there")
+        return resolve_run(plan, repo, opts, relative_to=relative_to, agents_needed=agents_needed)
+    clone, plan_path, base = remote.open_clone(str(plan), str(repo), opts, relative_to=relative_to, sub=sub)
+    local = opts.model_copy(update={"workspace": None, "base": base})
+    ctx = resolve_run(plan_path, clone, local, agents_needed=agents_needed)
+    if opts.base is None and ctx.plan.base and ctx.plan.base != base:  # the plan names its own base
+        gitremote.check_out(clone, ctx.plan.base)
+        ctx = resolve_run(plan_path, clone, local.model_copy(update={"base": ctx.plan.base}),
+                          agents_needed=agents_needed)
+    return ctx.model_copy(update={"remote": str(repo), "credentials": opts.credentials, "dispatch": opts.dispatch,
+                           "options": opts})
 
 
 @task(name="identify-clusters", cache_policy=NO_CACHE)
@@ -131,7 +154,7 @@ def identify(plan: str | None, repo: str, options: RunOptions, agents_needed: bo
         if not goal:
             raise BadInput("give a plan, or a goal to plan for")
         plan = str(_plan_for_goal(repo, goal, options))
-    ctx = resolve_run(plan, repo, options, agents_needed=agents_needed)
+    ctx = resolve_any(plan, repo, options, agents_needed=agents_needed)
     if goal:
         _publish_plan(ctx.plan_file, ctx.plan.name, goal)
     return ctx

@@ -41,6 +41,8 @@ class RunOptions(BaseModel):
     rerun: bool = Field(default=False, description="Run finished clusters' agents again.")
     keep_worktrees: bool = Field(default=True, description="Keep cluster worktrees after the run.")
     sandbox: bool = Field(default=False, description="Run agents and verify/setup commands under bubblewrap.")
+    dispatch: NonEmpty | None = Field(default=None, description="Run each cluster as a flow run of this deployment.")
+    credentials: NonEmpty | None = Field(default=None, description="Secret block holding the git remote's token.")
 
     @classmethod
     def pick(cls, values: Mapping[str, Any]) -> RunOptions:

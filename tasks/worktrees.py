@@ -136,6 +136,20 @@ def prepare(ctx: RunContext) -> Prepared:
     return Prepared(base_sha=base_sha, base_ref_sha=base_ref_sha, notes=notes, records=records)
 
 
+def prepare_one(ctx: RunContext, cluster: str) -> Prepared:
+    """One cluster's worktree on the base branch a parent run made (a cluster's own flow run,
+    ``flows.cluster``): nothing else of the plan is created or moved."""
+    notes = recover(ctx)
+    base_sha = gitops.resolve_ref(ctx.repo, f"refs/heads/{ctx.base_branch}")
+    if base_sha is None:
+        raise WorkClustersError(f"{ctx.base_branch} is missing; a cluster's flow run starts from the base "
+                                "branch its parent run pushed")
+    ctx.runs_dir.mkdir(parents=True, exist_ok=True)
+    gitworktrees.prune_worktrees(ctx.repo)
+    record = prepare_cluster(ctx, cluster, base_sha)
+    return Prepared(base_sha=base_sha, base_ref_sha=base_sha, notes=notes, records=[record])
+
+
 @task(name="create-worktrees", cache_policy=NO_CACHE)
 def create_worktrees(ctx: RunContext) -> Prepared:
     """Commit the plan and contracts to the base branch and give every cluster its worktree."""
