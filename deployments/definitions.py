@@ -22,6 +22,11 @@ TIMEZONE = "UTC"
 INVESTIGATION = "weekly-investigation"
 INVESTIGATION_CRON = "0 6 * * 1"
 TAGS = ["work-clusters"]
+# The flow of one cluster (``--dispatch work-clusters-cluster/cluster``): deploy it on every pool
+# whose workers should run agents.
+CLUSTER_FLOW_NAME = "work-clusters-cluster"
+CLUSTER_ENTRYPOINT = "prefect_work_clusters.flows.cluster.work_clusters_cluster"
+CLUSTER = "cluster"
 
 
 def deployment_options(nightly: dict[str, Any] | None = None,
@@ -46,3 +51,11 @@ def deployment_options(nightly: dict[str, Any] | None = None,
          "description": f"Run an investigation plan every Monday at {INVESTIGATION_CRON} ({TIMEZONE}) on the "
                         "current base; its findings and action plan are artifacts."},
     ]
+
+
+def cluster_deployment_options() -> dict[str, Any]:
+    """Keyword arguments of ``Flow.to_deployment`` for ``cluster``: the flow runs a ``--dispatch``
+    run starts, one per cluster. Its parameters come from the parent run."""
+    return {"name": CLUSTER, "tags": TAGS, "entrypoint_type": EntrypointType.MODULE_PATH,
+            "description": "Run one cluster of a plan (started by a run with dispatch): clone the remote, "
+                           "run the agent in its worktree, push its branch."}

@@ -16,7 +16,18 @@ from uuid import UUID
 
 from prefect import deploy, serve
 
-from prefect_work_clusters.deployments.definitions import WORK_POOL, deployment_options
+from prefect_work_clusters.deployments.definitions import WORK_POOL, cluster_deployment_options, deployment_options
+
+
+def _deployments(nightly: dict[str, Any] | None, investigation: dict[str, Any] | None) -> list[Any]:
+    """Every deployment of ``prefect.yaml``: the plan runs, and ``cluster`` for dispatched clusters."""
+    from prefect_work_clusters.flows.cluster import work_clusters_cluster
+    from prefect_work_clusters.flows.work_clusters import work_clusters
+
+    flow: Any = work_clusters  # to_deployment is typed as sync-or-async; here it is sync
+    cluster: Any = work_clusters_cluster
+    return [*(flow.to_deployment(**each) for each in deployment_options(nightly, investigation)),
+            cluster.to_deployment(**cluster_deployment_options())]
 
 
 def serve_plans(nightly: dict[str, Any] | None = None, investigation: dict[str, Any] | None = None,
@@ -24,11 +35,7 @@ def serve_plans(nightly: dict[str, Any] | None = None, investigation: dict[str, 
     """Serve the deployments of ``prefect.yaml`` until interrupted; ``nightly`` and
     ``investigation`` hold those schedules' ``plan`` and ``repo`` (their schedules are on only
     when given); ``limit`` caps the runs at once."""
-    from prefect_work_clusters.flows.work_clusters import work_clusters
-
-    flow: Any = work_clusters  # to_deployment is typed as sync-or-async; here it is sync
-    options = deployment_options(nightly, investigation)
-    serve(*(flow.to_deployment(**each) for each in options), limit=limit)
+    serve(*_deployments(nightly, investigation), limit=limit)
 
 
 def deploy_plans(work_pool: str = WORK_POOL, nightly: dict[str, Any] | None = None,
@@ -36,9 +43,6 @@ def deploy_plans(work_pool: str = WORK_POOL, nightly: dict[str, Any] | None = No
     """Create or update the deployments of ``prefect.yaml`` on ``work_pool`` (which must exist),
     as ``serve_plans`` describes them; a worker imports the flow from the installed package.
     Returns the deployment ids."""
-    from prefect_work_clusters.flows.work_clusters import work_clusters
-
-    flow: Any = work_clusters
-    deployments = [flow.to_deployment(**each) for each in deployment_options(nightly, investigation)]
-    ids = deploy(*deployments, work_pool_name=work_pool, print_next_steps_message=False, ignore_warnings=True)
+    ids = deploy(*_deployments(nightly, investigation), work_pool_name=work_pool, print_next_steps_message=False,
+                 ignore_warnings=True)
     return cast(list[UUID], ids)

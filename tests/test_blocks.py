@@ -28,7 +28,13 @@ from pydantic import SecretStr, ValidationError
 
 from prefect_work_clusters import blocks
 from prefect_work_clusters.blocks.agent import AgentBlock, PresetName, SavedAgent, load_agent
-from prefect_work_clusters.deployments.definitions import ENTRYPOINT, WORK_POOL, deployment_options
+from prefect_work_clusters.deployments.definitions import (
+    CLUSTER_ENTRYPOINT,
+    ENTRYPOINT,
+    WORK_POOL,
+    cluster_deployment_options,
+    deployment_options,
+)
 from prefect_work_clusters.flows.work_clusters import work_clusters
 from prefect_work_clusters.tasks.agents.limits import DEFAULT_SLOTS, limit_name, with_cost_cap
 from prefect_work_clusters.tasks.agents.progress import ClusterProgress
@@ -119,7 +125,11 @@ def test_flow_parameters_are_typed_and_described() -> None:
 def test_prefect_yaml_and_the_python_helpers_describe_the_same_deployments() -> None:
     declared = yaml.safe_load((ROOT / "prefect.yaml").read_text())
     assert declared["pull"] == []  # module entrypoints: nothing to fetch, no folder to stand in
-    for spec, options in zip(declared["deployments"], deployment_options(), strict=True):
+    *plans, cluster = declared["deployments"]
+    expected = cluster_deployment_options()
+    assert (cluster["name"], cluster["entrypoint"], cluster["description"], cluster["tags"], cluster["parameters"]) \
+        == (expected["name"], CLUSTER_ENTRYPOINT, expected["description"], expected["tags"], {})
+    for spec, options in zip(plans, deployment_options(), strict=True):
         assert (spec["name"], spec["entrypoint"], spec["work_pool"]["name"]) == (options["name"], ENTRYPOINT,
                                                                                WORK_POOL)
         assert (spec["description"], spec["tags"]) == (options["description"], options["tags"])
@@ -128,7 +138,7 @@ def test_prefect_yaml_and_the_python_helpers_describe_the_same_deployments() -> 
             assert declared_schedule == {"cron": schedule.cron, "timezone": schedule.timezone, "active": False}
     served = [work_clusters.to_deployment(**options) for options in deployment_options()]  # as serve_plans does
     assert {d.entrypoint for d in served} == {ENTRYPOINT}
-    assert [d.name for d in served] == [spec["name"] for spec in declared["deployments"]] and served[1].schedules
+    assert [d.name for d in served] == [spec["name"] for spec in plans] and served[1].schedules
     nightly = deployment_options({"plan": "p.md", "repo": "/r"})[1]
     assert nightly["schedules"][0].active and nightly["parameters"] == {"plan": "p.md", "repo": "/r"}
 
