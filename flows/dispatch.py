@@ -12,6 +12,8 @@ from prefect import get_run_logger
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.objects import FlowRun
 from prefect.deployments import run_deployment
+from prefect.settings import PREFECT_UI_URL
+from prefect.states import Cancelling
 
 from prefect_work_clusters.tasks import remote
 from prefect_work_clusters.tasks.context import ClusterRecord, RunContext, save_record
@@ -31,32 +33,24 @@ def _parameters(ctx: RunContext, cluster: str) -> dict[str, Any]:
 
 
 def run_dispatched(ctx: RunContext, prepared: Prepared) -> list[ClusterRecord]:
-    """Each unfinished cluster as a flow run of ``ctx.dispatch``, linked under this one in the UI
-    and tagged with the plan and cluster; once all are final, their branches are fetched and each
-    cluster is judged by what its branch holds (a finished agent commit), as a resumed run is."""
-    logger = get_run_logger()
-    assert ctx.dispatch is not None
-    runs: dict[str, UUID] = {}
-    for name in prepared.pending():
-        started = cast(FlowRun, run_deployment(  # called from sync code: the FlowRun, not a coroutine
-            ctx.dispatch, parameters=_parameters(ctx, name), timeout=0, as_subflow=True,
-            flow_run_name=f"{ctx.plan.name}-{name}",
-            tags=["work-clusters", f"plan:{ctx.plan.name}", f"cluster:{name}"]))
-        runs[name] = started.id
-        logger.info("cluster %s: flow run %s (%s)", name, started.name, started.id)
-    final = _wait(runs)
+    """Each unfinished cluster as a flow run of ``ctx.dispatch``, at most ``limits.concurrency`` at
+    once, linked under this one in the UI and tagged with the plan and cluster; once all are final,
+    their branches are fetched and each cluster is judged by what its branch holds (a finished
+    agent commit), as a resumed run is."""
+    pending = prepared.pending()
+    final = _run_all(ctx, pending, ctx.plan.limits.concurrency)
     prepared.notes.extend(remote.catch_up(ctx))
     records = []
     for rec in prepared.records:
-        run = final.get(rec.cluster)
-        if run is None:  # finished in an earlier run
+        if rec.cluster not in pending:  # finished in an earlier run
             records.append(rec)
             continue
+        run = final.get(rec.cluster)
         tip = gitops.resolve_ref(ctx.repo, f"refs/heads/{rec.branch}")
         finished = tip is not None and gitops.finished_commit(ctx.repo, rec.base_sha, rec.branch)
-        state = run.state
-        said = f"flow run {run.name} ({run.id}): {state.type.value if state else 'unknown'}"
-        prepared.notes.append(f"cluster {rec.cluster} ran as {said}")
+        state = run.state if run else None
+        said = f"{link(run)}: {state.type.value if state else 'unknown'}" if run else "no flow run (interrupted)"
+        prepared.notes.append(f"cluster {rec.cluster} ran as {said}" if run else f"cluster {rec.cluster}: {said}")
         update: dict[str, Any] = {"head_sha": tip, "status": "succeeded" if finished else
                                   "interrupted" if interrupt.requested() else "failed",
                                   "error": None if finished else f"{said}: {state.message if state else ''}"}
@@ -66,11 +60,41 @@ def run_dispatched(ctx: RunContext, prepared: Prepared) -> list[ClusterRecord]:
     return records
 
 
-def _wait(runs: dict[str, UUID]) -> dict[str, FlowRun]:
-    """The flow runs once every one is final (or the parent is interrupted)."""
+def _start(ctx: RunContext, name: str) -> FlowRun:
+    assert ctx.dispatch is not None
+    started = cast(FlowRun, run_deployment(  # called from sync code: the FlowRun, not a coroutine
+        ctx.dispatch, parameters=_parameters(ctx, name), timeout=0, as_subflow=True,
+        flow_run_name=f"{ctx.plan.name}-{name}",
+        tags=["work-clusters", f"plan:{ctx.plan.name}", f"cluster:{name}"]))
+    get_run_logger().info("cluster %s: %s", name, link(started))
+    return started
+
+
+def _run_all(ctx: RunContext, names: list[str], limit: int) -> dict[str, FlowRun]:
+    """Start the clusters' flow runs, ``limit`` at a time, and return each once it is final. When
+    the parent is interrupted, the unfinished ones are cancelled (their workers stop their agents),
+    the ones not started never start, and the parent stops waiting."""
+    waiting, running, final = list(names), dict[str, UUID](), dict[str, FlowRun]()
     with get_client(sync_client=True) as client:
-        while True:
-            seen = {name: client.read_flow_run(rid) for name, rid in runs.items()}
-            if all(r.state is not None and r.state.is_final() for r in seen.values()) or interrupt.requested():
-                return seen
+        while waiting or running:
+            while waiting and len(running) < limit and not interrupt.requested():
+                name = waiting.pop(0)
+                running[name] = _start(ctx, name).id
             time.sleep(POLL_SECONDS)
+            for name, rid in list(running.items()):
+                run = client.read_flow_run(rid)
+                if run.state is not None and run.state.is_final():
+                    running.pop(name)
+                    final[name] = run
+            if interrupt.requested():
+                for name, rid in running.items():
+                    client.set_flow_run_state(rid, Cancelling(message="its parent run was interrupted"), force=True)
+                    final[name] = client.read_flow_run(rid)
+                return final
+    return final
+
+
+def link(run: FlowRun) -> str:
+    """How the report names a cluster's flow run: its name and id, and its page when the UI is known."""
+    ui = PREFECT_UI_URL.value()
+    return f"flow run {run.name} ({ui}/runs/flow-run/{run.id})" if ui else f"flow run {run.name} ({run.id})"

@@ -140,13 +140,14 @@ def _finish(ctx: RunContext, prepared: Prepared, records: list[ClusterRecord], p
     prepared.notes.extend(containment.finish(ctx))  # before landing, which changes your checkout itself
 
     landed = landing.land(ctx, result) if ctx.land and contract_ok else None
+    refused = None
     if ctx.remote:
-        landed = _publish(ctx, prepared, landed)
+        landed, refused = _publish(ctx, prepared, landed)
     if not ctx.keep_worktrees:
         for rec in records:
             gitworktrees.remove_worktree(ctx.repo, rec.worktree, force=True)
 
-    ok = result.ok and contract_ok and (landed is None or landed.landed)
+    ok = result.ok and contract_ok and (landed is None or landed.landed) and refused is None
     report = build_report(ctx, prepared, records, phases, started, ok, prepared.notes, checks=checks,
                           tree_checks=tree_checks, integration=result, land=landed)
     path = publish_report(ctx, report)
@@ -162,21 +163,24 @@ def _finish(ctx: RunContext, prepared: Prepared, records: list[ClusterRecord], p
            "changes not accounted for: " + result.accounting.summary()
            if result.accounting and not result.accounting.ok else
            "the integrated tree broke the contract" if not contract_ok else
-           landed.message if landed and not landed.landed else "not every cluster merged")
+           landed.message if landed and not landed.landed else refused or "not every cluster merged")
     # No data: a worker's engine turns a failed state's data into the exception it raises.
     return Failed(message=f"{why}; report at {path}")
 
 
-def _publish(ctx: RunContext, prepared: Prepared, landed: landing.LandResult | None) -> landing.LandResult | None:
+def _publish(ctx: RunContext, prepared: Prepared,
+             landed: landing.LandResult | None) -> tuple[landing.LandResult | None, str | None]:
     """Push the integration branch, and the base branch when it landed (never forced: a base that
-    moved on the remote is not landed)."""
-    prepared.notes.extend(remote.push(ctx, [ctx.integration_branch]))
+    moved on the remote is not landed); with why the remote refused the integration branch, if it did."""
+    pushed = remote.push(ctx, [ctx.integration_branch])
+    prepared.notes.extend(pushed)
+    refused = pushed[0] if pushed and "refused" in pushed[0] else None
     if landed is None or not landed.landed or landed.branch is None:
-        return landed
+        return landed, refused
     pushed = remote.push(ctx, [landed.branch])
     if pushed and "refused" in pushed[0]:
-        return landed.model_copy(update={"landed": False, "message": f"not landed on the remote: {pushed[0]}"})
-    return landed.model_copy(update={"message": f"{landed.message}; {pushed[0] if pushed else ''}"})
+        return landed.model_copy(update={"landed": False, "message": f"not landed on the remote: {pushed[0]}"}), refused
+    return landed.model_copy(update={"message": f"{landed.message}; {pushed[0] if pushed else ''}"}), refused
 
 
 @flow(name="work-clusters", log_prints=True)
@@ -220,7 +224,8 @@ def work_clusters(
         integration_agent_cmd: Integration agent command line instead of a preset.
         base: Ref the clusters start from; default: the plan's base, else the repo's HEAD.
         workspace: Where worktrees and run records go; default: a folder beside the repo named after
-            it and the plan (REPO.clusters/PLAN).
+            it and the plan (REPO.clusters/PLAN). With a remote repo: the folder holding the run's
+            clone and, beside it, that workspace (default under $WORK_CLUSTERS_HOME).
         concurrency: Agents running at once (overrides the plan's limits.concurrency).
         timeout: Seconds an agent attempt may run before its process group is killed.
         retries: Further attempts after a failed one.
@@ -299,5 +304,7 @@ def integrate_clusters(plan: PlanPath, repo: NonEmpty, integration_agent: AgentN
     ctx = identify(plan, repo, RunOptions.pick(locals()), agents_needed=False)
     phases = {"identify": time.monotonic() - t, "worktrees": 0.0, "agents": 0.0}
     with run_lock(ctx):
+        notes = remote.catch_up(ctx) if ctx.remote else []  # the branches the remote holds
         prepared = recorded(ctx)
+        prepared.notes.extend(notes)
         return _finish(ctx, prepared, prepared.records, phases, started)

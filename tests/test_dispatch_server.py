@@ -64,7 +64,7 @@ def test_clusters_dispatched_to_two_workers_push_to_the_remote(stack: Stack, tmp
     stack.env = {**stack.env, "WORK_CLUSTERS_HOME": str(stack.cwd / "home")}
     cli = stack.start("cli", str(Path(sys.executable).with_name("work-clusters")), "run", "shop.yaml",
                       "--repo", str(remote), "--dispatch", "work-clusters-cluster/cluster",
-                      "--agent-cmd", f"{sys.executable} {tmp_path / 'agent.py'}")
+                      "--agent-cmd", f"{sys.executable} {tmp_path / 'agent.py'}", "--concurrency", "2")
     out = stack.finish("cli", cli, timeout=400)
 
     assert "integrated and verified" in out, out[-4000:]
@@ -86,6 +86,9 @@ def test_clusters_dispatched_to_two_workers_push_to_the_remote(stack: Stack, tmp
         children = client.read_flow_runs(flow_run_filter=FlowRunFilter(tags=FlowRunFilterTags(all_=["plan:shop"])))
     assert sorted(c.name for c in children) == ["shop-api", "shop-db", "shop-ui"]
     assert all(c.parent_task_run_id and c.state and c.state.is_completed() for c in children)  # linked under it
+    # --concurrency 2: the third cluster's flow run was created only once one of the first two ended.
+    runs = sorted((c.created.timestamp(), c.end_time.timestamp()) for c in children if c.created and c.end_time)
+    assert len(runs) == 3 and runs[2][0] >= min(runs[0][1], runs[1][1]), runs
     for name in ("worker-a", "worker-b"):
         assert any(str(c.id) in stack.log(name) for c in children), stack.log(name)[-3000:]
     report = (tmp_path / "orchestrator/home").rglob("merge-report.md")
