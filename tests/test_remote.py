@@ -7,6 +7,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from prefect.blocks.system import Secret
 
 from prefect_work_clusters.flows.cluster import work_clusters_cluster
 from prefect_work_clusters.flows.work_clusters import work_clusters
@@ -95,10 +96,16 @@ def test_a_run_against_a_bare_remote_pushes_every_branch_and_lands_fast_forward(
 
     # One cluster as its own flow run, elsewhere (its own clone): it starts from the remote's
     # branch (resume), runs again, and pushes fast-forward.
+    # Its credentials from a Secret block, named as a flow parameter (loaded inside the flow run).
+    Secret(value=SECRET).save("remote-token", overwrite=True)
+    assert remote.token("remote-token") == SECRET
+    with pytest.raises(BadInput, match="credentials block 'no-such-block' cannot be loaded"):
+        remote.token("no-such-block")
     api_before = pushed["clusters/shop/api"]
     child = work_clusters_cluster(repo=f"file://{remote_dir}", plan="shop.yaml", cluster="api",
                                   base_branch="clusters/shop/base", agent_cmd=agent, rerun=True,
-                                  workspace=str(tmp_path / "elsewhere"), return_state=True)
+                                  credentials="remote-token", workspace=str(tmp_path / "elsewhere"),
+                                  return_state=True)
     assert child.is_completed(), child.message
     api_after = remote_branches(remote_dir)["clusters/shop/api"]
     assert api_after != api_before and git(remote_dir, "merge-base", "--is-ancestor", api_before, api_after) == ""
@@ -116,6 +123,7 @@ def test_a_run_against_a_bare_remote_pushes_every_branch_and_lands_fast_forward(
 
     # The token was there for git all along, and is in nothing we wrote or said.
     seen = [caplog.text, *capfd.readouterr(), state.message or ""]
-    seen += [p.read_text(errors="replace") for p in ws.rglob("*") if p.is_file() and ".git" not in p.parts]
+    seen += [p.read_text(errors="replace") for folder in (ws, tmp_path / "elsewhere") for p in folder.rglob("*")
+             if p.is_file() and ".git" not in p.parts]
     assert not [s for s in seen if SECRET in s]
     assert remote.token(None) == SECRET
