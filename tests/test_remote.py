@@ -13,6 +13,7 @@ from prefect_work_clusters.flows.cluster import work_clusters_cluster
 from prefect_work_clusters.flows.work_clusters import work_clusters
 from prefect_work_clusters.tasks import remote
 from prefect_work_clusters.tasks.errors import BadInput
+from prefect_work_clusters.tasks.git import core
 from prefect_work_clusters.tasks.git import remote as gitremote
 from prefect_work_clusters.tasks.identify import resolve_any
 from prefect_work_clusters.tasks.options import RunOptions
@@ -50,11 +51,11 @@ def test_what_counts_as_a_remote(tmp_path: Path) -> None:
 
 
 def test_the_token_reaches_git_through_askpass_and_no_message(tmp_path: Path) -> None:
-    # git itself asks the helper, as it would for an https remote; the token is in no argv.
+    # git itself asks the helper, as it would for an https remote, through our hardened git calls
+    # (GIT_TERMINAL_PROMPT=0 stops only the terminal prompt); the token is in no argv.
     with gitremote.askpass_env(SECRET) as env:
-        filled = subprocess.run(["git", "credential", "fill"], input="protocol=https\nhost=example.com\n\n",
-                                env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), **env},
-                                capture_output=True, text=True, check=True).stdout
+        filled = core.run(tmp_path, "credential", "fill", stdin="protocol=https\nhost=example.com\n\n",
+                          env={"HOME": str(tmp_path), "XDG_CONFIG_HOME": str(tmp_path), **env}).stdout
         assert f"password={SECRET}" in filled and "username=x-access-token" in filled
         assert SECRET not in Path(env["GIT_ASKPASS"]).read_text()
     assert not Path(env["GIT_ASKPASS"]).exists()
