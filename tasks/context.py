@@ -30,6 +30,7 @@ class RunContext(BaseModel):
     workspace: Path
     rerun: bool = False
     land: bool = False
+    approve: bool = False
     keep_worktrees: bool = True
 
     @property

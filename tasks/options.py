@@ -41,6 +41,7 @@ class RunOptions(BaseModel):
     rerun: bool = Field(default=False, description="Run finished clusters' agents again.")
     keep_worktrees: bool = Field(default=True, description="Keep cluster worktrees after the run.")
     sandbox: bool = Field(default=False, description="Run agents and verify/setup commands under bubblewrap.")
+    approve: bool = Field(default=False, description="Wait for a person's approval before landing.")
 
     @classmethod
     def pick(cls, values: Mapping[str, Any]) -> RunOptions:

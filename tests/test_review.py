@@ -1,0 +1,72 @@
+"""Approval before landing, in local mode (which Prefect cannot suspend): the run ends integrated
+and awaiting approval, nothing lands; ``work-clusters approve`` then opens the draft pull request
+with the merge report as its body; the token is written nowhere."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from prefect_work_clusters.flows.cli import app
+from prefect_work_clusters.flows.housekeeping import status_table
+from prefect_work_clusters.tasks.git import core as gitops
+from tests.conftest import git
+from tests.github_fake import fake_github
+from tests.integration_helpers import add_to_registry, setup
+from tests.test_cli import cli
+
+TOKEN = "ghp_review0123456789TOKEN"
+
+
+def test_a_local_run_awaits_approval_then_approve_opens_the_draft_pull_request(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    ctx, _ = setup(tmp_path)
+    for cluster in ("api", "ui", "db"):
+        add_to_registry(ctx, cluster)
+        gitops.commit_empty(ctx.worktree(cluster), f"done\n\n{gitops.FINISHED_TRAILER}: {cluster} attempt 1")
+    remote = tmp_path / "remote.git"
+    git(tmp_path, "init", "-q", "--bare", str(remote))
+    ctx.plan_file.write_text(ctx.plan_file.read_text().replace("integration:\n", (
+        "integration:\n  approve: true\n  land: pull_request\n"
+        f"  pull_request: {{remote: {remote}, repository: acme/shop, labels: [work-clusters]}}\n")))
+    main = git(ctx.repo, "rev-parse", "main")
+    monkeypatch.setenv("GITHUB_TOKEN", TOKEN)
+
+    waiting = cli("integrate", str(ctx.plan_file), "--repo", str(ctx.repo), cwd=tmp_path)
+
+    assert waiting.returncode == 0, waiting.stdout + waiting.stderr
+    assert "review: awaiting approval of" in waiting.stdout and "work-clusters approve" in waiting.stdout
+    review = json.loads((ctx.runs_dir / "review.json").read_text())
+    assert review["status"] == "awaiting" and review["flow_run_id"] is None  # local: nothing to resume
+    assert git(remote, "for-each-ref") == "" and git(ctx.repo, "rev-parse", "main") == main
+    assert "awaiting approval" in str(status_table(ctx.plan_file, ctx.repo).title)
+
+    runner = CliRunner()
+    with fake_github() as gh:
+        monkeypatch.setenv("GITHUB_API_URL", gh.url)
+        approved = runner.invoke(app, ["approve", str(ctx.plan_file), "--repo", str(ctx.repo), "--by", "alice",
+                                       "--comment", "looks right"])
+    assert approved.exit_code == 0, approved.output + repr(approved.exception)
+    assert "review: approved by alice" in approved.output and "looks right" in approved.output
+    assert "pull request #1 opened: https://github.example/acme/shop/pull/1" in approved.output
+    [pull] = gh.pulls
+    final = json.loads((ctx.runs_dir / "report.json").read_text())
+    assert pull["draft"] and pull["base"]["ref"] == "main" and pull["head"]["ref"] == "clusters/shop/integration"
+    assert pull["body"].startswith("# Merge report: shop") and "integrated and verified" in pull["body"]
+    assert git(remote, "rev-parse", "clusters/shop/integration") == final["integration"]["final_sha"]
+    assert final["review"]["status"] == "approved" and final["review"]["approved_by"] == "alice"
+    assert final["land"]["url"] == "https://github.example/acme/shop/pull/1"
+    markdown = (ctx.runs_dir / "merge-report.md").read_text()
+    assert "- Review: approved by alice at " in markdown and "via work-clusters approve: looks right" in markdown
+    assert git(ctx.repo, "rev-parse", "main") == main  # a pull request, not a fast-forward
+
+    again = runner.invoke(app, ["approve", str(ctx.plan_file), "--repo", str(ctx.repo), "--reject"])
+    assert again.exit_code != 0 and "has no run awaiting approval (its last decision: approved" in str(again.exception)
+
+    seen = [waiting.stdout, waiting.stderr, approved.output, git(ctx.repo, "log", "--all", "-p"),
+            git(remote, "log", "--all", "-p"), *(p.read_text(errors="replace")
+                                                 for p in ctx.runs_dir.rglob("*") if p.is_file())]
+    assert not [s for s in seen if TOKEN in s]
