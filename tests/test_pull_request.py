@@ -20,6 +20,7 @@ from tests.github_fake import fake_github
 from tests.integration_helpers import add_to_registry, integrate, setup
 
 TOKEN = "ghp_fake0123456789abcdefTOKEN"
+TWO_CLUSTERS = "name: p\nclusters:\n  - {name: a, paths: [a/]}\n  - {name: b, paths: [b/]}\n"
 
 
 def pull_request_ctx(ctx: RunContext, remote: Path, **options: object) -> RunContext:
@@ -115,14 +116,14 @@ def test_the_body_is_cut_to_the_api_limit_and_keeps_the_link() -> None:
 ])
 def test_plan_validation_names_the_field(tmp_path: Path, integration: str, message: str) -> None:
     plan = tmp_path / "p.yaml"
-    plan.write_text(f"name: p\nclusters:\n  - name: a\n    paths: [a/]\n  - name: b\n    paths: [b/]\nintegration:\n  {integration}\n")
+    plan.write_text(f"{TWO_CLUSTERS}integration:\n  {integration}\n")
     with pytest.raises(PlanError, match=message.replace("(", r"\(")):
         load_plan(plan)
 
 
 def test_a_plan_with_approval_and_a_pull_request_loads(tmp_path: Path) -> None:
     plan = tmp_path / "p.yaml"
-    plan.write_text("name: p\nclusters:\n  - name: a\n    paths: [a/]\n  - name: b\n    paths: [b/]\nintegration:\n  approve: true\n"
+    plan.write_text(f"{TWO_CLUSTERS}integration:\n  approve: true\n"
                     "  land: pull_request\n  pull_request: {repository: acme/shop, base: develop}\n")
     loaded = load_plan(plan).integration
     assert loaded.approve and loaded.land == "pull_request" and loaded.pull_request
