@@ -172,7 +172,7 @@ def _landing(data: dict[str, Any]) -> list[Found]:
     """``land: pull_request`` needs to know where the pull request goes; its settings alone do nothing."""
     raw = data.get("integration")
     integration: dict[str, Any] = raw if isinstance(raw, dict) else {}
-    wants, given = integration.get("land") == "pull_request", "pull_request" in integration
+    wants, given = integration.get("land") == "pull_request", integration.get("pull_request") is not None
     if wants and not given:
         return [("integration.pull_request", "is required with land: pull_request: give at least "
                  "repository: owner/name (remote: origin, draft: true and the plan's base are the defaults)")]
