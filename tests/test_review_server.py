@@ -1,6 +1,8 @@
 """Approval on a real server: a run with ``approve`` suspends (no worker held) with the report
 published; resumed with approve=true (through ``work-clusters approve``'s code) it lands, resumed
-with false through the client it ends Completed and not landed. One server session for all.
+with false through the client it ends Completed and not landed. A third run stops on a conflict no
+tier resolves and suspends for a person's turn; resolved in its worktree and resumed, it
+integrates and records the person's resolution. One server session for all.
 """
 
 from __future__ import annotations
@@ -30,21 +32,24 @@ AGENT = """
 import os, pathlib, sys
 if os.environ["WC_ROLE"] != "cluster":
     sys.exit(0)
-cluster = os.environ["WC_CLUSTER"]
-pathlib.Path(os.environ["WC_WORKTREE"], cluster, "impl.py").write_text(f"NAME = {cluster!r}\\n")
+cluster, wt = os.environ["WC_CLUSTER"], pathlib.Path(os.environ["WC_WORKTREE"])
+(wt / cluster / "impl.py").write_text(f"NAME = {cluster!r}\\n")
+if os.environ["WC_PLAN"] == "person":  # both change the same line: no tier resolves that
+    (wt / "config.py").write_text(f"TIMEOUT = {60 if cluster == 'api' else 10}\\n")
 """
 
 
 def plan_text(name: str) -> str:
     return f"""name: {name}
 goal: Build {name}
+shared: [config.py]
 clusters:
   - name: api
     paths: [api/]
   - name: ui
     paths: [ui/]
 integration:
-  approve: true
+  approve: {str(name != "person").lower()}
   verify: ["{sys.executable} -c 'import api.impl, ui.impl'"]
 limits: {{timeout_seconds: 60, retries: 0, concurrency: 2}}
 """
@@ -76,8 +81,9 @@ def test_approval_suspends_and_resuming_lands_or_not(stack: Stack, tmp_path: Pat
     script = tmp_path / "agent.py"
     script.write_text(AGENT)
     repos, runs = {}, {}
-    for name in ("approved", "rejected"):
-        repos[name] = make_repo(tmp_path, {"README.md": "# r\n", "api/__init__.py": "", "ui/__init__.py": ""},
+    for name in ("approved", "rejected", "person"):
+        repos[name] = make_repo(tmp_path, {"README.md": "# r\n", "api/__init__.py": "", "ui/__init__.py": "",
+                                           "config.py": "TIMEOUT = 30\n"},
                                 name=f"repo-{name}")
         user_changes_expected(repos[name])  # "approved" lands; the test checks "rejected" itself
         (tmp_path / f"{name}.yaml").write_text(plan_text(name))
@@ -89,6 +95,8 @@ def test_approval_suspends_and_resuming_lands_or_not(stack: Stack, tmp_path: Pat
 
     ctxs = {name: resolve_run(tmp_path / f"{name}.yaml", repos[name], agents_needed=False) for name in repos}
     for name, ctx in ctxs.items():
+        if name == "person":
+            continue
         review = json.loads((ctx.runs_dir / "review.json").read_text())
         assert review["status"] == "awaiting" and review["flow_run_id"] == str(runs[name])
         assert git(repos[name], "rev-parse", "main") == mains[name]  # nothing lands while it waits
@@ -101,12 +109,24 @@ def test_approval_suspends_and_resuming_lands_or_not(stack: Stack, tmp_path: Pat
     # input); rejected through the client directly, as the UI does.
     said = approve_run(ctxs["approved"], Approval(approve=True, comment="ship it", approved_by="carol"))
     assert said == [f"approved: flow run {runs['approved']} resumed; its worker lands it"]
+    # The person's turn: the conflict in config.py, resolved and committed in the integration
+    # worktree as the form says, then the run resumed.
+    turn = json.loads((ctxs["person"].runs_dir / "person.json").read_text())
+    assert (turn["cluster"], [f[0] for f in turn["files"]]) == ("ui", ["config.py"])
+    wt = ctxs["person"].integration_worktree
+    (wt / "config.py").write_text("TIMEOUT = 60\n")  # api's line kept, ui's dropped on purpose, saying why:
+    (ctxs["person"].runs_dir / "integration/decisions/person.md").write_text(
+        "- config.py: kept api's timeout; ui's 10 s is too short for the API\n")
+    git(wt, "add", "config.py")
+    git(wt, "commit", "-q", "--no-edit")
     with get_client(sync_client=True) as client:
         client.resume_flow_run(runs["rejected"], run_input={"approve": False, "comment": "not now"})
+        client.resume_flow_run(runs["person"], run_input={"resolved": True, "comment": "kept the API timeout",
+                                                          "resolved_by": "dana"})
     final = wait_final(list(runs.values()), timeout=180)
 
     assert all(r.state.is_completed() for r in final.values()), (  # type: ignore[attr-defined]
-        [r.state for r in final.values()], stack.log("worker")[-6000:])  # type: ignore[attr-defined]
+        [r.state.message for r in final.values()], stack.log("worker")[-6000:])  # type: ignore[attr-defined]
     assert worker.poll() is None
     yes = json.loads((ctxs["approved"].runs_dir / "report.json").read_text())
     assert yes["land"]["landed"] and git(repos["approved"], "rev-parse", "main") == yes["integration"]["final_sha"]
@@ -118,3 +138,9 @@ def test_approval_suspends_and_resuming_lands_or_not(stack: Stack, tmp_path: Pat
     assert git(repos["rejected"], "rev-parse", "main") == mains["rejected"]
     markdown = (ctxs["rejected"].runs_dir / "merge-report.md").read_text()
     assert "- Review: rejected at " in markdown and "via Prefect (UI or API): not now" in markdown
+    person = json.loads((ctxs["person"].runs_dir / "report.json").read_text())
+    assert person["ok"] and [s["status"] for s in person["integration"]["steps"]] == ["merged", "merged"]
+    [decision] = [d for d in person["integration"]["decisions"] if d["tier"] == "person"]
+    assert decision["file"] == "config.py" and "resolved by dana" in decision["reason"]
+    assert decision["reason"].endswith(": kept the API timeout")
+    assert any("a person by dana resolved 1 conflicted file(s) merging ui" in n for n in person["notes"])
