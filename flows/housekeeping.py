@@ -7,6 +7,7 @@ from pathlib import Path
 
 from rich.table import Table
 
+from prefect_work_clusters.flows import person
 from prefect_work_clusters.tasks.context import RunContext, load_record
 from prefect_work_clusters.tasks.git import core as gitops
 from prefect_work_clusters.tasks.git import worktrees as gitworktrees
@@ -33,6 +34,8 @@ def status_table(plan: Path, repo: Path) -> Table:
     waiting = load_review(ctx)
     if waiting and waiting.status == "awaiting":
         verdict += f"; {waiting.line()}: work-clusters approve {plan}"
+    if turn := person.asked(ctx):
+        verdict += f"; {turn}"
     table = Table(title=f"plan {ctx.plan.name}: {verdict}")
     for col in ("cluster", "branch", "head", "finished", "worktree", "last status", "attempts"):
         table.add_column(col)

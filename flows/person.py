@@ -47,6 +47,16 @@ def _file(ctx: RunContext) -> Path:
     return ctx.runs_dir / "person.json"
 
 
+def asked(ctx: RunContext) -> str | None:
+    """What ``status`` says of a person's turn the last run asked for and nobody has taken yet."""
+    path = _file(ctx)
+    if not path.exists():
+        return None
+    turn = Turn.model_validate_json(path.read_text())
+    return (f"a person's turn asked {turn.asked_at:%Y-%m-%d %H:%M} UTC (flow run {turn.flow_run_id}): "
+            f"conflicts merging {turn.cluster} in {', '.join(f[0] for f in turn.files)}")
+
+
 def _run() -> Any:
     context = FlowRunContext.get()
     run = context.flow_run if context else None

@@ -5,6 +5,7 @@ with the merge report as its body; the token is written nowhere."""
 from __future__ import annotations
 
 import json
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,7 @@ from typer.testing import CliRunner
 
 from prefect_work_clusters.flows.cli import app
 from prefect_work_clusters.flows.housekeeping import status_table
+from prefect_work_clusters.flows.person import Turn
 from prefect_work_clusters.tasks.git import core as gitops
 from tests.conftest import git
 from tests.github_fake import fake_github
@@ -70,3 +72,14 @@ def test_a_local_run_awaits_approval_then_approve_opens_the_draft_pull_request(
             git(remote, "log", "--all", "-p"), *(p.read_text(errors="replace")
                                                  for p in ctx.runs_dir.rglob("*") if p.is_file())]
     assert not [s for s in seen if TOKEN in s]
+
+
+def test_status_says_when_a_persons_turn_was_asked(tmp_path: Path) -> None:
+    ctx, _ = setup(tmp_path)
+    assert "a person's turn" not in str(status_table(ctx.plan_file, ctx.repo).title)
+    turn = Turn(key="person-ui-0123456789ab", flow_run_id="8b1f3c1e-0000-4000-8000-000000000000", cluster="ui",
+                files=[("app/config.py", ["api"], "ui")], asked_at=datetime(2026, 11, 29, 18, 0, tzinfo=timezone.utc))
+    (ctx.runs_dir / "person.json").write_text(turn.model_dump_json())
+    assert str(status_table(ctx.plan_file, ctx.repo).title).endswith(
+        "a person's turn asked 2026-11-29 18:00 UTC (flow run 8b1f3c1e-0000-4000-8000-000000000000): "
+        "conflicts merging ui in app/config.py")
