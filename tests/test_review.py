@@ -1,6 +1,8 @@
 """Approval before landing, in local mode (which Prefect cannot suspend): the run ends integrated
 and awaiting approval, nothing lands; ``work-clusters approve`` then opens the draft pull request
-with the merge report as its body; the token is written nowhere."""
+with the merge report as its body; the token is written nowhere. A decision lands exactly the
+commit that was shown, or nothing; ``status`` tells of a person's turn. (On a server:
+test_review_server.py.)"""
 
 from __future__ import annotations
 
@@ -14,10 +16,15 @@ from typer.testing import CliRunner
 from prefect_work_clusters.flows.cli import app
 from prefect_work_clusters.flows.housekeeping import status_table
 from prefect_work_clusters.flows.person import Turn
+from prefect_work_clusters.flows.review import decide
+from prefect_work_clusters.tasks.context import RunContext
 from prefect_work_clusters.tasks.git import core as gitops
-from tests.conftest import git
+from prefect_work_clusters.tasks.integration.approval import Approval, Review
+from prefect_work_clusters.tasks.integration.models import IntegrationResult
+from prefect_work_clusters.tasks.report import RunReport
+from tests.conftest import git, user_changes_expected
 from tests.github_fake import fake_github
-from tests.integration_helpers import add_to_registry, setup
+from tests.integration_helpers import add_to_registry, integrate, setup
 from tests.test_cli import cli
 
 TOKEN = "ghp_review0123456789TOKEN"
@@ -83,3 +90,36 @@ def test_status_says_when_a_persons_turn_was_asked(tmp_path: Path) -> None:
     assert str(status_table(ctx.plan_file, ctx.repo).title).endswith(
         "a person's turn asked 2026-11-29 18:00 UTC (flow run 8b1f3c1e-0000-4000-8000-000000000000): "
         "conflicts merging ui in app/config.py")
+
+
+def report_of(ctx: RunContext, result: IntegrationResult) -> RunReport:
+    now = datetime.now(timezone.utc)
+    return RunReport(plan=ctx.plan.name, goal=ctx.plan.goal, repo=str(ctx.repo), workspace=str(ctx.workspace),
+                     base_ref="main", base_ref_sha=result.base_sha, base_sha=result.base_sha, started_at=now,
+                     finished_at=now, ok=result.ok, phases={}, clusters=[], checks=[], integration=result)
+
+
+def test_a_decision_lands_exactly_what_was_shown(tmp_path: Path) -> None:
+    ctx, base = setup(tmp_path)
+    for cluster in ("api", "ui"):
+        add_to_registry(ctx, cluster)
+    result = integrate(ctx, base)
+    assert result.ok and result.final_sha
+    asked = Review(status="awaiting", final_sha=result.final_sha, requested_at=datetime.now(timezone.utc))
+    main = git(ctx.repo, "rev-parse", "main")
+
+    rejected = decide(ctx, asked, report_of(ctx, result), Approval(approve=False, comment="later"), via="test")
+    assert rejected.ok and rejected.land and rejected.land.message == "not landed: rejected (later)"
+    assert rejected.review and rejected.review.status == "rejected" and rejected.review.decided_at
+
+    git(ctx.integration_worktree, "commit", "-q", "--allow-empty", "-m", "someone else's commit")
+    moved = decide(ctx, asked, report_of(ctx, result), Approval(approve=True), via="test")
+    assert not moved.ok and moved.land and "moved since approval was asked" in moved.land.message
+    assert git(ctx.repo, "rev-parse", "main") == main
+
+    git(ctx.integration_worktree, "reset", "-q", "--hard", result.final_sha)
+    user_changes_expected(ctx.repo)
+    approved = decide(ctx, asked, report_of(ctx, result), Approval(approve=True, approved_by="bo"), via="test")
+    assert approved.ok and approved.land and approved.land.landed, approved.land
+    assert git(ctx.repo, "rev-parse", "main") == result.final_sha
+    assert approved.review and approved.review.line().startswith("approved by bo at ")
