@@ -21,6 +21,7 @@ from prefect_work_clusters.tasks.context import RunContext
 from prefect_work_clusters.tasks.git import core as gitops
 from prefect_work_clusters.tasks.integration.approval import Approval, Review
 from prefect_work_clusters.tasks.integration.models import IntegrationResult
+from prefect_work_clusters.tasks.plan.load import load_plan
 from prefect_work_clusters.tasks.report import RunReport
 from tests.conftest import git, user_changes_expected
 from tests.github_fake import fake_github
@@ -123,3 +124,10 @@ def test_a_decision_lands_exactly_what_was_shown(tmp_path: Path) -> None:
     assert approved.ok and approved.land and approved.land.landed, approved.land
     assert git(ctx.repo, "rev-parse", "main") == result.final_sha
     assert approved.review and approved.review.line().startswith("approved by bo at ")
+
+
+def test_a_markdown_plan_asks_for_approval_with_a_bullet(tmp_path: Path) -> None:
+    plan = tmp_path / "p.md"
+    plan.write_text("# P\n\n## Clusters\n\n1. **A** (a/)\n   - do a\n2. **B** (b/)\n   - do b\n\n"
+                    "## Integration\n\n- Approve: yes\n- Land: yes\n")
+    assert load_plan(plan).integration.approve
