@@ -2,7 +2,8 @@
 published; resumed with approve=true (through ``work-clusters approve``'s code) it lands, resumed
 with false through the client it ends Completed and not landed. A third run stops on a conflict no
 tier resolves and suspends for a person's turn; resolved in its worktree and resumed, it
-integrates and records the person's resolution. One server session for all.
+integrates and records the person's resolution. A fourth, whose person's turn nobody takes, is
+failed at its person_timeout_seconds with the instructions in its report. One server session.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ if os.environ["WC_ROLE"] != "cluster":
     sys.exit(0)
 cluster, wt = os.environ["WC_CLUSTER"], pathlib.Path(os.environ["WC_WORKTREE"])
 (wt / cluster / "impl.py").write_text(f"NAME = {cluster!r}\\n")
-if os.environ["WC_PLAN"] == "person":  # both change the same line: no tier resolves that
+if os.environ["WC_PLAN"] in ("person", "late"):  # both change the same line: no tier resolves that
     (wt / "config.py").write_text(f"TIMEOUT = {60 if cluster == 'api' else 10}\\n")
 """
 
@@ -49,7 +50,8 @@ clusters:
   - name: ui
     paths: [ui/]
 integration:
-  approve: {str(name != "person").lower()}
+  approve: {str(name in ("approved", "rejected")).lower()}
+  person_timeout_seconds: {5 if name == "late" else 86400}
   verify: ["{sys.executable} -c 'import api.impl, ui.impl'"]
 limits: {{timeout_seconds: 60, retries: 0, concurrency: 2}}
 """
@@ -81,7 +83,7 @@ def test_approval_suspends_and_resuming_lands_or_not(stack: Stack, tmp_path: Pat
     script = tmp_path / "agent.py"
     script.write_text(AGENT)
     repos, runs = {}, {}
-    for name in ("approved", "rejected", "person"):
+    for name in ("approved", "rejected", "person", "late"):
         repos[name] = make_repo(tmp_path, {"README.md": "# r\n", "api/__init__.py": "", "ui/__init__.py": "",
                                            "config.py": "TIMEOUT = 30\n"},
                                 name=f"repo-{name}")
@@ -90,12 +92,13 @@ def test_approval_suspends_and_resuming_lands_or_not(stack: Stack, tmp_path: Pat
         runs[name] = trigger(str(tmp_path / f"{name}.yaml"), str(repos[name]), wait=False,
                              agent_cmd=f"{sys.executable} {script}").id
     mains = {name: git(repo, "rev-parse", "main") for name, repo in repos.items()}
+    late = runs.pop("late")  # nobody takes its person's turn: Prefect fails it after 5 s
     for run_id in runs.values():
         wait_suspended(run_id, stack)
 
     ctxs = {name: resolve_run(tmp_path / f"{name}.yaml", repos[name], agents_needed=False) for name in repos}
     for name, ctx in ctxs.items():
-        if name == "person":
+        if name in ("person", "late"):
             continue
         review = json.loads((ctx.runs_dir / "review.json").read_text())
         assert review["status"] == "awaiting" and review["flow_run_id"] == str(runs[name])
@@ -123,8 +126,12 @@ def test_approval_suspends_and_resuming_lands_or_not(stack: Stack, tmp_path: Pat
         client.resume_flow_run(runs["rejected"], run_input={"approve": False, "comment": "not now"})
         client.resume_flow_run(runs["person"], run_input={"resolved": True, "comment": "kept the API timeout",
                                                           "resolved_by": "dana"})
-    final = wait_final(list(runs.values()), timeout=180)
+    final = wait_final([*runs.values(), late], timeout=180)
 
+    timed_out = final.pop(late).state  # type: ignore[attr-defined]
+    assert timed_out.is_failed() and timed_out.message == "The flow was paused and never resumed.", timed_out
+    instructions = (ctxs["late"].runs_dir / "merge-report.md").read_text()
+    assert "left mid-merge for a person" in instructions and "work-clusters integrate" in instructions
     assert all(r.state.is_completed() for r in final.values()), (  # type: ignore[attr-defined]
         [r.state.message for r in final.values()], stack.log("worker")[-6000:])  # type: ignore[attr-defined]
     assert worker.poll() is None
