@@ -88,16 +88,19 @@ def ask(ctx: RunContext, result: IntegrationResult, report: RunReport) -> None:
 
 
 def resolved(ctx: RunContext, result: IntegrationResult) -> list[str]:
-    """In a run resumed after a person's turn that the integration got past: the person's
-    resolution as decisions on ``result``; notes for the report."""
-    run, path = _run(), _file(ctx)
-    if run is None or not path.exists():
+    """Once the integration got past a person's turn: in the run that was resumed after it, the
+    person's resolution as decisions on ``result`` and notes for the report. The turn is then
+    over, whichever run got past it (``status`` stops telling of it)."""
+    path = _file(ctx)
+    if not path.exists():
         return []
     turn = Turn.model_validate_json(path.read_text())
-    if turn.flow_run_id != str(run.id) or turn.key not in (run.empirical_policy.pause_keys or set()):
-        return []
     if any(s.cluster == turn.cluster and s.status == "conflict" for s in result.steps):
-        return []  # still unresolved: ask() declines, the run fails with the instructions
+        return []  # still unresolved: ask() declines to ask again, the run fails with the instructions
+    path.unlink()
+    run = _run()
+    if run is None or turn.flow_run_id != str(run.id) or turn.key not in (run.empirical_policy.pause_keys or set()):
+        return []
     # The key has fired, so this returns the person's answer at once instead of suspending.
     answer = suspend_flow_run(wait_for_input=PersonTurn, key=turn.key)
     who = f" by {answer.resolved_by}" if answer.resolved_by else ""
@@ -106,6 +109,5 @@ def resolved(ctx: RunContext, result: IntegrationResult) -> list[str]:
     result.decisions += [Decision(file=p, hunk=None, ours=ours, theirs=theirs, tier="person", verification=evidence,
                                   reason=f"resolved{who} in the integration worktree during the run's person's "
                                          f"turn{said}") for p, ours, theirs in turn.files]
-    path.unlink()
     return [f"a person{who} resolved {len(turn.files)} conflicted file(s) merging {turn.cluster} "
             f"(asked {turn.asked_at:%Y-%m-%d %H:%M} UTC){said}"]

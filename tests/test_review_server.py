@@ -107,6 +107,15 @@ def test_approval_suspends_and_resuming_lands_or_not(stack: Stack, tmp_path: Pat
         [report] = [a for a in client.read_artifacts(artifact_filter=ArtifactFilter(
             flow_run_id=ArtifactFilterFlowRunId(any_=[runs["approved"]]))) if a.key == "merge-report-approved"]
     assert "- Review: awaiting approval of" in str(report.data)
+    # The UI's Resume form: its fields, and the merge report above them.
+    with get_client(sync_client=True) as client:
+        state = client.read_flow_run(runs["approved"]).state
+        keyset = state.state_details.run_input_keyset if state else None
+        assert keyset, state
+        schema = json.loads(client.read_flow_run_input(runs["approved"], keyset["schema"]))
+        description = json.loads(client.read_flow_run_input(runs["approved"], keyset["description"]))
+    assert {"approve", "comment", "approved_by"} <= set(schema["properties"])
+    assert "**Approve landing plan approved?**" in description and "# Merge report: approved" in description
 
     # Approved through the CLI's code (it finds the suspended run and resumes it with the form's
     # input); rejected through the client directly, as the UI does.
