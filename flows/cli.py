@@ -184,6 +184,8 @@ def run(
              "(e.g. work-clusters-cluster/cluster) on its work pool.")] = None,
     credentials: Annotated[str | None, typer.Option(
         help="With a remote --repo: the Secret block holding its token (default: $GITHUB_TOKEN and the like).")] = None,
+    approve: Annotated[bool, typer.Option(
+        "--approve", help="Once integrated and verified, wait for `work-clusters approve` before landing.")] = False,
 ) -> None:
     """Run the whole flow: worktrees, agents in parallel, contract check, integration, report."""
     from prefect_work_clusters.tasks.identify import resolve_any
@@ -349,6 +351,8 @@ def integrate(
     integration_agent: Annotated[str | None, typer.Option(help="Agent for the integration role.")] = None,
     integration_agent_cmd: Annotated[str | None, typer.Option(help="Integration agent command line.")] = None,
     land: Annotated[bool, typer.Option(help="Fast-forward the base branch when all is green.")] = False,
+    approve: Annotated[bool, typer.Option(
+        "--approve", help="Once integrated and verified, wait for `work-clusters approve` before landing.")] = False,
 ) -> None:
     """Re-run only the integration from the cluster branches an earlier run recorded."""
     from prefect_work_clusters.flows.startup import patient_server
@@ -369,6 +373,31 @@ def integrate(
             state = integrate_clusters(plan=str(ctx.plan_file), repo=str(ctx.repo), return_state=True,
                                        **options.flow_parameters())
         _report_outcome(ctx.runs_dir, since, state.message)
+
+
+@app.command()
+def approve(
+    plan: PlanArg,
+    repo: RepoOpt = Path("."),
+    reject: Annotated[bool, typer.Option("--reject", help="Do not land; the run ends not landed.")] = False,
+    comment: Annotated[str, typer.Option(help="Why; kept in the merge report.")] = "",
+    by: Annotated[str | None, typer.Option(help="Who decides (default: your user name).")] = None,
+) -> None:
+    """Answer a run waiting for approval: land it (or open its pull request), or --reject it. A run on
+    a server is resumed there (PREFECT_API_URL); a local run is landed here."""
+    import getpass
+
+    from prefect_work_clusters.flows.review import approve_run
+    from prefect_work_clusters.tasks.identify import resolve_run
+    from prefect_work_clusters.tasks.integration.approval import Approval
+    from prefect_work_clusters.tasks.recovery import run_lock
+
+    ctx = resolve_run(plan, repo, relative_to=Path.cwd(), agents_needed=False)
+    answer = Approval(approve=not reject, comment=comment, approved_by=by or getpass.getuser())
+    with run_lock(ctx):
+        lines = approve_run(ctx, answer)
+    for line in lines:
+        out.print(line, markup=False, highlight=False)
 
 
 @app.command()

@@ -7,10 +7,12 @@ from pathlib import Path
 
 from rich.table import Table
 
+from prefect_work_clusters.flows import person
 from prefect_work_clusters.tasks.context import RunContext, load_record
 from prefect_work_clusters.tasks.git import core as gitops
 from prefect_work_clusters.tasks.git import worktrees as gitworktrees
 from prefect_work_clusters.tasks.identify import resolve_run
+from prefect_work_clusters.tasks.integration.approval import load_review
 from prefect_work_clusters.tasks.recovery import run_lock
 
 
@@ -29,6 +31,11 @@ def status_table(plan: Path, repo: Path) -> Table:
         data = json.loads(last.read_text())
         verdict = ("integrated and verified" if data.get("ok") else "not integrated") + \
             f" (finished {data.get('finished_at', '?')})"
+    waiting = load_review(ctx)
+    if waiting and waiting.status == "awaiting":
+        verdict += f"; {waiting.line()}: work-clusters approve {plan}"
+    if turn := person.asked(ctx):
+        verdict += f"; {turn}"
     table = Table(title=f"plan {ctx.plan.name}: {verdict}")
     for col in ("cluster", "branch", "head", "finished", "worktree", "last status", "attempts"):
         table.add_column(col)

@@ -66,6 +66,11 @@ def print_summary(out: Console, report: RunReport, runs_dir: Path) -> None:
         out.print(integ.instructions)
     for line in summary_lines(report):
         out.print(line, markup=False)
+    if report.review:
+        out.print(f"review: {report.review.line()}", markup=False)
+        if report.review.status == "awaiting":
+            out.print(f"  to answer: work-clusters approve {report.plan_file} --repo {report.repo} "
+                      "[--reject] [--comment TEXT]", markup=False)
     if report.land:
         out.print(report.land.message, markup=False)
     if inv:

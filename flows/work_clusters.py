@@ -17,6 +17,7 @@ from prefect.runtime import flow_run as runtime_flow_run
 from prefect.states import Completed, Failed
 from prefect.task_runners import ThreadPoolTaskRunner
 
+from prefect_work_clusters.flows import person, review
 from prefect_work_clusters.flows.dispatch import run_dispatched
 from prefect_work_clusters.flows.investigation import finish_investigation
 from prefect_work_clusters.tasks import remote
@@ -30,7 +31,6 @@ from prefect_work_clusters.tasks.checks.contract import contract_check, contract
 from prefect_work_clusters.tasks.context import ClusterRecord, RunContext, load_record
 from prefect_work_clusters.tasks.git import worktrees as gitworktrees
 from prefect_work_clusters.tasks.identify import identify
-from prefect_work_clusters.tasks.integration import land as landing
 from prefect_work_clusters.tasks.integration.integrate import integrate
 from prefect_work_clusters.tasks.integration.tip import foreign_tip
 from prefect_work_clusters.tasks.investigation import check as investigate
@@ -128,6 +128,7 @@ def _finish(ctx: RunContext, prepared: Prepared, records: list[ClusterRecord], p
     # Our merges move the integration branch; its agent and verify commands are watched in here.
     with containment.window(ctx, containment.INTEGRATION) as watched:
         result = integrate(ctx, prepared.base_sha, checks)
+    prepared.notes.extend(person.resolved(ctx, result))  # after a person's turn, their resolution is a decision
     prepared.notes.extend(f"the integration (its agent or verify commands) changed the shared git dir (restored): {t}"
                           for t in watched.tampering)
     phases["integrate"], phases["verify"] = result.merge_seconds, result.verify_seconds
@@ -139,21 +140,28 @@ def _finish(ctx: RunContext, prepared: Prepared, records: list[ClusterRecord], p
     contract_ok = integrated_ok(ctx, tree_checks)
     prepared.notes.extend(containment.finish(ctx))  # before landing, which changes your checkout itself
 
-    landed = landing.land(ctx, result) if ctx.land and contract_ok else None
     refused = None
-    if ctx.remote:
-        landed, refused = _publish(ctx, prepared, landed)
+    if ctx.remote:  # published before anyone is asked to look at it, or it lands
+        pushed = remote.push(ctx, [ctx.integration_branch])
+        prepared.notes.extend(pushed)
+        refused = pushed[0] if pushed and "refused" in pushed[0] else None
     if not ctx.keep_worktrees:
         for rec in records:
             gitworktrees.remove_worktree(ctx.repo, rec.worktree, force=True)
 
-    ok = result.ok and contract_ok and (landed is None or landed.landed) and refused is None
-    report = build_report(ctx, prepared, records, phases, started, ok, prepared.notes, checks=checks,
-                          tree_checks=tree_checks, integration=result, land=landed)
+    report = build_report(ctx, prepared, records, phases, started, result.ok and contract_ok and refused is None,
+                          prepared.notes, checks=checks, tree_checks=tree_checks, integration=result)
+    if result.instructions:
+        person.ask(ctx, result, report)  # on a server, suspends for a person's turn; else fails as below
+    if report.ok and ctx.approve:  # landing waits for a person (flows.review)
+        return review.ask(ctx, report)
+    if ctx.land and contract_ok and refused is None:
+        report = review.land(ctx, report)
     path = publish_report(ctx, report)
     logger.info("merge report: %s", path)
-    if ok:
+    if report.ok:
         return Completed(message=f"integrated and verified; report at {path}", data=report)
+    landed = report.land
     failed = [c.cluster for c in report.clusters if c.status != "succeeded"]
     kept = [c.cluster for c in checks if not c.mergeable and c.status == "violation"]
     why = (f"clusters not finished: {', '.join(failed)}" if failed else
@@ -166,21 +174,6 @@ def _finish(ctx: RunContext, prepared: Prepared, records: list[ClusterRecord], p
            landed.message if landed and not landed.landed else refused or "not every cluster merged")
     # No data: a worker's engine turns a failed state's data into the exception it raises.
     return Failed(message=f"{why}; report at {path}")
-
-
-def _publish(ctx: RunContext, prepared: Prepared,
-             landed: landing.LandResult | None) -> tuple[landing.LandResult | None, str | None]:
-    """Push the integration branch, and the base branch when it landed (never forced: a base that
-    moved on the remote is not landed); with why the remote refused the integration branch, if it did."""
-    pushed = remote.push(ctx, [ctx.integration_branch])
-    prepared.notes.extend(pushed)
-    refused = pushed[0] if pushed and "refused" in pushed[0] else None
-    if landed is None or not landed.landed or landed.branch is None:
-        return landed, refused
-    pushed = remote.push(ctx, [landed.branch])
-    if pushed and "refused" in pushed[0]:
-        return landed.model_copy(update={"landed": False, "message": f"not landed on the remote: {pushed[0]}"}), refused
-    return landed.model_copy(update={"message": f"{landed.message}; {pushed[0] if pushed else ''}"}), refused
 
 
 @flow(name="work-clusters", log_prints=True)
@@ -204,6 +197,7 @@ def work_clusters(
     sandbox: bool = False,
     dispatch: NonEmpty | None = None,
     credentials: NonEmpty | None = None,
+    approve: bool = False,
 ) -> State[Any]:
     """Run one agent per cluster of a plan in its own worktree, then integrate their branches.
 
@@ -238,6 +232,8 @@ def work_clusters(
             (work-clusters-cluster/cluster) on its work pool, instead of here.
         credentials: With a remote repo: the Secret block holding its token (default: the
             GITHUB_TOKEN, GH_TOKEN or GITLAB_TOKEN variable, when set).
+        approve: Once integrated and verified, wait for a person's approval (a form on this flow run)
+            before landing (as the plan's integration.approve); approving lands it.
     """
     options = RunOptions.pick(locals())
     phases: dict[str, float] = {}
@@ -251,6 +247,8 @@ def work_clusters(
 
 
 def _run(ctx: RunContext, phases: dict[str, float], started: datetime) -> State[Any]:
+    if (decided := review.resumed(ctx)) is not None:  # a suspended run, resumed: only its decision is left
+        return decided
     t = time.monotonic()
     # A rerun investigates the current base, not the one an earlier run's branches grew from.
     restarted = investigate.restart(ctx) if ctx.rerun and ctx.plan.investigates else []
@@ -289,7 +287,8 @@ def _interrupted(ctx: RunContext, prepared: Prepared, records: list[ClusterRecor
 
 @flow(name="work-clusters-integrate", log_prints=True)
 def integrate_clusters(plan: PlanPath, repo: NonEmpty, integration_agent: AgentName | None = None,
-                       integration_agent_cmd: NonEmpty | None = None, land: bool = False) -> State[Any]:
+                       integration_agent_cmd: NonEmpty | None = None, land: bool = False,
+                       approve: bool = False) -> State[Any]:
     """Re-run only the integration of a plan from the cluster branches an earlier run recorded.
 
     Args:
@@ -298,6 +297,7 @@ def integrate_clusters(plan: PlanPath, repo: NonEmpty, integration_agent: AgentN
         integration_agent: Agent for the integration role.
         integration_agent_cmd: Integration agent command line instead of a preset.
         land: Fast-forward the base branch to the integrated result when all is green.
+        approve: Wait for a person's approval before landing.
     """
     started = datetime.now(timezone.utc)
     t = time.monotonic()
@@ -305,6 +305,8 @@ def integrate_clusters(plan: PlanPath, repo: NonEmpty, integration_agent: AgentN
     phases = {"identify": time.monotonic() - t, "worktrees": 0.0, "agents": 0.0}
     with run_lock(ctx):
         notes = remote.catch_up(ctx) if ctx.remote else []  # the branches the remote holds
+        if (decided := review.resumed(ctx)) is not None:
+            return decided
         prepared = recorded(ctx)
         prepared.notes.extend(notes)
         return _finish(ctx, prepared, prepared.records, phases, started)

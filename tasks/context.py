@@ -31,6 +31,7 @@ class RunContext(BaseModel):
     workspace: Path
     rerun: bool = False
     land: bool = False
+    approve: bool = False
     keep_worktrees: bool = True
     remote: str | None = Field(default=None, description="the git remote the run clones and pushes to, if any")
     credentials: str | None = Field(default=None, description="the Secret block holding the remote's token")

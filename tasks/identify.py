@@ -117,8 +117,9 @@ def resolve_run(plan: str | Path, repo: str | Path, options: RunOptions | None =
         raise BadInput(f"workspace {ws} lies inside the repository; choose a --workspace outside {repo_path}")
     _check_writable(ws)
     return RunContext(plan=loaded, plan_file=plan_path.resolve(), repo=repo_path, workspace=ws,
-                      rerun=opts.rerun, land=opts.land or loaded.integration.land,
-                      keep_worktrees=opts.keep_worktrees, options=opts)
+                      rerun=opts.rerun, land=opts.land or bool(loaded.integration.land),
+                      approve=opts.approve or loaded.integration.approve, keep_worktrees=opts.keep_worktrees,
+                      options=opts)
 
 
 def resolve_any(plan: str | Path, repo: str | Path, options: RunOptions | None = None, *,

@@ -43,6 +43,7 @@ class RunOptions(BaseModel):
     sandbox: bool = Field(default=False, description="Run agents and verify/setup commands under bubblewrap.")
     dispatch: NonEmpty | None = Field(default=None, description="Run each cluster as a flow run of this deployment.")
     credentials: NonEmpty | None = Field(default=None, description="Secret block holding the git remote's token.")
+    approve: bool = Field(default=False, description="Wait for a person's approval before landing.")
 
     @classmethod
     def pick(cls, values: Mapping[str, Any]) -> RunOptions:

@@ -21,6 +21,7 @@ from prefect_work_clusters.tasks.errors import BadInput, WorkClustersError
 from prefect_work_clusters.tasks.git import core as gitops
 from prefect_work_clusters.tasks.git import remote as gitremote
 from prefect_work_clusters.tasks.git import worktrees as gitworktrees
+from prefect_work_clusters.tasks.integration.land import LandResult
 from prefect_work_clusters.tasks.options import RunOptions
 
 # Where a token is looked for when no credentials block is named, in this order.
@@ -127,6 +128,17 @@ def push(ctx: RunContext, branches: list[str]) -> list[str]:
     if refused:
         return [f"push to {where} refused ({refused}); the remote's branch moved: nothing was forced"]
     return [f"pushed to {where}: {', '.join(present)}"]
+
+
+def push_landed(ctx: RunContext, landed: LandResult) -> LandResult:
+    """A landing done in our clone, pushed to the remote's base branch, never forced: a base that
+    moved there meanwhile means not landed."""
+    if not ctx.remote or not landed.landed or landed.branch is None:
+        return landed
+    pushed = push(ctx, [landed.branch])
+    if pushed and "refused" in pushed[0]:
+        return landed.model_copy(update={"landed": False, "message": f"not landed on the remote: {pushed[0]}"})
+    return landed.model_copy(update={"message": f"{landed.message}; {pushed[0] if pushed else ''}"})
 
 
 def push_base(ctx: RunContext) -> list[str]:

@@ -15,6 +15,7 @@ from pydantic import BaseModel, Field
 
 from prefect_work_clusters.tasks.checks.contract import CheckRow, ClusterCheck, check_markdown
 from prefect_work_clusters.tasks.context import ClusterRecord, RunContext, write_json_atomic
+from prefect_work_clusters.tasks.integration.approval import Review
 from prefect_work_clusters.tasks.integration.integrate import IntegrationResult
 from prefect_work_clusters.tasks.integration.land import LandResult
 from prefect_work_clusters.tasks.integration.report import integration_markdown
@@ -116,6 +117,7 @@ class RunReport(BaseModel):
     investigation: InvestigationResult | None = Field(
         default=None, description="an investigation's findings and action plan (no integration)")
     land: LandResult | None = None
+    review: Review | None = Field(default=None, description="a person's approval, asked and answered")
     refused: str = Field(default="", description="why the run refused to integrate (a foreign integration branch)")
     notes: list[str] = Field(default_factory=list)
     total_cost_usd: float | None = None
@@ -134,7 +136,10 @@ def next_steps(report: RunReport) -> list[str]:
         steps = [f"- Inspect: `git -C {repo} log --oneline {base}..{integration}` and "
                  f"`git -C {repo} diff {base} {integration}`"]
         landed = report.land is not None and report.land.landed
-        if report.ok and not landed:
+        if report.review and report.review.status == "awaiting":
+            steps.append(f"- Approve (lands it): `work-clusters approve {plan} --repo {repo}`; or "
+                         f"`work-clusters approve {plan} --repo {repo} --reject --comment TEXT`")
+        elif report.ok and not landed and not report.review:
             steps.append(f"- Land (fast-forward `{report.base_ref}`): `work-clusters integrate {plan} --repo {repo} "
                          "--land`")
         if not report.ok:
@@ -162,6 +167,8 @@ def render_markdown(report: RunReport) -> str:
              f"- Investigated: `{report.base_sha[:12]}`; nothing is merged (investigation branches never are)"]
     if report.total_cost_usd is not None:
         lines.append(f"- Agent cost: ${report.total_cost_usd:.4f}")
+    if report.review:
+        lines.append(f"- Review: {report.review.line()}")
     if report.land:
         lines.append(f"- Land: {report.land.message}")
     if report.refused:

@@ -205,10 +205,13 @@ class _Reader:
             elif key == "land" and value.lower() in _YES_NO:
                 section["land"] = _YES_NO[value.lower()]
                 self.note("integration.land", item)
+            elif key == "approve" and value.lower() in _YES_NO:
+                section["approve"] = _YES_NO[value.lower()]
+                self.note("integration.approve", item)
             else:
-                self.problem("integration", "a bullet here says 'Verify: `command`', 'Agent: name' or "
-                             f"'Land: yes' (or no); not {_squash(inline.content) if inline else 'this'!r}",
-                             item)
+                self.problem("integration", "a bullet here says 'Verify: `command`', 'Agent: name', "
+                             "'Land: yes' or 'Approve: yes' (or no); not "
+                             f"{_squash(inline.content) if inline else 'this'!r}", item)
 
 
 def _task(bullet: SyntaxTreeNode) -> str:

@@ -74,10 +74,31 @@ class Limits(StrictModel):
     concurrency: int = Field(default=4, ge=1)
 
 
+REPOSITORY_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9-]*/[A-Za-z0-9._-]+$"
+
+
+class PullRequestOptions(StrictModel):
+    """Where ``land: pull_request`` pushes the integration branch and opens its pull request."""
+
+    remote: str = Field(default="origin", min_length=1, description="remote name or URL to push to")
+    base: str | None = Field(default=None, min_length=1, description="the pull request's base branch; "
+                             "default: the plan's base, else the repo's current branch")
+    draft: bool = Field(default=True, description="open it as a draft")
+    repository: str = Field(pattern=REPOSITORY_PATTERN, description="owner/name on GitHub")
+    labels: list[str] = Field(default_factory=list)
+    credentials: str | None = Field(default=None, min_length=1, description="name of a Prefect Secret (or "
+                                    "GitHubCredentials) block holding the token; default: $GITHUB_TOKEN")
+
+
 class IntegrationOptions(StrictModel):
     agent: AgentRef | None = None
     verify: list[str] = Field(default_factory=list)
-    land: bool = False
+    # true: fast-forward the base branch; pull_request: push and open (or update) a pull request.
+    land: bool | Literal["pull_request"] = False
+    pull_request: PullRequestOptions | None = None
+    approve: bool = Field(default=False, description="wait for a person's approval before landing")
+    # On a server, how long a run suspended for a person's turn (a conflict no tier resolved) waits.
+    person_timeout_seconds: float = Field(default=86_400, gt=0)
 
 
 class SandboxOptions(StrictModel):

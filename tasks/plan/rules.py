@@ -89,6 +89,7 @@ def check_rules(data: dict[str, Any]) -> list[Found]:
     found += _dependencies(data)
     found += _provides(data)
     found += _kinds(data)
+    found += _landing(data)
     worktree = data.get("worktree")
     if isinstance(worktree, dict) and worktree.get("checkout") == "sparse":
         for where in [f"clusters.{i}.paths" for i, _ in clusters(data)] + ["shared"]:
@@ -159,11 +160,26 @@ def _kinds(data: dict[str, Any]) -> list[Found]:
     integration: dict[str, Any] = raw if isinstance(raw, dict) else {}
     meaningless = [("provides", data.get("provides"), "it implements nothing"),
                    ("integration.verify", integration.get("verify"), "it merges nothing, so there is no merged tree"),
-                   ("integration.land", integration.get("land"), "it changes nothing, so there is nothing to land")]
+                   ("integration.land", integration.get("land"), "it changes nothing, so there is nothing to land"),
+                   ("integration.approve", integration.get("approve"), "it lands nothing, so nothing to approve")]
     meaningless += [(f"clusters.{i}.depends_on", c.get("depends_on"), "its clusters are never merged, so need no order")
                     for i, c in clusters(data)]
     return [(where, f"has no meaning in an investigation: {why}; remove it")
             for where, value, why in meaningless if value]
+
+
+def _landing(data: dict[str, Any]) -> list[Found]:
+    """``land: pull_request`` needs to know where the pull request goes; its settings alone do nothing."""
+    raw = data.get("integration")
+    integration: dict[str, Any] = raw if isinstance(raw, dict) else {}
+    wants, given = integration.get("land") == "pull_request", integration.get("pull_request") is not None
+    if wants and not given:
+        return [("integration.pull_request", "is required with land: pull_request: give at least "
+                 "repository: owner/name (remote: origin, draft: true and the plan's base are the defaults)")]
+    if given and not wants:
+        return [("integration.pull_request", "has no effect unless integration.land is pull_request; "
+                 "set land: pull_request or remove it")]
+    return []
 
 
 def _dependencies(data: dict[str, Any]) -> list[Found]:
