@@ -12,10 +12,8 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 
-from pydantic import SecretStr
-
+from prefect_work_clusters.tasks import credentials
 from prefect_work_clusters.tasks.context import RunContext
 from prefect_work_clusters.tasks.errors import BadInput, WorkClustersError
 from prefect_work_clusters.tasks.git import core as gitops
@@ -24,30 +22,7 @@ from prefect_work_clusters.tasks.git import worktrees as gitworktrees
 from prefect_work_clusters.tasks.integration.land import LandResult
 from prefect_work_clusters.tasks.options import RunOptions
 
-# Where a token is looked for when no credentials block is named, in this order.
-TOKEN_ENV = ("WC_GIT_TOKEN", "GITHUB_TOKEN", "GH_TOKEN", "GITLAB_TOKEN")
 HOME_ENV = "WORK_CLUSTERS_HOME"
-
-
-def token(credentials: str | None) -> str | None:
-    """The remote's token: from the named block (a ``Secret``, or ``<block-type>/<name>`` of a
-    credentials block with a ``token``, as prefect-github's and prefect-gitlab's), else from the
-    first of ``TOKEN_ENV`` that is set."""
-    if credentials:
-        from prefect.blocks.core import Block
-        from prefect.blocks.system import Secret
-
-        try:
-            block = Block.load(credentials) if "/" in credentials else Secret.load(credentials)
-        except (ValueError, RuntimeError) as exc:
-            raise BadInput(f"credentials block {credentials!r} cannot be loaded ({exc}); save it first "
-                           "(a Secret, or <block-type>/<name>) or leave --credentials out") from None
-        value: Any = block.get() if isinstance(block, Secret) else getattr(block, "token", None)
-        secret = value.get_secret_value() if isinstance(value, SecretStr) else value
-        if not isinstance(secret, str) or not secret:
-            raise BadInput(f"credentials block {credentials!r} holds no token")
-        return secret
-    return next((os.environ[name] for name in TOKEN_ENV if os.environ.get(name)), None)
 
 
 @contextmanager
@@ -55,7 +30,7 @@ def git_env(ctx_or_credentials: RunContext | str | None) -> Iterator[dict[str, s
     """The environment for git calls that talk to the remote (the askpass helper, when there is a
     token), for as long as the block lasts."""
     name = ctx_or_credentials.credentials if isinstance(ctx_or_credentials, RunContext) else ctx_or_credentials
-    with gitremote.askpass_env(token(name)) as env:
+    with gitremote.askpass_env(credentials.token(name)) as env:
         yield env
 
 

@@ -4,7 +4,6 @@ second landing updates it, and the token is never written anywhere but the reque
 
 from __future__ import annotations
 
-import base64
 from pathlib import Path
 
 import pytest
@@ -90,16 +89,6 @@ def test_refusals_are_one_line_without_the_token(tmp_path: Path, monkeypatch: py
     gone = pull_request_ctx(ctx, tmp_path / "no-such-remote.git")
     unpushed = land(gone, result, "report")
     assert not unpushed.landed and "git push to" in unpushed.message and "\n" not in unpushed.message
-
-
-def test_the_token_reaches_git_as_a_header_scoped_to_the_remote_never_on_its_command_line(tmp_path: Path) -> None:
-    ctx, _ = setup(tmp_path)
-    git(ctx.repo, "remote", "add", "origin", "https://github.example/acme/shop.git")
-    env = pr.push_env(ctx.repo, "origin", TOKEN)
-    assert env["GIT_CONFIG_KEY_0"] == "http.https://github.example/acme/shop.git.extraHeader"
-    assert env["GIT_CONFIG_VALUE_0"] == "Authorization: Basic " + base64.b64encode(
-        f"x-access-token:{TOKEN}".encode()).decode()
-    assert pr.push_env(ctx.repo, str(tmp_path / "remote.git"), TOKEN) == {}  # a path or ssh: no header at all
 
 
 def test_the_body_is_cut_to_the_api_limit_and_keeps_the_link() -> None:

@@ -11,7 +11,7 @@ from prefect.blocks.system import Secret
 
 from prefect_work_clusters.flows.cluster import work_clusters_cluster
 from prefect_work_clusters.flows.work_clusters import work_clusters
-from prefect_work_clusters.tasks import remote
+from prefect_work_clusters.tasks import credentials
 from prefect_work_clusters.tasks.errors import BadInput
 from prefect_work_clusters.tasks.git import core
 from prefect_work_clusters.tasks.git import remote as gitremote
@@ -99,9 +99,9 @@ def test_a_run_against_a_bare_remote_pushes_every_branch_and_lands_fast_forward(
     # branch (resume), runs again, and pushes fast-forward.
     # Its credentials from a Secret block, named as a flow parameter (loaded inside the flow run).
     Secret(value=SECRET).save("remote-token", overwrite=True)
-    assert remote.token("remote-token") == SECRET
+    assert credentials.token("remote-token") == SECRET
     with pytest.raises(BadInput, match="credentials block 'no-such-block' cannot be loaded"):
-        remote.token("no-such-block")
+        credentials.token("no-such-block")
     api_before = pushed["clusters/shop/api"]
     child = work_clusters_cluster(repo=f"file://{remote_dir}", plan="shop.yaml", cluster="api",
                                   base_branch="clusters/shop/base", agent_cmd=agent, rerun=True,
@@ -127,4 +127,4 @@ def test_a_run_against_a_bare_remote_pushes_every_branch_and_lands_fast_forward(
     seen += [p.read_text(errors="replace") for folder in (ws, tmp_path / "elsewhere") for p in folder.rglob("*")
              if p.is_file() and ".git" not in p.parts]
     assert not [s for s in seen if SECRET in s]
-    assert remote.token(None) == SECRET
+    assert credentials.token(None) == SECRET

@@ -1,26 +1,24 @@
 """Landing as a pull request: push the integration branch, then open (or update) its pull request
 through the GitHub REST API.
 
-The token never reaches a command line, a URL or a file. git gets it as an ``http.extraHeader``
-scoped to the remote's URL through ``GIT_CONFIG_*`` variables (git 2.31+): unlike an askpass
-helper it needs no script written to disk, and unlike a token in the URL it cannot show up in
-``git remote -v``, in a reflog or in an error message quoting the URL. The API gets it in a header.
+The token (``tasks.credentials``) never reaches a command line or a URL: git gets it from the
+askpass helper every remote call uses (``tasks.git.remote.askpass_env``), the API in a header.
 """
 
 from __future__ import annotations
 
-import base64
 import os
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 import httpx
 from pydantic import BaseModel
 
+from prefect_work_clusters.tasks import credentials
 from prefect_work_clusters.tasks.context import RunContext
-from prefect_work_clusters.tasks.errors import WorkClustersError
+from prefect_work_clusters.tasks.errors import BadInput, WorkClustersError
 from prefect_work_clusters.tasks.git import core as gitops
+from prefect_work_clusters.tasks.git import remote as gitremote
 from prefect_work_clusters.tasks.plan.models import PullRequestOptions
 
 BODY_LIMIT = 65_536  # characters the API takes in a pull request's body
@@ -37,51 +35,28 @@ class PullRequest(BaseModel):
     created: bool
 
 
-def github_token(credentials: str | None) -> str:
-    """The token: the named Prefect ``Secret`` block (or ``GitHubCredentials`` block, when
-    prefect-github is installed), else ``$GITHUB_TOKEN``."""
-    if credentials:
-        from prefect.blocks.system import Secret
-
-        try:
-            secret: Any = Secret.load(credentials, _sync=True)  # type: ignore[call-arg]
-            return str(secret.get())
-        except ValueError:
-            pass
-        try:
-            from prefect_github import GitHubCredentials
-        except ImportError:
-            raise PullRequestError(f"integration.pull_request.credentials: no Secret block named {credentials!r}; "
-                                   "save one (prefect block create secret) or set GITHUB_TOKEN") from None
-        token = GitHubCredentials.load(credentials, _sync=True).token
-        if token is None:
-            raise PullRequestError(f"GitHubCredentials block {credentials!r} holds no token")
-        return str(token.get_secret_value())
-    token = os.environ.get("GITHUB_TOKEN", "")
-    if not token:
+def github_token(name: str | None) -> str:
+    """The token (``tasks.credentials``: the named block, else the environment); refused in one
+    line when there is none."""
+    try:
+        found = credentials.token(name)
+    except BadInput as exc:
+        raise PullRequestError(str(exc)) from None
+    if not found:
         raise PullRequestError("land: pull_request needs a GitHub token: set GITHUB_TOKEN or name a Secret block "
                                "in integration.pull_request.credentials")
-    return token
-
-
-def push_env(repo: Path, remote: str, token: str) -> dict[str, str]:
-    """git's environment that authenticates to ``remote``'s https URL only; empty for other URLs."""
-    url = remote if "://" in remote else gitops.run(repo, "remote", "get-url", remote, check=False).stdout.strip()
-    if not url.startswith("https://"):
-        return {}
-    basic = base64.b64encode(f"x-access-token:{token}".encode()).decode()
-    return {"GIT_CONFIG_COUNT": "1", "GIT_CONFIG_KEY_0": f"http.{url}.extraHeader",
-            "GIT_CONFIG_VALUE_0": f"Authorization: Basic {basic}"}
+    return found
 
 
 def push(ctx: RunContext, options: PullRequestOptions, sha: str, token: str) -> None:
-    """Push ``sha`` as the integration branch: it is ours, rewritten by every run, so forced."""
-    res = gitops.run(ctx.repo, "push", "--quiet", "--force", options.remote,
-                     f"{sha}:refs/heads/{ctx.integration_branch}",
-                     env=push_env(ctx.repo, options.remote, token), check=False, timeout=300)
+    """Push ``sha`` as the integration branch: it is ours, rewritten by every run, so forced. The
+    token reaches git as every remote's does, through the askpass helper."""
+    with gitremote.askpass_env(token) as env:
+        res = gitops.run(ctx.repo, "push", "--quiet", "--force", options.remote,
+                         f"{sha}:refs/heads/{ctx.integration_branch}", env=env, check=False, timeout=300)
     if res.status != 0:
-        why = " ".join((res.stderr or res.stdout).replace(token, "***").strip().splitlines()[-3:])
-        raise PullRequestError(f"git push to {options.remote} failed: {why}")
+        why = " ".join(gitremote.scrub(res.stderr or res.stdout).replace(token, "***").strip().splitlines()[-3:])
+        raise PullRequestError(f"git push to {gitremote.scrub(options.remote)} failed: {why}")
 
 
 def trimmed_body(report: str, artifact_url: str | None) -> str:
