@@ -16,14 +16,17 @@ import shlex
 import shutil
 import time
 from collections.abc import Callable
+from typing import Any
 
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
+from prefect.client.schemas.objects import State
 
 from prefect_work_clusters.tasks.agents.call import base_env, integration_backend, max_attempts, sandbox_for
 from prefect_work_clusters.tasks.checks.contract import ClusterCheck
 from prefect_work_clusters.tasks.context import CommandResult, RunContext
 from prefect_work_clusters.tasks.errors import WorkClustersError
+from prefect_work_clusters.tasks.failures import failed, last_lines
 from prefect_work_clusters.tasks.git import core as gitops
 from prefect_work_clusters.tasks.git import merge as gitmerge
 from prefect_work_clusters.tasks.git import worktrees as gitworktrees
@@ -275,9 +278,32 @@ def integrate_branches(ctx: RunContext, base_sha: str, checks: list[ClusterCheck
     return result
 
 
+def failure(result: IntegrationResult) -> str | None:
+    """Why the integration is not done, in one line (None when it is): the conflict, the failed
+    verify command with its last output, the unaccounted changes, the clusters not merged."""
+    stopped = next((s for s in result.steps if s.status not in ("merged", "skipped", "not-reached")), None)
+    missing = [s.cluster for s in result.steps if s.status != "merged"]
+    bad = next((v for v in result.verify if not v.ok), None)
+    if result.instructions:
+        return f"the merge of {stopped.cluster if stopped else 'a cluster'} stopped on a conflict left for a person"
+    if bad is not None:
+        printed = last_lines(bad.output_tail)
+        return (f"integration verification failed: `{bad.command}` exited {bad.exit_code}"
+                + (f" on a partial tree ({', '.join(missing)} not merged)" if missing else "")
+                + (f"; {printed}" if printed else ""))
+    if not result.accounted and result.accounting:
+        return f"changes not accounted for: {result.accounting.summary()}"
+    if missing:
+        return f"not merged: {', '.join(missing)}"
+    return None if result.ok else "the integration did not finish"
+
+
 @task(name="integrate", cache_policy=NO_CACHE)
-def integrate(ctx: RunContext, base_sha: str, checks: list[ClusterCheck]) -> IntegrationResult:
-    """Merge the cluster branches into the integration branch, verify, and account for every change."""
+def integrate(ctx: RunContext, base_sha: str, checks: list[ClusterCheck]) -> IntegrationResult | State[Any]:
+    """Merge the cluster branches into the integration branch, verify, and account for every change.
+
+    Ends Failed (its result still in the state) when the integration is not done, so the task's
+    state in the UI says what the report says."""
     logger = get_run_logger()
     result = integrate_branches(ctx, base_sha, checks, on_line=lambda line: logger.info("[integration] %s", line))
     if result.preflight:
@@ -293,4 +319,5 @@ def integrate(ctx: RunContext, base_sha: str, checks: list[ClusterCheck]) -> Int
         logger.info("verify `%s`: %s", v.command, "passed" if v.ok else f"failed (exit {v.exit_code})")
     if result.accounting and not result.accounting.ok:
         logger.error("change accounting: %s", result.accounting.summary())
-    return result
+    why = failure(result)
+    return failed(why, data=result) if why else result
