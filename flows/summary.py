@@ -9,7 +9,7 @@ from rich.console import Console
 from rich.table import Table
 
 from prefect_work_clusters.tasks.failures import last_lines
-from prefect_work_clusters.tasks.report import RunReport, continue_command
+from prefect_work_clusters.tasks.report import STATUS_MARK, RunReport, continue_command
 
 
 def merge_cells(report: RunReport) -> dict[str, str]:
@@ -61,7 +61,8 @@ def print_summary(out: Console, report: RunReport, runs_dir: Path) -> None:
     merges = merge_cells(report)
     merges.update({d.cluster: f"{d.count} ({d.status})" for d in (inv.documents if inv else [])})
     for c in report.clusters:
-        table.add_row(c.cluster, c.status + (" (resumed)" if c.resumed else ""), str(c.attempts),
+        table.add_row(c.cluster, f"{STATUS_MARK.get(c.status, '❌')} {c.status}" + (" (resumed)" if c.resumed else ""),
+                      str(c.attempts),
                       f"{c.duration:.1f}", merges.get(c.cluster, ""))
     out.print(table)
     integ = report.integration
