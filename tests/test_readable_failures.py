@@ -12,7 +12,13 @@ from typing import Any
 
 import pytest
 from prefect.client.orchestration import get_client
-from prefect.client.schemas.filters import FlowRunFilter, LogFilter, TaskRunFilter
+from prefect.client.schemas.filters import (
+    ArtifactFilter,
+    ArtifactFilterFlowRunId,
+    FlowRunFilter,
+    LogFilter,
+    TaskRunFilter,
+)
 from prefect.client.schemas.sorting import TaskRunSort
 
 from prefect_work_clusters.flows.work_clusters import work_clusters
@@ -79,6 +85,10 @@ def test_a_failing_agent_is_one_readable_failure_retried_and_never_fixed_by_the_
     assert len(errors) == 1, errors  # one ERROR line for the failed cluster
     assert "the widget kit is missing" in errors[0]
 
+    with get_client(sync_client=True) as client:
+        keys = [a.key for a in client.read_artifacts(artifact_filter=ArtifactFilter(
+            flow_run_id=ArtifactFilterFlowRunId(any_=[state.state_details.flow_run_id])))]
+    assert sorted(keys) == ["contract-check-shop", "merge-report-shop", "progress-shop"], keys  # one per key
     progress: Any = read_artifact(state, "progress-shop")
     assert progress.data == 100.0
     assert "3 of 3 clusters done: ❌ 1 failed · ✅ 2 succeeded" in progress.description
