@@ -233,7 +233,7 @@ def _emit(ctx: RunContext, target: Path) -> None:
 
 def _execute(plan: str, repo: str, options: RunOptions, runs_dir: Path,
              after: Callable[[], None] | None = None, goal: str | None = None, verbose: bool = False) -> None:
-    from prefect_work_clusters.flows.live import live_view, quiet_prefect
+    from prefect_work_clusters.flows.live import hide_prefect_console, live_view
     from prefect_work_clusters.flows.startup import patient_server
     from prefect_work_clusters.flows.work_clusters import work_clusters
 
@@ -243,7 +243,9 @@ def _execute(plan: str, repo: str, options: RunOptions, runs_dir: Path,
               + (" (Prefect logs follow)" if verbose else " (Prefect's log lines: --verbose, or the Prefect UI)"))
     interrupt.install(lambda text: err.print(text, highlight=False, markup=False))
     since = datetime.now(timezone.utc)
-    with patient_server(), quiet_prefect(verbose), live_view(err):
+    if not verbose:
+        hide_prefect_console()
+    with patient_server(), live_view(err):
         state = work_clusters(plan=plan, repo=repo, goal=goal or "", return_state=True, **options.flow_parameters())
     _report_outcome(runs_dir, since, state.message, after)
 

@@ -37,20 +37,13 @@ def plain(row: Row) -> str:
     return f"{row.cluster}: {cells[1]}" + (f" ({extra})" if extra else "")
 
 
-@contextmanager
-def quiet_prefect(verbose: bool) -> Iterator[None]:
-    """Keep Prefect's console log lines off the terminal (not off the API) unless ``verbose``."""
-    handlers = [h for name in ("", "prefect") for h in logging.getLogger(name).handlers
-                if type(h).__name__ == "PrefectConsoleHandler"]
-    levels = [h.level for h in handlers]
-    if not verbose:
-        for h in handlers:
-            h.setLevel(logging.CRITICAL + 1)
-    try:
-        yield
-    finally:
-        for h, level in zip(handlers, levels, strict=True):
-            h.setLevel(level)
+def hide_prefect_console() -> None:
+    """Keep Prefect's log lines off the terminal for the rest of this CLI process (they still go
+    to the API), down to the temporary server's "Stopping" line at exit."""
+    for name in ("", "prefect"):
+        for handler in logging.getLogger(name).handlers:
+            if type(handler).__name__ == "PrefectConsoleHandler":
+                handler.setLevel(logging.CRITICAL + 1)
 
 
 @contextmanager

@@ -20,6 +20,7 @@ from prefect.client.schemas.filters import (
     TaskRunFilter,
 )
 from prefect.client.schemas.sorting import TaskRunSort
+from prefect.logging.handlers import APILogHandler
 
 from prefect_work_clusters.flows.work_clusters import work_clusters
 from tests.conftest import read_artifact, write_agent
@@ -41,6 +42,7 @@ OUR_FRAMES = re.compile(r'File "[^"]*(site-packages/prefect|prefect_work_cluster
 
 
 def _run_details(state: Any) -> tuple[dict[str, Any], list[Any]]:
+    APILogHandler().flush()  # logs are sent in batches
     run_id = state.state_details.flow_run_id
     with get_client(sync_client=True) as client:
         tasks = client.read_task_runs(flow_run_filter=FlowRunFilter(id={"any_": [run_id]}),
@@ -64,6 +66,8 @@ def test_a_failing_agent_is_one_readable_failure_retried_and_never_fixed_by_the_
             'widget kit / cannot build ui: the widget kit is missing")') in message
     assert "next: work-clusters run" in message and f"--repo {repo}" in message
     assert not called.exists(), "the integration agent was asked to fix a partial tree"
+    md = (repo.parent / "repo.clusters/shop/.runs/merge-report.md").read_text()
+    assert "partial integration: ui not merged" in md and "- Resume: `work-clusters run " in md
 
     tasks, logs = _run_details(state)
     ui = tasks["agent-ui"]
