@@ -37,7 +37,6 @@ from prefect_work_clusters.tasks.failures import (
 from prefect_work_clusters.tasks.git import worktrees as gitworktrees
 from prefect_work_clusters.tasks.identify import identify
 from prefect_work_clusters.tasks.integration import land as landing
-from prefect_work_clusters.tasks.integration.integrate import failure as integration_failure
 from prefect_work_clusters.tasks.integration.integrate import integrate
 from prefect_work_clusters.tasks.integration.models import IntegrationResult
 from prefect_work_clusters.tasks.integration.tip import foreign_tip
@@ -172,7 +171,7 @@ def _finish(ctx: RunContext, prepared: Prepared, records: list[ClusterRecord], p
                + (f"; {printed})" if (printed := last_lines(c.last_output)) else ")") for c in unfinished)
            if unfinished else
            f"contract check kept out: {', '.join(kept)}" if kept else
-           integration_failure(result) if not result.ok else
+           result.failure if not result.ok else
            "the integrated tree broke the contract" if not contract_ok else
            landed.message if landed and not landed.landed else "not every cluster merged")
     # No data: a worker's engine turns a failed state's data into the exception it raises.
