@@ -48,6 +48,8 @@ class Interrupted(WorkClustersError):
     exit_code = interrupt.EXIT_CODE
 
 
+VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v", help="Stream Prefect's log lines too, instead of "
+                                                                 "the live view alone.")]
 PlanArg = Annotated[Path, typer.Argument(help="Plan file (.yaml, .yml or .md), relative to the current directory.")]
 RepoOpt = Annotated[Path, typer.Option("--repo", help="The git repository to work on.")]
 
@@ -186,6 +188,7 @@ def run(
         help="With a remote --repo: the Secret block holding its token (default: $GITHUB_TOKEN and the like).")] = None,
     approve: Annotated[bool, typer.Option(
         "--approve", help="Once integrated and verified, wait for `work-clusters approve` before landing.")] = False,
+    verbose: VerboseOpt = False,
 ) -> None:
     """Run the whole flow: worktrees, agents in parallel, contract check, integration, report."""
     from prefect_work_clusters.tasks.identify import resolve_any
@@ -204,7 +207,7 @@ def run(
         _emit_target(ctx, emit_plan)
     with run_lock(ctx, share=True):  # a second run is refused before Prefect starts
         _execute(str(ctx.plan_file), ctx.remote or str(ctx.repo), options, ctx.runs_dir,
-                 after=(lambda: _emit(ctx, emit_plan)) if emit_plan else None, goal=goal)
+                 after=(lambda: _emit(ctx, emit_plan)) if emit_plan else None, goal=goal, verbose=verbose)
 
 
 def _plan_for_goal(repo: Path, goal: str, options: RunOptions) -> Path:
@@ -239,17 +242,21 @@ def _emit(ctx: RunContext, target: Path) -> None:
 
 
 def _execute(plan: str, repo: str, options: RunOptions, runs_dir: Path,
-             after: Callable[[], None] | None = None, goal: str | None = None) -> None:
+             after: Callable[[], None] | None = None, goal: str | None = None, verbose: bool = False) -> None:
+    from prefect_work_clusters.flows.live import hide_prefect_console, live_view
     from prefect_work_clusters.flows.startup import patient_server
     from prefect_work_clusters.flows.work_clusters import work_clusters
 
     global _runs_dir
     _runs_dir = runs_dir
-    err.print(f"[bold]work-clusters[/bold]: running {plan} (Prefect logs follow)")
+    err.print(f"[bold]work-clusters[/bold]: running {plan}"
+              + (" (Prefect logs follow)" if verbose else " (Prefect's log lines: --verbose, or the Prefect UI)"))
     interrupt.install(lambda text: err.print(text, highlight=False, markup=False))
     since = datetime.now(timezone.utc)
-    with patient_server():
-        state = work_clusters(plan=plan, repo=repo, goal=goal, return_state=True, **options.flow_parameters())
+    if not verbose:
+        hide_prefect_console()
+    with patient_server(), live_view(err):
+        state = work_clusters(plan=plan, repo=repo, goal=goal or "", return_state=True, **options.flow_parameters())
     _report_outcome(runs_dir, since, state.message, after)
 
 
@@ -286,12 +293,13 @@ def demo(
                              "its tests run by node.")] = False,
     fail: Annotated[bool, typer.Option(
         "--fail", help="Make the frontend cluster's agent fail, to see a failed run end to end.")] = False,
+    verbose: VerboseOpt = False,
 ) -> None:
     """Build a small example repo in a temp dir and run the whole flow on it with a scripted agent."""
     from prefect_work_clusters.flows.demo.build import build_demo_repo, scripted_agent_cmd
 
     if investigation:
-        return _demo_investigation()
+        return _demo_investigation(verbose)
     if typescript:
         missing = [tool for tool in ("tsc", "node") if shutil.which(tool) is None]
         if missing:
@@ -307,10 +315,10 @@ def demo(
     from prefect_work_clusters.tasks.options import RunOptions
 
     _execute(str(plan), str(repo), RunOptions(agent_cmd=scripted_agent_cmd("frontend" if fail else None)),
-             default_workspace(repo, "auth-system") / ".runs")
+             default_workspace(repo, "auth-system") / ".runs", verbose=verbose)
 
 
-def _demo_investigation() -> None:
+def _demo_investigation(verbose: bool) -> None:
     from prefect_work_clusters.flows.examples.perf_investigation.build import build_example_repo
     from prefect_work_clusters.tasks.identify import resolve_run
     from prefect_work_clusters.tasks.options import RunOptions
@@ -324,7 +332,7 @@ def _demo_investigation() -> None:
               f"  work-clusters run {plan} --repo {repo} --agent claude --integration-agent claude --rerun\n")
     ctx = resolve_run(plan, repo)
     target = dest / f"{ctx.plan.name}-fixes.yaml"
-    _execute(str(plan), str(repo), RunOptions(), ctx.runs_dir, after=lambda: _emit(ctx, target))
+    _execute(str(plan), str(repo), RunOptions(), ctx.runs_dir, after=lambda: _emit(ctx, target), verbose=verbose)
 
 
 @app.command("emit-plan")

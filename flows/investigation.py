@@ -14,9 +14,10 @@ from typing import Any
 
 from prefect import get_run_logger
 from prefect.client.schemas.objects import State
-from prefect.states import Completed, Failed
+from prefect.states import Completed
 
 from prefect_work_clusters.tasks.context import ClusterRecord, RunContext
+from prefect_work_clusters.tasks.failures import failed
 from prefect_work_clusters.tasks.git import worktrees as gitworktrees
 from prefect_work_clusters.tasks.investigation.check import blocking, check_investigations
 from prefect_work_clusters.tasks.investigation.synthesis import synthesize
@@ -42,21 +43,21 @@ def finish_investigation(ctx: RunContext, prepared: Prepared, records: list[Clus
     notes = list(prepared.notes)
     if ctx.land:
         notes.append("land was asked for, but an investigation changes nothing: there is nothing to land")
-    failed = [r.cluster for r in records if r.status != "succeeded"]
+    unfinished = [r.cluster for r in records if r.status != "succeeded"]
     violated = blocking(ctx, checks)
     unusable = [d.cluster for d in result.documents if d.status in ("missing", "invalid")]  # e.g. a resumed run's
-    ok = not failed and not violated and not unusable and result.action_plan.ok
+    ok = not unfinished and not violated and not unusable and result.action_plan.ok
     report = build_report(ctx, prepared, records, phases, started, ok, notes, extra_costs=[result.action_plan.cost_usd],
                           checks=checks, integration=None, investigation=result)
     path = publish_report(ctx, report)
     logger.info("investigation report: %s; action plan: %s", path, result.action_plan.file)
-    count = f"{len(result.findings)} typed finding(s) from {len(records) - len(failed)} cluster(s)"
+    count = f"{len(result.findings)} typed finding(s) from {len(records) - len(unfinished)} cluster(s)"
     if ok:
         return Completed(message=f"{count} synthesized into an action plan ({result.action_plan.file}); "
                                  f"report at {path}", data=report)
-    why = (f"clusters not finished: {', '.join(failed)}" if failed else
+    why = (f"clusters not finished: {', '.join(unfinished)}" if unfinished else
            f"investigation clusters changed tracked files: {', '.join(violated)}" if violated else
            f"findings missing or invalid: {', '.join(unusable)}" if unusable else
            f"synthesis failed: {result.action_plan.failure}")
     # No data on a failed state: run by a worker, the engine would try to raise it as an exception.
-    return Failed(message=f"{why}; {count}; action plan at {result.action_plan.file}; report at {path}")
+    return failed(f"{why}; {count}; action plan at {result.action_plan.file}; report at {path}")

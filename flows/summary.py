@@ -8,7 +8,8 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from prefect_work_clusters.tasks.report import RunReport
+from prefect_work_clusters.tasks.failures import last_lines
+from prefect_work_clusters.tasks.report import STATUS_MARK, RunReport, continue_command
 
 
 def merge_cells(report: RunReport) -> dict[str, str]:
@@ -23,8 +24,10 @@ def merge_cells(report: RunReport) -> dict[str, str]:
 
 
 def summary_lines(report: RunReport) -> list[str]:
-    """Every warning and every resolved conflict of the run, one line each, after the table."""
-    lines = [f"warning: {r.cluster}: {r.check}: {r.note or ', '.join(r.evidence)}"
+    """Every failure, warning and resolved conflict of the run, one line each, after the table."""
+    lines = [f"error: {c.cluster}: {c.failure}" + (f"; {printed}" if (printed := last_lines(c.last_output)) else "")
+             for c in report.clusters if c.status != "succeeded" and c.failure]
+    lines += [f"warning: {r.cluster}: {r.check}: {r.note or ', '.join(r.evidence)}"
              for c in report.checks for r in c.rows if r.status == "warning"]
     lines += [f"warning: integrated tree: {r.check}: {r.note or ', '.join(r.evidence)}"
               for r in report.tree_checks if r.status == "warning"]
@@ -58,8 +61,9 @@ def print_summary(out: Console, report: RunReport, runs_dir: Path) -> None:
     merges = merge_cells(report)
     merges.update({d.cluster: f"{d.count} ({d.status})" for d in (inv.documents if inv else [])})
     for c in report.clusters:
-        table.add_row(c.cluster, c.status + (" (resumed)" if c.resumed else ""), str(c.attempts),
-                      f"{c.duration:.1f}", merges.get(c.cluster, "-"))
+        table.add_row(c.cluster, f"{STATUS_MARK.get(c.status, '❌')} {c.status}" + (" (resumed)" if c.resumed else ""),
+                      str(c.attempts),
+                      f"{c.duration:.1f}", merges.get(c.cluster, ""))
     out.print(table)
     integ = report.integration
     if integ and integ.instructions:
@@ -78,5 +82,7 @@ def print_summary(out: Console, report: RunReport, runs_dir: Path) -> None:
         out.print(f"{verdict}; {len(inv.findings)} typed findings; action plan: {inv.action_plan.file}")
     else:
         verdict = "[green]integrated and verified[/green]" if report.ok else "[red]not integrated[/red]"
-        out.print(f"{verdict}; final commit {integ.final_sha if integ and integ.final_sha else '-'}")
+        out.print(f"{verdict}; final commit {integ.final_sha if integ and integ.final_sha else 'none'}")
     out.print(f"report: {runs_dir / 'merge-report.md'} (and report.json)")
+    if not report.ok and not inv:
+        out.print(f"next: {continue_command(report)}", markup=False, highlight=False)

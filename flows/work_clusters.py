@@ -14,7 +14,7 @@ from prefect.client.schemas.objects import State
 from prefect.exceptions import TerminationSignal
 from prefect.futures import as_completed
 from prefect.runtime import flow_run as runtime_flow_run
-from prefect.states import Completed, Failed
+from prefect.states import Completed
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from prefect_work_clusters.flows import person, review
@@ -29,25 +29,37 @@ from prefect_work_clusters.tasks.agents.progress import ClusterProgress
 from prefect_work_clusters.tasks.checks import containment
 from prefect_work_clusters.tasks.checks.contract import contract_check, contract_check_integrated, integrated_ok
 from prefect_work_clusters.tasks.context import ClusterRecord, RunContext, load_record
+from prefect_work_clusters.tasks.errors import BadInput, WorkClustersError
+from prefect_work_clusters.tasks.failures import (
+    failed,
+    last_lines,
+    one_line,
+    plan_problems,
+    quiet_expected_failures,
+)
 from prefect_work_clusters.tasks.git import worktrees as gitworktrees
 from prefect_work_clusters.tasks.identify import identify
 from prefect_work_clusters.tasks.integration.integrate import integrate
+from prefect_work_clusters.tasks.integration.models import IntegrationResult
 from prefect_work_clusters.tasks.integration.tip import foreign_tip
 from prefect_work_clusters.tasks.investigation import check as investigate
 from prefect_work_clusters.tasks.options import (
-    AgentName,
-    Concurrency,
+    Count,
     Goal,
     NonEmpty,
+    OptionalPlan,
     PlanPath,
     Retries,
     RunOptions,
-    Timeout,
+    Seconds,
+    Text,
 )
 from prefect_work_clusters.tasks.proc import interrupt
 from prefect_work_clusters.tasks.recovery import run_lock, stop_agents
-from prefect_work_clusters.tasks.report import build_report, publish_report
+from prefect_work_clusters.tasks.report import build_report, continue_command, publish_report
 from prefect_work_clusters.tasks.worktrees import Prepared, create_worktrees, recorded
+
+quiet_expected_failures()  # imported by every process that runs our flows: CLI, worker, serve
 
 
 def run_agents(ctx: RunContext, prepared: Prepared) -> list[ClusterRecord]:
@@ -58,9 +70,8 @@ def run_agents(ctx: RunContext, prepared: Prepared) -> list[ClusterRecord]:
     pending = prepared.pending()
     containment.begin(ctx, fresh=True)  # what no agent may change, taken before the first one starts
     # A cluster's own flow run (flows.cluster) holds that one cluster's record only.
-    progress = ClusterProgress(ctx.plan.name, {
-        c.name: "pending" if c.name in pending else "succeeded (earlier run)" for c in ctx.plan.clusters
-        if c.name in records})
+    progress = ClusterProgress(str(runtime_flow_run.id), ctx.plan.name, pending,
+                               [c.name for c in ctx.plan.clusters if c.name not in pending and c.name in records])
     if pending:
         retries = max(
             (a.retries if a.retries is not None else ctx.plan.limits.retries)
@@ -82,13 +93,14 @@ def run_agents(ctx: RunContext, prepared: Prepared) -> list[ClusterRecord]:
                 for future in as_completed(futures):  # after its retries; a failure never stops the others
                     name = names[id(future)]
                     records[name] = _outcome(ctx, name, future, records[name])
-                    progress.update(name, records[name].status)
+                    progress.settle(name, records[name].status, records[name].cost_usd)
             except TerminationSignal:
                 # Prefect turns a SIGTERM during a flow run into this exception, in this thread; the
                 # pool's exit would wait for every agent. Stop them and end as an interrupted run.
                 interrupt.request()
         if interrupt.requested():
             records.update({n: load_record(ctx, n) or records[n] for n in pending if records[n].status == "pending"})
+    progress.close()
     restored, notes = restore_refs(ctx, [records[c.name] for c in ctx.plan.clusters if c.name in records])
     prepared.notes.extend(notes + restore_base(ctx, prepared.base_sha, restored))
     return restored
@@ -123,11 +135,15 @@ def _finish(ctx: RunContext, prepared: Prepared, records: list[ClusterRecord], p
         report = build_report(ctx, prepared, records, phases, started, False, [*prepared.notes, foreign],
                               checks=checks, integration=None, refused=foreign)
         path = publish_report(ctx, report)
-        return Failed(message=f"{foreign}; report at {path}")
+        return failed(f"{foreign}; report at {path}")
 
     # Our merges move the integration branch; its agent and verify commands are watched in here.
     with containment.window(ctx, containment.INTEGRATION) as watched:
-        result = integrate(ctx, prepared.base_sha, checks)
+        state = integrate(ctx, prepared.base_sha, checks, return_state=True)
+    value = state.result(raise_on_failure=False)  # Failed when not done; the result is in it all the same
+    if not isinstance(value, IntegrationResult):  # our own bug: keep its traceback
+        raise value if isinstance(value, BaseException) else TypeError(f"integrate returned {value!r}")
+    result = value
     prepared.notes.extend(person.resolved(ctx, result))  # after a person's turn, their resolution is a decision
     prepared.notes.extend(f"the integration (its agent or verify commands) changed the shared git dir (restored): {t}"
                           for t in watched.tampering)
@@ -162,41 +178,41 @@ def _finish(ctx: RunContext, prepared: Prepared, records: list[ClusterRecord], p
     if report.ok:
         return Completed(message=f"integrated and verified; report at {path}", data=report)
     landed = report.land
-    failed = [c.cluster for c in report.clusters if c.status != "succeeded"]
+    unfinished = [c for c in report.clusters if c.status != "succeeded"]
     kept = [c.cluster for c in checks if not c.mergeable and c.status == "violation"]
-    why = (f"clusters not finished: {', '.join(failed)}" if failed else
+    why = ("clusters not finished: " + "; ".join(
+               f"{c.cluster} ({c.status}: {c.failure or 'no reason recorded'}"
+               + (f"; {printed})" if (printed := last_lines(c.last_output)) else ")") for c in unfinished)
+           if unfinished else
            f"contract check kept out: {', '.join(kept)}" if kept else
-           "merge stopped on a conflict" if result.instructions else
-           "integration verification failed" if not result.verified else
-           "changes not accounted for: " + result.accounting.summary()
-           if result.accounting and not result.accounting.ok else
+           result.failure if not result.ok else
            "the integrated tree broke the contract" if not contract_ok else
            landed.message if landed and not landed.landed else refused or "not every cluster merged")
     # No data: a worker's engine turns a failed state's data into the exception it raises.
-    return Failed(message=f"{why}; report at {path}")
+    return failed(f"{why}; report at {path}; next: {continue_command(report)}")
 
 
 @flow(name="work-clusters", log_prints=True)
 def work_clusters(
-    plan: PlanPath | None = None,
+    plan: OptionalPlan = "",
     *,
     repo: NonEmpty,
-    goal: Goal | None = None,
-    agent: AgentName | None = None,
-    agent_cmd: NonEmpty | None = None,
-    integration_agent: AgentName | None = None,
-    integration_agent_cmd: NonEmpty | None = None,
-    base: NonEmpty | None = None,
-    workspace: NonEmpty | None = None,
-    concurrency: Concurrency | None = None,
-    timeout: Timeout | None = None,
+    goal: Goal = "",
+    agent: Text = "",
+    agent_cmd: Text = "",
+    integration_agent: Text = "",
+    integration_agent_cmd: Text = "",
+    base: Text = "",
+    workspace: Text = "",
+    concurrency: Count = 0,
+    timeout: Seconds = 0,
     retries: Retries | None = None,
     land: bool = False,
     rerun: bool = False,
     keep_worktrees: bool = True,
     sandbox: bool = False,
-    dispatch: NonEmpty | None = None,
-    credentials: NonEmpty | None = None,
+    dispatch: Text = "",
+    credentials: Text = "",
     approve: bool = False,
 ) -> State[Any]:
     """Run one agent per cluster of a plan in its own worktree, then integrate their branches.
@@ -220,8 +236,8 @@ def work_clusters(
         workspace: Where worktrees and run records go; default: a folder beside the repo named after
             it and the plan (REPO.clusters/PLAN). With a remote repo: the folder holding the run's
             clone and, beside it, that workspace (default under $WORK_CLUSTERS_HOME).
-        concurrency: Agents running at once (overrides the plan's limits.concurrency).
-        timeout: Seconds an agent attempt may run before its process group is killed.
+        concurrency: Agents running at once (overrides the plan's limits.concurrency; 0: the plan's).
+        timeout: Seconds an agent attempt may run before its process group is killed (0: the plan's).
         retries: Further attempts after a failed one.
         land: Fast-forward the base branch to the integrated result when all is green.
         rerun: Run every cluster's agent again, even those that finished in an earlier run.
@@ -240,10 +256,17 @@ def work_clusters(
     started = datetime.now(timezone.utc)
 
     t = time.monotonic()
-    ctx = identify(plan, repo, options, goal=goal)
+    try:
+        ctx = identify(plan or None, repo, options, goal=goal or None)
+    except BadInput as exc:  # a bad plan or bad parameters: nothing was created
+        return failed(f"{exc} (the problems are in the {plan_problems(plan or goal or repo, exc)} artifact)")
     phases["identify"] = time.monotonic() - t
-    with run_lock(ctx):  # one run per repo and plan; a second one is refused at once
-        return _run(ctx, phases, started)
+    try:
+        with run_lock(ctx):  # one run per repo and plan; a second one is refused at once
+            return _run(ctx, phases, started)
+    except WorkClustersError as exc:  # expected (a run in progress, a moved base): one line, no traceback
+        get_run_logger().error("%s", one_line(str(exc)))
+        return failed(str(exc))
 
 
 def _run(ctx: RunContext, phases: dict[str, float], started: datetime) -> State[Any]:
@@ -282,12 +305,12 @@ def _interrupted(ctx: RunContext, prepared: Prepared, records: list[ClusterRecor
     report = build_report(ctx, prepared, records, phases, started, False, [*prepared.notes, note],
                           checks=[], integration=None)
     path = publish_report(ctx, report)
-    return Failed(message=f"interrupted; report at {path}")
+    return failed(f"interrupted; report at {path}")
 
 
 @flow(name="work-clusters-integrate", log_prints=True)
-def integrate_clusters(plan: PlanPath, repo: NonEmpty, integration_agent: AgentName | None = None,
-                       integration_agent_cmd: NonEmpty | None = None, land: bool = False,
+def integrate_clusters(plan: PlanPath, repo: NonEmpty, integration_agent: Text = "",
+                       integration_agent_cmd: Text = "", land: bool = False,
                        approve: bool = False) -> State[Any]:
     """Re-run only the integration of a plan from the cluster branches an earlier run recorded.
 
@@ -301,12 +324,19 @@ def integrate_clusters(plan: PlanPath, repo: NonEmpty, integration_agent: AgentN
     """
     started = datetime.now(timezone.utc)
     t = time.monotonic()
-    ctx = identify(plan, repo, RunOptions.pick(locals()), agents_needed=False)
+    try:
+        ctx = identify(plan, repo, RunOptions.pick(locals()), agents_needed=False)
+    except BadInput as exc:
+        return failed(f"{exc} (the problems are in the {plan_problems(plan, exc)} artifact)")
     phases = {"identify": time.monotonic() - t, "worktrees": 0.0, "agents": 0.0}
-    with run_lock(ctx):
-        notes = remote.catch_up(ctx) if ctx.remote else []  # the branches the remote holds
-        if (decided := review.resumed(ctx)) is not None:
-            return decided
-        prepared = recorded(ctx)
-        prepared.notes.extend(notes)
-        return _finish(ctx, prepared, prepared.records, phases, started)
+    try:
+        with run_lock(ctx):
+            notes = remote.catch_up(ctx) if ctx.remote else []  # the branches the remote holds
+            if (decided := review.resumed(ctx)) is not None:
+                return decided
+            prepared = recorded(ctx)
+            prepared.notes.extend(notes)
+            return _finish(ctx, prepared, prepared.records, phases, started)
+    except WorkClustersError as exc:
+        get_run_logger().error("%s", one_line(str(exc)))
+        return failed(str(exc))

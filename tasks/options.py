@@ -15,9 +15,15 @@ from pydantic import BaseModel, ConfigDict, Field
 # Parameter types shared by the flows' signatures: the deployment's form in the UI is drawn from
 # them, and the server refuses a run whose parameters break them (HTTP 409) before a worker starts.
 PlanPath = Annotated[str, Field(min_length=1, pattern=r"\.(ya?ml|md)$", examples=["plans/auth-system.md"])]
+# Optional fields of the run form: typed with an empty default rather than ``X | None``, which the
+# UI draws behind a type toggle the user must click before typing. Empty (or 0) means "not given".
+OptionalPlan = Annotated[str, Field(pattern=r"^$|\.(ya?ml|md)$", examples=["plans/auth-system.md"])]
+Text = Annotated[str, Field(examples=[""])]
+Count = Annotated[int, Field(ge=0)]
+Seconds = Annotated[float, Field(ge=0)]
 NonEmpty = Annotated[str, Field(min_length=1)]
 AgentName = Annotated[str, Field(min_length=1, examples=["claude"])]
-Goal = Annotated[str, Field(min_length=1, max_length=500, examples=["Add single sign-on"])]
+Goal = Annotated[str, Field(max_length=500, examples=["Add single sign-on"])]  # empty: not given
 Concurrency = Annotated[int, Field(ge=1)]
 Timeout = Annotated[float, Field(gt=0)]
 Retries = Annotated[int, Field(ge=0)]
@@ -52,7 +58,10 @@ class RunOptions(BaseModel):
         >>> RunOptions.pick({"plan": "p.yaml", "agent": "claude", "land": True}).agent
         'claude'
         """
-        return cls.model_validate({k: v for k, v in values.items() if k in cls.model_fields})
+        # "" and 0 are the run form's "not given" (see OptionalPlan); retries keeps 0 as a value.
+        unset = {k for k, v in values.items() if (v == "" or (v == 0 and k in ("concurrency", "timeout")))
+                 and v is not False}
+        return cls.model_validate({k: v for k, v in values.items() if k in cls.model_fields and k not in unset})
 
     def flow_parameters(self) -> dict[str, Any]:
         """The options a flow call needs: the ones that differ from their defaults."""

@@ -22,6 +22,7 @@ from prefect_work_clusters.tasks.integration.report import integration_markdown
 from prefect_work_clusters.tasks.investigation.findings import InvestigationResult, investigation_markdown
 from prefect_work_clusters.tasks.worktrees import Prepared
 
+STATUS_MARK = {"succeeded": "✅", "interrupted": "⚠️", "pending": ""}
 PHASES = ("identify", "worktrees", "agents", "check", "integrate", "verify")
 
 
@@ -124,6 +125,15 @@ class RunReport(BaseModel):
     plan_file: str = ""
 
 
+def continue_command(report: RunReport) -> str:
+    """The one command that continues a run that did not integrate (the first next step)."""
+    repo, plan = shlex.quote(report.repo), shlex.quote(report.plan_file or f"<plan of {report.plan}>")
+    if report.integration and report.integration.instructions:
+        return (f"finish the merge by hand in {report.workspace}/integration, then "
+                f"work-clusters integrate {plan} --repo {repo}")
+    return f"work-clusters run {plan} --repo {repo} (resumes: finished clusters are kept)"
+
+
 def next_steps(report: RunReport) -> list[str]:
     """The exact commands that continue from here: inspect, land, resume, clean."""
     repo, plan = shlex.quote(report.repo), shlex.quote(report.plan_file or f"<plan of {report.plan}>")
@@ -176,10 +186,11 @@ def render_markdown(report: RunReport) -> str:
     lines += ["", "## Clusters", "", "| cluster | status | attempts | exit | duration (s) | cost (USD) | base | head |",
               "|---|---|---|---|---|---|---|---|"]
     for c in report.clusters:
-        status = c.status + (" (resumed)" if c.resumed else "")
-        cost = f"{c.cost_usd:.4f}" if c.cost_usd is not None else "-"
-        lines.append(f"| {c.cluster} | {status} | {c.attempts} | {c.exit_code if c.exit_code is not None else '-'} "
-                     f"| {c.duration:.1f} | {cost} | `{c.base_sha[:12]}` | `{(c.head_sha or '-')[:12]}` |")
+        status = f"{STATUS_MARK.get(c.status, '❌')} {c.status}" + (" (resumed)" if c.resumed else "")
+        cost = f"{c.cost_usd:.4f}" if c.cost_usd is not None else ""
+        head = f"`{c.head_sha[:12]}`" if c.head_sha else ""
+        lines.append(f"| {c.cluster} | {status} | {c.attempts} | {c.exit_code if c.exit_code is not None else ''} "
+                     f"| {c.duration:.1f} | {cost} | `{c.base_sha[:12]}` | {head} |")
     failures = [c for c in report.clusters if c.failure]
     for c in failures:
         lines += ["", f"- **{c.cluster}**: {c.failure} (log: `{c.log}`)"]
@@ -193,7 +204,10 @@ def render_markdown(report: RunReport) -> str:
         lines += integration_markdown(integ)
     if inv:
         lines += ["", *investigation_markdown(inv)]
-    lines += ["", "## Contract check", "", *check_markdown(report.checks, report.tree_checks)]
+    lines += ["", "## Contract check", "", *check_markdown(report.checks, report.tree_checks), "",
+              f"Every check: the `contract-check-{report.plan}` artifact"
+              + (f" and `contract-check-integrated-{report.plan}`" if report.tree_checks else "")
+              + ", and `report.json`."]
     shown = [p for p in PHASES if p in report.phases or not inv] + [p for p in report.phases if p not in PHASES]
     lines += ["", "## Phases", "", " · ".join(f"{p} {report.phases.get(p, 0.0):.2f} s" for p in shown)]
     if report.notes:
@@ -213,10 +227,12 @@ def write_report(ctx: RunContext, report: RunReport) -> Path:
 
 @task(name="merge-report", cache_policy=NO_CACHE)
 def publish_report(ctx: RunContext, report: RunReport) -> str:
-    """Write the report files and the ``merge-report-<plan>`` artifact; return the markdown path."""
+    """Write the report files and the ``merge-report-<plan>`` artifact (an investigation's:
+    ``investigation-report-<plan>``); return the markdown path."""
     path = write_report(ctx, report)
-    create_markdown_artifact(key=f"merge-report-{ctx.plan.name}", markdown=path.read_text(),
-                             description=f"Merge report of plan {ctx.plan.name}")
+    kind = "investigation" if report.investigation else "merge"
+    create_markdown_artifact(key=f"{kind}-report-{ctx.plan.name}", markdown=path.read_text(),
+                             description=f"{kind.capitalize()} report of plan {ctx.plan.name}")
     return str(path)
 
 

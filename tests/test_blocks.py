@@ -114,10 +114,15 @@ def test_flow_parameters_are_typed_and_described() -> None:
     schema = parameter_schema(work_clusters).model_dump_for_openapi()
     props = schema["properties"]
     assert schema["required"] == ["repo"] and all(p.get("description") for p in props.values())
-    assert props["plan"]["anyOf"][0]["pattern"] and props["concurrency"]["anyOf"][0]["minimum"] == 1
-    assert props["retries"]["anyOf"][0]["minimum"] == 0 and props["land"]["type"] == "boolean"
+    # Optional fields are typed with an empty default, not `X | None`, which the run form draws behind
+    # a type toggle; only retries (where 0 is a value) keeps it.
+    toggled = [name for name, p in props.items() if "anyOf" in p]
+    assert toggled == ["retries"] and props["retries"]["anyOf"][0]["minimum"] == 0
+    assert props["plan"]["pattern"] and props["plan"]["default"] == "" and props["agent"]["type"] == "string"
+    assert props["concurrency"]["minimum"] == 0 and props["land"]["type"] == "boolean"
+    assert RunOptions.pick({"agent": "", "concurrency": 0, "timeout": 0, "retries": 0}) == RunOptions(retries=0)
     with pytest.raises(ParameterTypeError, match="concurrency"):
-        work_clusters.validate_parameters({"plan": "p.yaml", "repo": "/r", "concurrency": 0})
+        work_clusters.validate_parameters({"plan": "p.yaml", "repo": "/r", "concurrency": -1})
     with pytest.raises(ParameterTypeError, match="plan"):
         work_clusters.validate_parameters({"plan": "notes.txt", "repo": "/r"})
 
@@ -193,16 +198,26 @@ def test_the_progress_artifact_follows_the_clusters() -> None:
 
     @flow
     def progress_flow() -> None:
-        progress = ClusterProgress("demo", {"api": "succeeded (earlier run)", "ui": "pending", "db": "pending"})
+        progress = ClusterProgress("run", "demo", ["ui", "db"], ["api"])
+        progress.started("ui", 1)
+        progress.started("db", 1)
         read()
-        progress.update("ui", "failed")
+        progress.ended("ui", "failed", 1, 0.25, retrying=True)
         read()
-        progress.update("db", "succeeded")
+        progress.started("ui", 2)
+        progress.ended("ui", "failed", 2, 0.5, retrying=False)
+        read()
+        progress.ended("db", "succeeded", 1, None, retrying=False)
         read()
 
     progress_flow()
-    assert [pct for pct, _ in seen] == [33.3, 66.7, 100.0]
-    assert "**3 of 3 clusters finished**" in seen[-1][1] and "| ui | failed |" in seen[-1][1]
+    assert [pct for pct, _ in seen] == [33.3, 33.3, 66.7, 100.0]
+    assert "1 of 3 clusters done: ✅ 1 succeeded · ⏳ 2 running" in seen[0][1]
+    assert "| ui | ⏳ running | 1 | 0 s |  |" in seen[0][1] and "| api | ✅ succeeded (earlier run) |" in seen[0][1]
+    assert "⏳ 1 running · 🔁 1 retrying" in seen[1][1] and "| ui | 🔁 retrying | 1 |" in seen[1][1]
+    assert "2 of 3 clusters done: ❌ 1 failed · ✅ 1 succeeded · ⏳ 1 running" in seen[2][1]
+    assert "| ui | ❌ failed | 2 |" in seen[2][1] and "| $0.50 |" in seen[2][1]
+    assert "3 of 3 clusters done: ❌ 1 failed · ✅ 2 succeeded" in seen[-1][1]
 
 
 @harness
@@ -233,7 +248,7 @@ def test_a_secret_reaches_the_agents_environment_and_nothing_else(
     assert any("[api] agent api wrote impl.py" in m for m in logs)
     assert {a.key for a in artifacts} == {"progress-secrets", "contract-check-secrets", "merge-report-secrets"}
     progress = next(a for a in artifacts if a.key == "progress-secrets")
-    assert progress.data == 100 and "| db | succeeded |" in (progress.description or "")
+    assert progress.data == 100 and "| db | ✅ succeeded | 1 |" in (progress.description or "")
     assert limit.limit == DEFAULT_SLOTS  # created on first use
     runs = repo.parent / "repo.clusters" / "secrets" / ".runs"
     places = {

@@ -117,7 +117,8 @@ def test_scope_contracts_renames_missing_provider_and_empty(tmp_path: Path, monk
     assert (warned.status, warned.mergeable) == ("violation", True) and "merged anyway" in warned.note
 
     table = "\n".join(check_markdown(list(checks.values())))
-    assert "| api | scope | violation | ui/hack.py |" in table and "| web | scope | warning |" in table
+    assert "| api | scope | ❌ violation |" in table and "| ui/hack.py |" in table
+    assert "| web | scope | ⚠️ warning |" in table and "✅ ok |" not in table  # problems only
 
 
 def test_retry_feeds_the_report_back_and_attempt_two_fixes_it(tmp_path: Path,

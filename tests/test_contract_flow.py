@@ -50,16 +50,21 @@ def test_out_of_scope_branch_reaches_integration_only_under_warn(tmp_path: Path,
         assert set(steps.values()) == {"merged"} and {"ui/hack.py", "api/impl.py"} <= tree
     assert "db/store.py" in tree
 
-    # One row per cluster and check, then the integrated tree's, in the artifact and report.json alike.
+    # One row per cluster and check (problems first, marked, no skipped rows); the integrated tree's
+    # in an artifact of its own; the merge report only the counts and the problems.
     rows = _table("contract-check-store")
     by = {(r["cluster"], r["check"]): r for r in rows}
-    assert by[("api", "scope")]["status"] == "violation" and by[("api", "scope")]["evidence"] == "ui/hack.py"
+    assert rows[0]["status"] == "❌ violation" and not [r for r in rows if "skipped" in r["status"]]
+    assert by[("api", "scope")]["status"] == "❌ violation" and by[("api", "scope")]["evidence"] == "ui/hack.py"
     assert by[("api", "verdict")]["evidence"] == ("kept out of integration" if policy == "fail"
                                                   else "passed to integration")
-    assert by[("db", "conformance")]["status"] == "ok" and by[("integration", "conformance")]["status"] == "ok"
-    assert {c for c, _ in by} == {"api", "db", "ui", "web", "integration"}
+    assert by[("db", "conformance")]["status"] == "✅ ok"
+    assert {c for c, _ in by} == {"api", "db", "ui", "web"}
+    assert [(r["cluster"], r["status"]) for r in _table("contract-check-integrated-store")] == [
+        ("integration", "✅ ok")]
     assert [(r["check"], r["status"]) for r in report["tree_checks"]] == [("conformance", "ok")]
     api = next(c for c in report["checks"] if c["cluster"] == "api")
     assert [r["check"] for r in api["rows"]] == ["scope", "contracts", "verify", "verdict"]
     md = (ctx.runs_dir / "merge-report.md").read_text()
-    assert "| api | scope | violation | ui/hack.py |" in md and "| integration | conformance | ok |" in md
+    assert "| api | scope | ❌ violation |" in md and "ui/hack.py |" in md and "| integration |" not in md
+    assert "✅" in md.split("## Contract check")[1].splitlines()[2]  # the counts line

@@ -45,7 +45,7 @@ def test_three_clusters_integrate_and_verify(tmp_path: Path, records: Path) -> N
     # Both artifacts, read back through the Prefect client.
     table = read_artifact(state, "contract-check-shop")
     rows = json.loads(table.data) if isinstance(table.data, str) else table.data
-    assert {r["cluster"]: r["status"] for r in rows} == {"api": "ok", "ui": "ok", "db": "ok"}
+    assert {r["cluster"]: r["status"] for r in rows} == {"api": "✅ ok", "ui": "✅ ok", "db": "✅ ok"}
     md = read_artifact(state, "merge-report-shop")
     assert "# Merge report: shop" in md.data and final in md.data
     assert (repo.parent / "repo.clusters/shop/.runs/merge-report.md").read_text() == md.data

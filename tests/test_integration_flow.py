@@ -106,23 +106,3 @@ def test_lost_lines_fail_the_run_and_block_land_until_a_decision_explains_them(
     assert report["land"]["landed"] and git(repo, "rev-parse", "main") == report["integration"]["final_sha"]
     (issue,) = report["integration"]["accounting"]["issues"]
     assert issue["by"] == ["ui"] and issue["reason"].startswith("ui works with")
-
-
-def test_a_partial_tree_is_verified_but_never_fixed_by_the_integration_agent(
-        tmp_path: Path, shop: tuple[Path, Path, str], monkeypatch: pytest.MonkeyPatch) -> None:
-    """One cluster fails: the others are merged and verified for inspection (verify fails: the
-    registry misses the failed cluster), but the integration agent, paid per call, is not asked to
-    "fix" a partial tree; the report says what is missing and how to finish."""
-    repo, plan, agent = shop
-    failing = write_agent(tmp_path, AGENT.replace('if role == "integration":', 'if cluster == "db":\n    sys.exit(7)\n'
-                                                  'if role == "integration":'), name="failing.py")
-    plan.write_text(plan.read_text().replace("retries: 0", "retries: 1"))
-    state = work_clusters(plan=str(plan), repo=str(repo), agent_cmd=failing, return_state=True)
-
-    assert state.is_failed()
-    assert all(c["role"] == "cluster" for c in _calls(tmp_path))  # never the integration role
-    integ = _report(repo)["integration"]
-    assert [s["status"] for s in integ["steps"]] == ["merged", "merged", "skipped"]
-    assert integ["verify"] and integ["verify"][-1]["exit_code"] != 0  # verified, for inspection
-    md = (repo.parent / "repo.clusters/shop/.runs/merge-report.md").read_text()
-    assert "partial integration: db not merged" in md and "- Resume: `work-clusters run " in md

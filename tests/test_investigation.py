@@ -283,7 +283,7 @@ def test_three_parallel_investigations_are_synthesized_and_a_tracked_change_is_f
     assert checks["api"]["status"] == "ok" and not any(c["mergeable"] for c in checks.values())
     assert report["integration"] is None  # nothing is merged
     table = {(r["cluster"], r["check"]): r for r in _table("contract-check-shop")}
-    assert table[("db", "scope")]["status"] == "violation" and "README.md" in table[("db", "scope")]["evidence"]
+    assert table[("db", "scope")]["status"] == "❌ violation" and "README.md" in table[("db", "scope")]["evidence"]
     # The synthesis: its environment, and a prompt that holds every finding in full.
     env = ast.literal_eval((records / "synthesis.env").read_text())
     assert env["WC_ROLE"] == "synthesis" and env["WC_CLUSTER"] == "synthesis"
@@ -301,8 +301,8 @@ def test_three_parallel_investigations_are_synthesized_and_a_tracked_change_is_f
     assert "api.md, db.md, findings.json, ui.md" in action_plan
     assert _artifact("action-plan-shop") == action_plan == inv["action_plan"]["text"]
     rows = _table("findings-shop")
-    assert sorted(r["id"] for r in rows) == sorted(ids) and rows[0]["severity"] == "high"
-    assert "# Investigation report: shop" in _artifact("merge-report-shop")
+    assert sorted(r["id"] for r in rows) == sorted(ids) and rows[0]["severity"] == "❌ high"
+    assert "# Investigation report: shop" in _artifact("investigation-report-shop")
     # The next wave: the findings' fixes as a build plan that validates.
     ctx = resolve_run(plan, repo, agents_needed=False)
     emitted = emit_plan(ctx.plan, recorded_findings(ctx), repo, tmp_path / "fixes.yaml")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import shutil
 import sys
 import time
@@ -20,7 +21,13 @@ from uuid import UUID, uuid4
 import pytest
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate, WorkPoolCreate
-from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId, FlowRunFilter, LogFilter
+from prefect.client.schemas.filters import (
+    ArtifactFilter,
+    ArtifactFilterFlowRunId,
+    ArtifactFilterKey,
+    FlowRunFilter,
+    LogFilter,
+)
 from pydantic import SecretStr
 
 from prefect_work_clusters.blocks import AgentBlock
@@ -38,6 +45,9 @@ import hashlib, json, os, pathlib, sys, time
 if os.environ["WC_ROLE"] != "cluster":
     sys.exit(0)  # the integration role: nothing to resolve here
 cluster, start = os.environ["WC_CLUSTER"], time.time()
+if os.environ["WC_PLAN"] == "gamma" and cluster == "ui":
+    print("cannot build ui: the widget kit is missing")
+    sys.exit(1)
 time.sleep(0.4)
 pathlib.Path(os.environ["WC_WORKTREE"], cluster, "impl.py").write_text(f"NAME = {cluster!r}\\n")
 token = hashlib.sha256(os.environ.get("E2E_TOKEN", "").encode()).hexdigest()
@@ -88,7 +98,7 @@ def test_deploy_trigger_and_see_the_report_on_a_real_server(stack: Stack, tmp_pa
     AgentBlock(argv=[sys.executable, str(script)], env={"RECORD_DIR": str(records)},
                secret_env={"E2E_TOKEN": SecretStr(SECRET)}).save("e2e-agent")
     repos = {}
-    for name in ("alpha", "beta"):
+    for name in ("alpha", "beta", "gamma"):
         repos[name] = make_repo(tmp_path, {"README.md": "# e2e\n", "api/__init__.py": "", "ui/__init__.py": ""},
                                 name=f"repo-{name}")
         (tmp_path / f"{name}.yaml").write_text(plan_text(name))
@@ -103,12 +113,12 @@ def test_deploy_trigger_and_see_the_report_on_a_real_server(stack: Stack, tmp_pa
     assert schema["required"] == ["repo"]  # a plan, or a goal to plan for
     assert run_plan.entrypoint == "prefect_work_clusters.flows.work_clusters.work_clusters"
     assert all(p.get("description") for p in schema["properties"].values()), schema
-    assert schema["properties"]["concurrency"]["anyOf"][0]["minimum"] == 1
+    assert schema["properties"]["concurrency"]["minimum"] == 0  # 0: the plan's; typed in without a toggle
     assert [(s.schedule.cron, s.active) for s in nightly.schedules] == [("0 2 * * *", False)]  # type: ignore[union-attr]
 
     # Bad parameters: refused by the server with its reason, and no run is created.
-    with pytest.raises(BadInput, match="concurrency.*less than the minimum of 1"):
-        trigger(str(tmp_path / "alpha.yaml"), str(repos["alpha"]), agent="e2e-agent", concurrency=0)
+    with pytest.raises(BadInput, match="concurrency.*less than the minimum of 0"):
+        trigger(str(tmp_path / "alpha.yaml"), str(repos["alpha"]), agent="e2e-agent", concurrency=-1)
 
     def start(name: str) -> UUID:
         return trigger(str(tmp_path / f"{name}.yaml"), str(repos[name]), agent="e2e-agent", wait=False).id
@@ -147,7 +157,7 @@ def test_deploy_trigger_and_see_the_report_on_a_real_server(stack: Stack, tmp_pa
     assert "# Merge report: alpha" in str(md.data) and "integrated and verified" in str(md.data)
     table = artifacts["contract-check-alpha"].data
     rows = json.loads(table) if isinstance(table, str) else table
-    assert {r["cluster"]: r["status"] for r in rows} == {"api": "ok", "ui": "ok"}
+    assert {r["cluster"]: r["status"] for r in rows} == {"api": "✅ ok", "ui": "✅ ok"}
     assert artifacts["progress-alpha"].data == 100
     assert {"agent-api", "agent-ui"} <= task_runs
     # A flow run's logs are shipped in batches, the last ones as its process exits, which can be
@@ -171,9 +181,38 @@ def test_deploy_trigger_and_see_the_report_on_a_real_server(stack: Stack, tmp_pa
         nightly = client.read_deployment_by_name("work-clusters/nightly")
     assert [s.active for s in nightly.schedules] == [True] and nightly.parameters["plan"].endswith("alpha.yaml")
 
+    # A failing cluster through the worker: a Failed run in plain words, no traceback in its logs.
+    gamma = trigger(str(tmp_path / "gamma.yaml"), str(repos["gamma"]), agent="e2e-agent", timeout=180,
+                    poll_interval=0.5)
+    message = str(gamma.state.message if gamma.state else "")
+    assert gamma.state and gamma.state.is_failed() and "\n" not in message, message
+    assert ('clusters not finished: ui (failed: the agent exited with status 1; it printed last: "cannot build ui: '
+            'the widget kit is missing")') in message
+    assert "next: work-clusters run" in message
+    with get_client(sync_client=True) as client:
+        gamma_report = client.read_artifacts(artifact_filter=ArtifactFilter(
+            flow_run_id=ArtifactFilterFlowRunId(any_=[gamma.id]), key=ArtifactFilterKey(any_=["merge-report-gamma"])))
+    deadline, gamma_logs = time.monotonic() + 60, []
+    while not any("Finished in state Failed" in m for m in gamma_logs) and time.monotonic() < deadline:
+        time.sleep(1)
+        with get_client(sync_client=True) as client:
+            gamma_logs = [log.message for log in client.read_logs(LogFilter(flow_run_id={"any_": [gamma.id]}))]
+    text = "\n".join(gamma_logs)
+    assert "cannot build ui: the widget kit is missing" in text, text[-3000:]
+    assert not re.search(r'File "[^"]*(site-packages/prefect|prefect_work_clusters)/', text), text[-3000:]
+    assert "Engine execution exited" not in text and "NoneType: None" not in text, text[-3000:]
+
     if browser is None:
         pytest.skip("chromium is not installed, so the UI was not checked (apt-get install chromium; CI does)")
     html = stack.finish("dom", browser[0])
     stack.finish("shot", browser[1])
     assert "Merge report: alpha" in html and "integrated and verified" in html, html[-3000:]
     assert (tmp_path / "merge-report.png").stat().st_size > 10_000  # kept in the test's temp dir
+    # The failed run's merge report in the UI holds the failure, what the agent printed and the next step.
+    failed = chromium(stack, f"http://127.0.0.1:{stack.port}/artifacts/artifact/{gamma_report[0].id}")
+    assert failed is not None
+    html = stack.finish("dom", failed[0])
+    stack.finish("shot", failed[1])
+    for said in ("NOT integrated", "the agent exited with status 1", "cannot build ui: the widget kit is missing",
+                 "Next steps", "work-clusters run"):
+        assert said in html, (said, html[-3000:])

@@ -14,11 +14,13 @@ from typing import Any
 
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
+from prefect.client.schemas.objects import State
+from prefect.context import TaskRunContext
 from prefect.runtime import flow_run as runtime_flow_run
 from prefect.runtime import task_run as runtime_task_run
 
 from prefect_work_clusters.tasks import recovery
-from prefect_work_clusters.tasks.agents import guard
+from prefect_work_clusters.tasks.agents import guard, progress
 from prefect_work_clusters.tasks.agents.call import (
     Call,
     agent_for,
@@ -34,6 +36,7 @@ from prefect_work_clusters.tasks.checks import containment
 from prefect_work_clusters.tasks.checks.contract import attempt_violation
 from prefect_work_clusters.tasks.context import Attempt, ClusterRecord, RunContext, load_record, save_record
 from prefect_work_clusters.tasks.errors import WorkClustersError
+from prefect_work_clusters.tasks.failures import failed, last_lines
 from prefect_work_clusters.tasks.git import core as gitops
 from prefect_work_clusters.tasks.investigation import check as investigate
 from prefect_work_clusters.tasks.plan.refs import provided_by
@@ -50,7 +53,12 @@ class AgentFailed(WorkClustersError):
     def __init__(self, record: ClusterRecord, retryable: bool) -> None:
         self.record, self.retryable = record, retryable
         last = record.attempts[-1] if record.attempts else None
-        super().__init__(f"cluster {record.cluster}: {last.failure if last else record.error}")
+        why = (last.failure if last and last.failure else record.error) or record.status
+        printed = last_lines(last.output_tail) if last and last.failure else ""
+        super().__init__(f"cluster {record.cluster}: {why}" + (f"; {printed}" if printed else ""))
+
+    def __reduce__(self) -> tuple[Any, ...]:  # Prefect may pickle a failed state's data
+        return (AgentFailed, (self.record, self.retryable))
 
 
 def _feedback(record: ClusterRecord) -> str:
@@ -127,7 +135,8 @@ def _attempt(ctx: RunContext, record: ClusterRecord, attempt: int, win: containm
     if not record.setup_done and ctx.plan.worktree.setup:
         setup = run_commands(ctx.plan.worktree.setup, wt, env, timeout, log, on_line, box)
         if not all(r.ok for r in setup):
-            record.error = f"worktree setup failed: {setup[-1].command} (see {log})"
+            printed = last_lines(setup[-1].output_tail)
+            record.error = f"worktree setup failed: `{setup[-1].command}`" + (f"; {printed}" if printed else "")
             record.status = "failed"
             save_record(ctx, record)
             raise AgentFailed(record, retryable=False)
@@ -234,6 +243,8 @@ def _started(ctx: RunContext, cluster: str, pid: int) -> None:
 
 
 def _retry_allowed(task: Any, task_run: Any, state: Any) -> bool:
+    if isinstance(state.data, AgentFailed):  # returned by run_agent, before Prefect wraps the data
+        return state.data.retryable
     try:
         state.result()
     except AgentFailed as exc:
@@ -245,8 +256,12 @@ def _retry_allowed(task: Any, task_run: Any, state: Any) -> bool:
 
 @task(name="run-agent", task_run_name="agent-{cluster}", cache_policy=NO_CACHE,
       retry_condition_fn=_retry_allowed, retry_delay_seconds=0)
-def run_agent(ctx: RunContext, cluster: str) -> ClusterRecord:
+def run_agent(ctx: RunContext, cluster: str) -> ClusterRecord | State[Any]:
     """Run one cluster's agent in its worktree; a failed attempt is retried by Prefect.
+
+    A failed attempt is an expected failure: the task returns a Failed state whose message says
+    why in one line, with the last lines the agent printed (``tasks.failures``), rather than
+    raising into a traceback. Prefect retries a returned Failed state as it would an exception.
 
     Each attempt holds a slot of its backend's global concurrency limit (``tasks.agents.limits``), so
     runs together never start more agents of one backend than that limit allows.
@@ -255,5 +270,18 @@ def run_agent(ctx: RunContext, cluster: str) -> ClusterRecord:
     attempt = max(1, int(runtime_task_run.run_count or 1))
     backend = agent_for(ctx, ctx.plan.cluster(cluster).agent)
     ctx = with_cost_cap(ctx, getattr(backend, "max_cost_usd", None))  # a saved agent block's cost limit
+    live = progress.of_run(str(runtime_flow_run.id))
     with agent_slot(str(runtime_flow_run.id), backend.name):
-        return run_attempt(ctx, cluster, attempt, on_line=lambda line: logger.info("[%s] %s", cluster, line))
+        if live:
+            live.started(cluster, attempt)
+        try:
+            record = run_attempt(ctx, cluster, attempt, on_line=lambda line: logger.info("[%s] %s", cluster, line))
+        except AgentFailed as exc:
+            if live:
+                task = TaskRunContext.get()
+                retrying = exc.retryable and task is not None and attempt <= task.task.retries
+                live.ended(cluster, exc.record.status, attempt, exc.record.cost_usd, retrying)
+            return failed(str(exc), data=exc)
+        if live:
+            live.ended(cluster, record.status, attempt, record.cost_usd, retrying=False)
+        return record

@@ -1,45 +1,152 @@
-"""Live progress of a run: the ``progress-<plan>`` artifact, updated as each cluster finishes.
+"""Live progress of a run: the ``progress-<plan>`` artifact, updated when each attempt starts and
+ends, and the same rows for whoever watches in this process (the CLI's live view).
 
-The artifact's value is the share of clusters finished (successfully or not); its description,
-which the UI shows beside the bar, says which cluster is where. Only names and statuses go in:
-never output, which could hold anything an agent printed.
+The artifact's value is the share of clusters done (after their last attempt, succeeded or not);
+its description says how many run, retry, failed and succeeded, then one row per cluster with its
+attempt, elapsed time and cost. A run with a failed cluster never reads as a plain "100 %": the
+headline leads with the failures. Only names, statuses and numbers go in: never output, which
+could hold anything an agent printed.
 """
 
 from __future__ import annotations
 
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from typing import cast
 from uuid import UUID
 
 from prefect.artifacts import create_progress_artifact, update_progress_artifact
 
+ACTIVE = ("pending", "running", "retrying")
+MARKS = {"succeeded": "✅", "failed": "❌", "timed_out": "❌", "cost_exceeded": "❌", "interrupted": "⚠️",
+         "running": "⏳", "retrying": "🔁", "pending": "…"}
+
+
+@dataclass(frozen=True)
+class Row:
+    """Where one cluster is: ``state`` is a cluster status, or running / retrying / pending."""
+
+    cluster: str
+    state: str
+    attempt: int = 0
+    elapsed: float | None = None
+    cost_usd: float | None = None
+    earlier: bool = False  # finished in an earlier run of the plan
+    since: float | None = None  # time.monotonic() of its first attempt's start: elapsed ticks while active
+
+    def cells(self) -> list[str]:
+        """Table cells; what does not apply is left empty."""
+        state = f"{MARKS.get(self.state, '')} {self.state.replace('_', ' ')}".strip()
+        ticking = self.since is not None and self.state in ACTIVE
+        elapsed = time.monotonic() - self.since if ticking and self.since is not None else self.elapsed
+        return [self.cluster, state + (" (earlier run)" if self.earlier else ""),
+                str(self.attempt) if self.attempt else "",
+                f"{elapsed:.0f} s" if elapsed is not None else "",
+                f"${self.cost_usd:.2f}" if self.cost_usd is not None else ""]
+
+
+Watcher = Callable[[list[Row]], None]
+_watchers: list[Watcher] = []
+_runs: dict[str, ClusterProgress] = {}  # flow run id -> its progress, for the attempts in its threads
+
+
+def watch(watcher: Watcher) -> Callable[[], None]:
+    """Call ``watcher`` with every cluster's row whenever a run in this process moves; returns
+    the function that stops it."""
+    _watchers.append(watcher)
+    return lambda: _watchers.remove(watcher)
+
+
+def headline(rows: list[Row]) -> str:
+    """What the run is doing, failures first.
+
+    >>> headline([Row("a", "failed", 2), Row("b", "succeeded", 1), Row("c", "running", 1)])
+    '2 of 3 clusters done: ❌ 1 failed · ✅ 1 succeeded · ⏳ 1 running'
+    """
+    count = {s: sum(1 for r in rows if _group(r.state) == s) for s in ("failed", "succeeded", "running",
+                                                                         "retrying", "pending")}
+    done = count["failed"] + count["succeeded"]
+    parts = [f"{MARKS[s]} {n} {s}" for s, n in count.items() if n]
+    return f"{done} of {len(rows)} clusters done: " + " · ".join(parts)
+
+
+def _group(state: str) -> str:
+    return state if state in (*ACTIVE, "succeeded") else "failed"
+
+
+def describe(rows: list[Row]) -> str:
+    """The artifact's description: the headline, then a row per cluster."""
+    table = ["| cluster | state | attempt | elapsed | cost |", "|---|---|---|---|---|"]
+    table += ["| " + " | ".join(r.cells()) + " |" for r in rows]
+    stamp = time.strftime("%H:%M:%S", time.gmtime())
+    return "\n".join([f"**{headline(rows)}**", "", *table, "", f"Updated {stamp} UTC."])
+
 
 class ClusterProgress:
-    """The progress artifact of one run.
+    """The progress of one run: safe to update from the agents' threads."""
 
-    >>> ClusterProgress.describe({"api": "succeeded", "ui": "running"})
-    '**1 of 2 clusters finished**\\n\\n| cluster | status |\\n|---|---|\\n| api | succeeded |\\n| ui | running |'
-    """
-
-    def __init__(self, plan: str, statuses: dict[str, str]) -> None:
-        """Publish the artifact; ``statuses`` maps every cluster, in plan order, to where it is."""
-        self.statuses = dict(statuses)
+    def __init__(self, flow_run: str, plan: str, pending: list[str], earlier: list[str]) -> None:
+        """Publish the artifact: ``pending`` clusters will run, ``earlier`` ones finished before."""
+        self.flow_run = flow_run
+        self._lock, self._publishing = threading.Lock(), threading.Lock()
+        self._rows = {n: Row(n, "succeeded", earlier=True) for n in earlier} | {n: Row(n, "pending") for n in pending}
+        self._started: dict[str, float] = {}
         # cast: the sync/async dispatching decorator types the result as either
         self.artifact_id = cast(UUID, create_progress_artifact(
-            progress=self.percent(), key=f"progress-{plan}", description=self.describe(self.statuses)))
+            progress=self.percent(), key=f"progress-{plan}", description=describe(self.rows())))
+        _runs[flow_run] = self
+        self._notify(self.rows())
+
+    def rows(self) -> list[Row]:
+        return list(self._rows.values())
 
     def percent(self) -> float:
-        done = sum(1 for s in self.statuses.values() if s not in ("pending", "running"))
-        return round(100.0 * done / len(self.statuses), 1) if self.statuses else 100.0
+        rows = self.rows()
+        done = sum(1 for r in rows if r.state not in ACTIVE)
+        return round(100.0 * done / len(rows), 1) if rows else 100.0
 
-    def update(self, cluster: str, status: str) -> None:
-        """Record that ``cluster`` reached ``status`` and update the artifact."""
-        self.statuses[cluster] = status
-        update_progress_artifact(self.artifact_id, progress=self.percent(),
-                                 description=self.describe(self.statuses))
+    def started(self, cluster: str, attempt: int) -> None:
+        """An attempt of ``cluster`` starts."""
+        with self._lock:
+            first = self._started.setdefault(cluster, time.monotonic())
+            self._rows[cluster] = replace(self._rows[cluster], state="running", attempt=attempt,
+                                          elapsed=time.monotonic() - first, since=first)
+        self._publish()
+
+    def ended(self, cluster: str, status: str, attempt: int, cost_usd: float | None, retrying: bool) -> None:
+        """An attempt of ``cluster`` ended with ``status``; ``retrying`` when another one follows."""
+        with self._lock:
+            first = self._started.get(cluster, time.monotonic())
+            self._rows[cluster] = replace(self._rows[cluster], state="retrying" if retrying else status,
+                                          attempt=attempt, elapsed=time.monotonic() - first, cost_usd=cost_usd)
+        self._publish()
+
+    def settle(self, cluster: str, status: str, cost_usd: float | None) -> None:
+        """The cluster's final status, as the flow took it (after its last attempt, or without one)."""
+        with self._lock:
+            row = self._rows[cluster]
+            if row.state == status and row.cost_usd == cost_usd:
+                return
+            self._rows[cluster] = replace(row, state=status, cost_usd=cost_usd)
+        self._publish()
+
+    def close(self) -> None:
+        _runs.pop(self.flow_run, None)
+
+    def _publish(self) -> None:
+        with self._publishing:  # in order: an older picture never overwrites a newer one
+            rows = self.rows()
+            update_progress_artifact(self.artifact_id, progress=self.percent(), description=describe(rows))
+            self._notify(rows)
 
     @staticmethod
-    def describe(statuses: dict[str, str]) -> str:
-        done = sum(1 for s in statuses.values() if s not in ("pending", "running"))
-        rows = [f"| {name} | {status} |" for name, status in statuses.items()]
-        return "\n".join([f"**{done} of {len(statuses)} clusters finished**", "", "| cluster | status |",
-                          "|---|---|", *rows])
+    def _notify(rows: list[Row]) -> None:
+        for watcher in list(_watchers):
+            watcher(rows)
+
+
+def of_run(flow_run: str) -> ClusterProgress | None:
+    """The progress of the flow run ``flow_run`` in this process (None for a task run on its own)."""
+    return _runs.get(flow_run)

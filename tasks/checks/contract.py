@@ -246,28 +246,60 @@ def integrated_ok(ctx: RunContext, rows: list[CheckRow]) -> bool:
     return ctx.plan.contract.on_violation == "warn" or not blocking(rows)
 
 
-def check_table(checks: list[ClusterCheck], integrated: list[CheckRow] | None = None) -> list[dict[str, str]]:
-    """The artifact's rows: one per cluster and check, then the integrated tree's."""
+MARK: dict[str, str] = {"ok": "✅", "warning": "⚠️", "violation": "❌", "failed": "❌", "skipped": ""}
+_ORDER = {"violation": 0, "failed": 0, "warning": 1, "ok": 2, "skipped": 3}
+
+
+def shown(rows: list[CheckRow]) -> list[CheckRow]:
+    """The rows worth a line, problems first: a check that did not apply (skipped) is noise."""
+    return sorted((r for r in rows if r.status != "skipped"), key=lambda r: _ORDER[r.status])
+
+
+def summary(rows: list[CheckRow]) -> str:
+    """One line of counts, problems first.
+
+    >>> summary([CheckRow(cluster="a", check="scope", status="violation"),
+    ...          CheckRow(cluster="a", check="verify", status="ok")])
+    '❌ 1 violation · ✅ 1 ok'
+    """
+    counts = {s: sum(1 for r in rows if r.status == s) for s in ("violation", "failed", "warning", "ok")}
+    return " · ".join(f"{MARK[s]} {n} {s}" for s, n in counts.items() if n) or "no checks applied"
+
+
+def check_table(rows: list[CheckRow]) -> list[dict[str, str]]:
+    """The artifact's rows: problems first, each status with its mark, empty cells empty."""
     def short(items: list[str]) -> str:
         return " · ".join(items[:10]) + (f" (+{len(items) - 10} more)" if len(items) > 10 else "")
 
-    rows = [r for c in checks for r in c.rows] + (integrated or [])
-    return [{"cluster": r.cluster, "check": r.check, "status": r.status, "evidence": short(r.evidence) or "-",
-             "note": r.note or "-"} for r in rows]
+    return [{"cluster": r.cluster, "check": r.check, "status": f"{MARK[r.status]} {r.status}",
+             "note": r.note, "evidence": short(r.evidence)} for r in shown(rows)]
+
+
+def all_rows(checks: list[ClusterCheck]) -> list[CheckRow]:
+    return [r for c in checks for r in c.rows]
 
 
 def check_markdown(checks: list[ClusterCheck], integrated: list[CheckRow] | None = None) -> list[str]:
-    """The same table in markdown, for ``merge-report.md``."""
-    table = check_table(checks, integrated)
-    cols = ["cluster", "check", "status", "evidence", "note"]
-    return [f"| {' | '.join(cols)} |", "|" + "---|" * len(cols),
-            *[f"| {' | '.join(r[c].replace('|', chr(92) + '|') for c in cols)} |" for r in table]]
+    """For ``merge-report.md``: the counts, then only the rows that need a look (the full table
+    is the ``contract-check-<plan>`` artifact and report.json)."""
+    rows = all_rows(checks) + (integrated or [])
+    problems = [r for r in check_table(rows) if not r["status"].endswith(" ok")]
+    cols = ["cluster", "check", "status", "note", "evidence"]
+    table = [f"| {' | '.join(cols)} |", "|" + "---|" * len(cols),
+             *[f"| {' | '.join(r[c].replace('|', chr(92) + '|') for c in cols)} |" for r in problems]]
+    return [f"**{summary(rows)}**", *(["", *table] if problems else [])]
 
 
-def publish(ctx: RunContext, checks: list[ClusterCheck], integrated: list[CheckRow] | None = None) -> None:
-    create_table_artifact(key=f"contract-check-{ctx.plan.name}", table=check_table(checks, integrated),
-                          description=f"Contract check of plan {ctx.plan.name}: scope, contracts, conformance, "
-                                      "independence, verify")
+def publish(ctx: RunContext, checks: list[ClusterCheck]) -> None:
+    rows = all_rows(checks)
+    create_table_artifact(key=f"contract-check-{ctx.plan.name}", table=check_table(rows),
+                          description=f"Contract check of plan {ctx.plan.name}: {summary(rows)}")
+
+
+def publish_integrated(ctx: RunContext, rows: list[CheckRow]) -> None:
+    create_table_artifact(key=f"contract-check-integrated-{ctx.plan.name}", table=check_table(rows),
+                          description=f"Contract check of the integrated tree of plan {ctx.plan.name}: "
+                                      f"{summary(rows)}")
 
 
 @task(name="check-contract", cache_policy=NO_CACHE)
@@ -281,8 +313,8 @@ def contract_check(ctx: RunContext, records: list[ClusterRecord]) -> list[Cluste
 @task(name="check-integrated-tree", cache_policy=NO_CACHE)
 def contract_check_integrated(ctx: RunContext, checks: list[ClusterCheck], tree: str | None,
                               why_not: str = "") -> list[CheckRow]:
-    """Check the integrated tree and publish the artifact again with its rows added."""
+    """Check the integrated tree and publish its own ``contract-check-integrated-<plan>`` artifact."""
     rows = check_integrated(ctx, Path(tree) if tree else None, why_not)
     if rows:
-        publish(ctx, checks, rows)
+        publish_integrated(ctx, rows)
     return rows

@@ -16,14 +16,17 @@ import shlex
 import shutil
 import time
 from collections.abc import Callable
+from typing import Any
 
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
+from prefect.client.schemas.objects import State
 
 from prefect_work_clusters.tasks.agents.call import base_env, integration_backend, max_attempts, sandbox_for
 from prefect_work_clusters.tasks.checks.contract import ClusterCheck
 from prefect_work_clusters.tasks.context import CommandResult, RunContext
 from prefect_work_clusters.tasks.errors import WorkClustersError
+from prefect_work_clusters.tasks.failures import failed
 from prefect_work_clusters.tasks.git import core as gitops
 from prefect_work_clusters.tasks.git import merge as gitmerge
 from prefect_work_clusters.tasks.git import worktrees as gitworktrees
@@ -209,8 +212,21 @@ def build_decisions(result: IntegrationResult) -> list[Decision]:
     return out
 
 
+class _Steps(list[MergeStep]):
+    """The merge steps, each said (``merge api: merged``) as it is added."""
+
+    def __init__(self, on_step: OnLine) -> None:
+        super().__init__()
+        self.on_step = on_step
+
+    def append(self, step: MergeStep) -> None:
+        super().append(step)
+        if self.on_step:
+            self.on_step(f"merge {step.cluster}: {step.status} {step.reason}".rstrip())
+
+
 def integrate_branches(ctx: RunContext, base_sha: str, checks: list[ClusterCheck],
-                       on_line: OnLine = None) -> IntegrationResult:
+                       on_line: OnLine = None, on_step: OnLine = None) -> IntegrationResult:
     """Preflight, then merge in ``depends_on`` order, then plan order; stop at the first conflict
     no resolver settles; otherwise verify, account for every change, and fix."""
     foreign = foreign_tip(ctx)
@@ -222,10 +238,12 @@ def integrate_branches(ctx: RunContext, base_sha: str, checks: list[ClusterCheck
     checked = {c.cluster: c.head_sha for c in checks if c.mergeable and c.head_sha}
     mergeable = [(c.name, ctx.branch(c.name)) for c in order if c.name in checked]
     preflight = predict(ctx.repo, prediction_start(ctx, base_sha), mergeable, touched, commits=checked)
+    if on_step:  # said as it happens, before any verify output
+        on_step(f"preflight: {preflight.conflict_count} conflict(s) predicted in {preflight.seconds:.2f} s")
     start_integration(ctx, base_sha)
     wt = ctx.integration_worktree
     ladder = Ladder(ctx, integration_backend(ctx), on_line)
-    steps: list[MergeStep] = []
+    steps = _Steps(on_step)
     merged: list[str] = []
     stopped: MergeStep | None = None
     t0 = time.monotonic()
@@ -263,7 +281,7 @@ def integrate_branches(ctx: RunContext, base_sha: str, checks: list[ClusterCheck
         else:
             stopped = step
             record_tip(ctx, merging=commit)
-    result = IntegrationResult(branch=ctx.integration_branch, worktree=str(wt), base_sha=base_sha, steps=steps,
+    result = IntegrationResult(branch=ctx.integration_branch, worktree=str(wt), base_sha=base_sha, steps=list(steps),
                                merge_seconds=round(time.monotonic() - t0, 3), preflight=preflight)
     if stopped:
         decisions_dir(ctx).mkdir(parents=True, exist_ok=True)  # where the instructions ask a person to write
@@ -276,15 +294,14 @@ def integrate_branches(ctx: RunContext, base_sha: str, checks: list[ClusterCheck
 
 
 @task(name="integrate", cache_policy=NO_CACHE)
-def integrate(ctx: RunContext, base_sha: str, checks: list[ClusterCheck]) -> IntegrationResult:
-    """Merge the cluster branches into the integration branch, verify, and account for every change."""
+def integrate(ctx: RunContext, base_sha: str, checks: list[ClusterCheck]) -> IntegrationResult | State[Any]:
+    """Merge the cluster branches into the integration branch, verify, and account for every change.
+
+    Ends Failed (its result still in the state) when the integration is not done, so the task's
+    state in the UI says what the report says."""
     logger = get_run_logger()
-    result = integrate_branches(ctx, base_sha, checks, on_line=lambda line: logger.info("[integration] %s", line))
-    if result.preflight:
-        logger.info("preflight: %d conflict(s) predicted in %.2f s", result.preflight.conflict_count,
-                    result.preflight.seconds)
-    for step in result.steps:
-        logger.info("merge %s: %s %s", step.cluster, step.status, step.reason)
+    result = integrate_branches(ctx, base_sha, checks, on_line=lambda line: logger.info("[integration] %s", line),
+                                on_step=logger.info)
     for line in result.moved:
         logger.warning(line)
     if result.instructions:
@@ -293,4 +310,5 @@ def integrate(ctx: RunContext, base_sha: str, checks: list[ClusterCheck]) -> Int
         logger.info("verify `%s`: %s", v.command, "passed" if v.ok else f"failed (exit {v.exit_code})")
     if result.accounting and not result.accounting.ok:
         logger.error("change accounting: %s", result.accounting.summary())
-    return result
+    why = result.failure
+    return failed(why, data=result) if why else result

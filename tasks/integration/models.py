@@ -12,6 +12,7 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 from prefect_work_clusters.tasks.context import CommandResult
+from prefect_work_clusters.tasks.failures import last_lines
 from prefect_work_clusters.tasks.integration.accounting import Accounting
 from prefect_work_clusters.tasks.integration.decisions import AgentDecision
 from prefect_work_clusters.tasks.integration.preflight import Preflight
@@ -162,3 +163,23 @@ class IntegrationResult(BaseModel):
     @property
     def ok(self) -> bool:
         return self.all_merged and self.verified and self.accounted and self.final_sha is not None
+
+    @property
+    def failure(self) -> str | None:
+        """Why the integration is not done, in one line (None when it is): the conflict, the failed
+        verify command with its last output, the unaccounted changes, the clusters not merged."""
+        stopped = next((s for s in self.steps if s.status not in ("merged", "skipped", "not-reached")), None)
+        missing = [s.cluster for s in self.steps if s.status != "merged"]
+        bad = next((v for v in self.verify if not v.ok), None)
+        if self.instructions:
+            return f"the merge of {stopped.cluster if stopped else 'a cluster'} stopped on a conflict left for a person"
+        if bad is not None:
+            printed = last_lines(bad.output_tail)
+            return (f"integration verification failed: `{bad.command}` exited {bad.exit_code}"
+                    + (f" on a partial tree ({', '.join(missing)} not merged)" if missing else "")
+                    + (f"; {printed}" if printed else ""))
+        if not self.accounted and self.accounting:
+            return f"changes not accounted for: {self.accounting.summary()}"
+        if missing:
+            return f"not merged: {', '.join(missing)}"
+        return None if self.ok else "the integration did not finish"

@@ -168,16 +168,20 @@ def _cell(text: str, limit: int = 600) -> str:
 
 
 def findings_table(findings: list[TypedFinding]) -> list[dict[str, str]]:
-    """The ``findings-<plan>`` artifact's rows, most severe first."""
+    """The ``findings-<plan>`` artifact's rows, most severe first, leading with what to fix;
+    what a finding does not say is left empty."""
     ordered = sorted(findings, key=lambda f: f.rank)
-    return [{"id": f.id, "cluster": f.cluster, "severity": f.severity, "title": _cell(f.title),
-             "location": _cell(f.location) or "-", "paths": ", ".join(f.paths) or "-",
-             "proposed_fix": _cell(f.proposed_fix) or "-", "evidence": _cell(f.evidence) or "-"} for f in ordered]
+    return [{"proposed_fix": _cell(f.proposed_fix), "severity": f"{SEVERITY_MARK.get(f.severity, '')} {f.severity}",
+             "title": _cell(f.title), "paths": ", ".join(f.paths), "location": _cell(f.location), "id": f.id,
+             "cluster": f.cluster, "evidence": _cell(f.evidence)} for f in ordered]
+
+
+SEVERITY_MARK = {"critical": "❌", "high": "❌", "medium": "⚠️", "low": "ℹ️", "info": "ℹ️"}  # noqa: RUF001
 
 
 def findings_markdown(findings: list[TypedFinding]) -> list[str]:
-    """The same table in markdown."""
-    cols = ["id", "cluster", "severity", "title", "location", "paths", "proposed_fix"]
+    """The same table in markdown (without the evidence, which the findings documents hold)."""
+    cols = ["proposed_fix", "severity", "title", "paths", "location", "id", "cluster"]
     rows = findings_table(findings)
     if not rows:
         return ["(no typed findings)"]
@@ -211,13 +215,13 @@ def investigation_markdown(result: InvestigationResult) -> list[str]:
     """The report's sections of an investigation: findings documents, typed findings, action plan."""
     lines = ["## Findings", "", "| cluster | findings document | typed findings | problems |", "|---|---|---|---|"]
     for doc in result.documents:
-        problems = "; ".join(doc.problems).replace("|", "\\|") or "-"
+        problems = "; ".join(doc.problems).replace("|", "\\|")
         lines.append(f"| {doc.cluster} | {doc.status}: `{doc.file}` | {doc.count} | {problems} |")
     lines += ["", *findings_markdown(result.findings), "", "## Action plan", ""]
     plan = result.action_plan
-    by = f"synthesis agent `{plan.agent}`" if plan.agent else "work-clusters (no synthesis agent set)"
-    state = "written" if plan.ok else f"NOT written by the agent: {plan.failure}"
-    lines += [f"By {by}: {state}. File: `{plan.file}`", ""]
-    if plan.text.strip():
-        lines += ["---", "", plan.text.strip(), "", "---"]
+    if not plan.ok:
+        lines.append(f"❌ The synthesis agent (`{plan.agent}`) did not write it: {plan.failure}. File: `{plan.file}`")
+    else:
+        by = f"the synthesis agent (`{plan.agent}`)" if plan.agent else "work-clusters (no synthesis agent set)"
+        lines.append(f"✅ Written by {by}: `{plan.file}`, and the `action-plan-<plan>` artifact.")
     return lines
