@@ -283,6 +283,11 @@ def finished_commit(repo: Path, base: str, head: str) -> str | None:
     return text.splitlines()[0] if text else None
 
 
+def tree_files(repo: Path, commit: str) -> list[str]:
+    """Every file path in ``commit``'s tree."""
+    return [p for p in out(repo, "ls-tree", "-r", "--name-only", "-z", commit).split("\0") if p]
+
+
 def diffstat(repo: Path, base: str, head: str) -> str:
     return out(repo, "diff", "--shortstat", f"{base}...{head}")
 
@@ -320,6 +325,12 @@ def tree_with_files(repo: Path, parent: str, files: Mapping[str, bytes]) -> str:
 
 def set_branch(repo: Path, branch: str, sha: str, reason: str) -> None:
     run(repo, "update-ref", "-m", reason, f"refs/heads/{branch}", sha)
+
+
+def move_branch(repo: Path, branch: str, sha: str, expected: str, reason: str) -> None:
+    """Point ``branch`` at ``sha`` only if it is still at ``expected`` (git checks and moves it
+    atomically): a move made meanwhile by anyone else fails the call instead of being lost."""
+    run(repo, "update-ref", "-m", reason, f"refs/heads/{branch}", sha, expected)
 
 
 def delete_branch(repo: Path, branch: str) -> None:
