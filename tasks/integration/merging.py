@@ -55,9 +55,10 @@ class WorktreeFiles:
             return None
         return found if isinstance(found, str) else None
 
-    def mark(self, at: str | None) -> None:
-        """The branch is about to move past the files, which hold ``at``; kept from the first move."""
-        if not self.lagging():
+    def mark(self, at: str | None, *, new: bool = False) -> None:
+        """The branch is about to move past the files, which hold ``at``; kept from the first move
+        (``new``: a new worktree, whatever an old record said)."""
+        if new or not self.lagging():
             write_json_atomic(self.record, {"at": at})
 
     def catch_up(self) -> str | None:
@@ -84,7 +85,7 @@ def start_integration(ctx: RunContext, base_sha: str, files: WorktreeFiles) -> N
     explained old resolutions go too). A merge left half-done, or uncommitted edits, stop
     us: they may be a person's work in progress. A new worktree is not checked out yet."""
     if not (ctx.integration_worktree / ".git").exists():
-        files.mark(None)
+        files.mark(None, new=True)
     wt = gitworktrees.ensure_worktree(ctx.repo, ctx.integration_worktree, ctx.integration_branch, base_sha,
                                       checkout=False)
     if files.lagging() and files.at() is not None:  # a run stopped before the files caught up
