@@ -27,13 +27,13 @@ runs=(
   "parallel|bench_parallel.py|"
   "scale|bench_scale.py|"
   "resume|bench_resume.py|"
-  "integration|bench_integration.py|"
+  "integration|bench_integration.py|--files 100000 --branches 100 --repeat 2"
   "scope|bench_scope.py|"
   "suggest|bench_suggest.py|"
   "suggest-history|bench_suggest_history.py|--repo /work/.mirror/encode+httpx/repo --repo /work/.mirror/pallets+click/repo --repo /work/.mirror/more-itertools+more-itertools/repo --back 100 --window 100"
   "accounting|bench_accounting.py|"
   "fidelity|bench_fidelity.py|"
-  "guard|bench_guard.py|"
+  "guard|bench_guard.py|--files 100000"
 )
 mkdir -p bench/results
 load=$(cut -d' ' -f1-3 /proc/loadavg)

@@ -108,7 +108,7 @@ def catch_up(worktree: Path, files_at: str | None) -> str | None:
     to its HEAD, touching only the paths that differ; git's message when it refuses (an untracked
     file in the way, an edit it would lose), with nothing changed."""
     args = ("checkout", "-q") if files_at is None else ("read-tree", "-m", "-u", files_at, "HEAD")
-    res = gitops.run(worktree, *args, check=False)
+    res = gitops.run(worktree, *gitops.PARALLEL_CHECKOUT, *args, check=False)
     return None if res.status == 0 else (res.stderr or res.stdout).strip() or f"git {args[0]} failed"
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from filelock import FileLock
 
-from prefect_work_clusters.tasks.git.core import GitError, branch_exists, common_dir, out, run
+from prefect_work_clusters.tasks.git.core import PARALLEL_CHECKOUT, GitError, branch_exists, common_dir, out, run
 
 
 @contextmanager
@@ -103,7 +103,7 @@ def ensure_worktree(repo: Path, path: Path, branch: str, start: str,
         if sparse_dirs is not None:
             run(path, "sparse-checkout", "set", "--cone", "--sparse-index", "--", *sparse_dirs)
     if checkout:
-        run(path, "checkout", "-q")
+        run(path, *PARALLEL_CHECKOUT, "checkout", "-q")
     return WorktreeInfo(path, branch, out(path, "rev-parse", "HEAD"), created=True,
                         sparse_dirs=list(sparse_dirs or []), new_branch=not exists)
 

@@ -209,7 +209,8 @@ def integrate_branches(ctx: RunContext, base_sha: str, checks: list[ClusterCheck
     t0 = time.monotonic()
     steps, stopped = merge_clusters(ctx, base_sha, checks, ladder, files, preflight)
     result = IntegrationResult(branch=ctx.integration_branch, worktree=str(wt), base_sha=base_sha, steps=steps,
-                               merge_seconds=round(time.monotonic() - t0, 3), preflight=preflight)
+                               merge_seconds=round(time.monotonic() - t0, 3), preflight=preflight,
+                               checkout_seconds=round(files.seconds, 3))
     if stopped:
         decisions_dir(ctx).mkdir(parents=True, exist_ok=True)  # where the instructions ask a person to write
         result.instructions = conflict_instructions(ctx, stopped)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import shlex
 import shutil
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import PurePosixPath
@@ -43,6 +44,7 @@ class WorktreeFiles:
     def __init__(self, ctx: RunContext) -> None:
         self.ctx = ctx
         self.record = ctx.runs_dir / "integration-files.json"
+        self.seconds = 0.0  # spent catching up
 
     def lagging(self) -> bool:
         return self.record.exists()
@@ -65,7 +67,9 @@ class WorktreeFiles:
         """Bring the files to the branch; git's reason when it refuses (nothing is changed then)."""
         if not self.lagging():
             return None
+        t0 = time.monotonic()
         problem = gitmerge.catch_up(self.ctx.integration_worktree, self.at())
+        self.seconds += time.monotonic() - t0
         if problem is None:
             self.record.unlink(missing_ok=True)
         return problem
