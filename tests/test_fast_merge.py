@@ -107,3 +107,4 @@ def test_a_merge_driver_planted_in_the_config_does_not_run_in_merge_tree(tmp_pat
     assert result.ok and not ran.exists()
     settings = (ctx.integration_worktree / "app/settings.py").read_text()
     assert settings.startswith("S0 = 'api'\n") and settings.endswith("S19 = 'ui'\n")
+

@@ -59,7 +59,9 @@ class Prediction:
 
 def merge_tree(repo: Path, ours: str, theirs: str) -> Prediction:
     """Predict the merge of ``theirs`` into ``ours`` without touching any worktree or index."""
-    res = gitops.run(repo, "merge-tree", "--write-tree", "-z", "--name-only", ours, theirs, check=False)
+    # diff3, as our merges use: git then merges less eagerly (xdiff caps the level at "eager"), so
+    # a hunk both sides changed is a conflict here exactly when ``git merge`` would stop on it.
+    res = gitops.run(repo, *DIFF3, "merge-tree", "--write-tree", "-z", "--name-only", ours, theirs, check=False)
     if res.status not in (0, 1):
         raise GitError(["merge-tree", "--write-tree", ours, theirs], res.status, res.stderr or res.stdout)
     fields = res.stdout.split("\0")
