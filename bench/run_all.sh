@@ -6,8 +6,9 @@
 #   bench/run_all.sh overhead scale   # only these
 #   PYTHON=/path/to/venv/bin/python bench/run_all.sh
 #
-# Each run writes bench/results/<name>.json; the scripts written for other issues
-# (bench_integration.py, bench_scope.py) are run the same way when present. Run it on an
+# Each run writes bench/results/<name>.json (with the machine, the date and the load average when
+# it finished), and the README's table shows every benchmark with its cores, date and load; the
+# scripts written for other issues are run the same way when present. Run it on an
 # otherwise idle machine: the figures are wall times.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -34,6 +35,8 @@ runs=(
   "accounting|bench_accounting.py|"
   "fidelity|bench_fidelity.py|"
   "guard|bench_guard.py|--files 100000"
+  "sandbox|bench_sandbox.py|"
+  "output|bench_output.py|"
 )
 mkdir -p bench/results
 load=$(cut -d' ' -f1-3 /proc/loadavg)
