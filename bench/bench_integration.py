@@ -6,9 +6,10 @@ The repo is made with ``git fast-import`` (bench/common.py); each cluster branch
 its own folder and adds a module of 20 lines, so no two branches touch the same file. Timed
 exactly as the flow runs them, without Prefect: the preflight (``tasks.integration.preflight.predict``: one
 ``git merge-tree --write-tree`` per branch) and ``integrate_branches`` (the integration worktree,
-a real ``git merge --no-ff`` per branch through the conflict ladder, then the change accounting).
+each clean merge written as objects and the worktree checked out once, then the change accounting).
 Each repetition starts from a fresh integration branch; medians are reported.
-Targets: the preflight of 50 in at most 1 s, the merge of 50 in at most 5 s.
+Targets: the preflight in at most 1 s, the merges in at most 5 s (issue 16: 100 branches in a
+100,000-file repo, as ``run_all.sh`` runs it).
 """
 
 from __future__ import annotations
@@ -61,7 +62,7 @@ def run(files: int, count: int, repeat: int, tmp: Path) -> tuple[dict[str, Any],
     branches = [(c.cluster, ctx.branch(c.cluster)) for c in checks]
     touched = {c.cluster: c.files_changed for c in checks}
 
-    preflights, merges, accountings, ok = [], [], [], True
+    preflights, merges, accountings, checkouts, ok = [], [], [], [], True
     for _ in range(repeat):
         pf = predict(repo, base, branches, touched)
         preflights.append(pf.seconds)
@@ -72,18 +73,22 @@ def run(files: int, count: int, repeat: int, tmp: Path) -> tuple[dict[str, Any],
         result = integrate_branches(ctx, base, checks)
         merges.append(result.merge_seconds)
         accountings.append(result.accounting_seconds)
+        checkouts.append(result.checkout_seconds)
         acc = result.accounting
         ok &= result.ok and acc is not None and len(acc.clusters) == count and all(c.added >= 20 for c in acc.clusters)
-    preflight, merge, accounting = (statistics.median(x) for x in (preflights, merges, accountings))
+    preflight, merge, accounting, checkout = (statistics.median(x)
+                                              for x in (preflights, merges, accountings, checkouts))
     results = {"files": files, "branches": count, "repeat": repeat, "setup_seconds": round(setup, 3), **made,
                "preflight_seconds": preflights, "merge_seconds": merges, "accounting_seconds": accountings,
+               "checkout_seconds": checkouts,
                "preflight_seconds_median": preflight, "merge_seconds_median": merge, "all_merged_and_kept": ok}
     rows = [
         (f"preflight of {count} branches (git merge-tree)", f"{preflight:.3f} s", f"<= {PREFLIGHT_TARGET:g} s",
          verdict(preflight, PREFLIGHT_TARGET)),
-        (f"merge of {count} branches (git merge --no-ff, ladder)", f"{merge:.3f} s", f"<= {MERGE_TARGET:g} s",
-         verdict(merge, MERGE_TARGET)),
-        ("per merge", f"{1000 * merge / max(1, count):.1f} ms", "-", "-"),
+        (f"merge of {count} branches in {files:,} files (clean: merge-tree, one checkout)", f"{merge:.3f} s",
+         f"<= {MERGE_TARGET:g} s", verdict(merge, MERGE_TARGET)),
+        ("of it: the one checkout of the integration worktree", f"{checkout:.3f} s", "-", "-"),
+        ("per merge, the checkout left out", f"{1000 * (merge - checkout) / max(1, count):.1f} ms", "-", "-"),
         (f"change accounting of {count} clusters", f"{accounting:.3f} s", "-", "-"),
         ("every branch merged, every line kept", "yes" if ok else "NO", "yes", "met" if ok else "NOT met"),
     ]

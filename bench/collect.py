@@ -19,12 +19,20 @@ from typing import Any
 BEGIN, END = "<!-- bench:begin -->", "<!-- bench:end -->"
 
 
+def where(data: dict[str, Any]) -> str:
+    """Where and when one benchmark's figures were taken: cores, date, and the load then."""
+    load = data.get("load")
+    return (f"{data['machine']['nproc']} cores, {data['when'][:10]}"
+            + (f", load {load[0]:.1f}" if load else ""))
+
+
 def markdown(results: dict[str, Any]) -> str:
     m = results["machine"]
     lines = [
         f"Latest run: {results['when']} on {m['nproc']} cores ({m['cpu']}), {m['ram_gib']} GiB RAM, "
-        f"git {m['git']}, Python {m['python']}, Prefect {m['prefect']}. Each benchmark's own time is in "
-        "`bench/results.json`; detail rows are there too.",
+        f"git {m['git']}, Python {m['python']}, Prefect {m['prefect']}. Each benchmark names its machine's "
+        "cores, its date and the 1-minute load average when it finished; every figure, detail rows "
+        "included, is in `bench/results.json`.",
         "",
         "| benchmark | figure | value | target | verdict |",
         "| --- | --- | --- | --- | --- |",
@@ -33,7 +41,7 @@ def markdown(results: dict[str, Any]) -> str:
         for row in data.get("table", []):
             if row["figure"].startswith("  "):
                 continue  # detail rows stay in the JSON
-            cells = [name, row["figure"], row["value"], row["target"], row["verdict"]]
+            cells = [f"{name} ({where(data)})", row["figure"], row["value"], row["target"], row["verdict"]]
             lines.append("| " + " | ".join(str(c).replace("|", "\\|") for c in cells) + " |")
     return "\n".join(lines)
 

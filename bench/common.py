@@ -345,7 +345,9 @@ def emit(name: str, results: dict[str, Any], rows: Sequence[tuple[str, str, str,
     print(f"\n{name}")
     for row in [("figure", "value", "target", "verdict"), *rows]:
         print("  " + "  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)))
-    payload = {"benchmark": name, "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "machine": machine(), **results,
+    # The load when the figures were taken: on a shared machine it says how much to trust them.
+    payload = {"benchmark": name, "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "machine": machine(),
+               "load": [round(x, 2) for x in os.getloadavg()], **results,
                "table": [dict(zip(("figure", "value", "target", "verdict"), r, strict=True)) for r in rows]}
     if out:
         out.parent.mkdir(parents=True, exist_ok=True)

@@ -6,8 +6,9 @@
 #   bench/run_all.sh overhead scale   # only these
 #   PYTHON=/path/to/venv/bin/python bench/run_all.sh
 #
-# Each run writes bench/results/<name>.json; the scripts written for other issues
-# (bench_integration.py, bench_scope.py) are run the same way when present. Run it on an
+# Each run writes bench/results/<name>.json (with the machine, the date and the load average when
+# it finished), and the README's table shows every benchmark with its cores, date and load; the
+# scripts written for other issues are run the same way when present. Run it on an
 # otherwise idle machine: the figures are wall times.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -27,13 +28,15 @@ runs=(
   "parallel|bench_parallel.py|"
   "scale|bench_scale.py|"
   "resume|bench_resume.py|"
-  "integration|bench_integration.py|"
+  "integration|bench_integration.py|--files 100000 --branches 100 --repeat 2"
   "scope|bench_scope.py|"
   "suggest|bench_suggest.py|"
   "suggest-history|bench_suggest_history.py|--repo /work/.mirror/encode+httpx/repo --repo /work/.mirror/pallets+click/repo --repo /work/.mirror/more-itertools+more-itertools/repo --back 100 --window 100"
   "accounting|bench_accounting.py|"
   "fidelity|bench_fidelity.py|"
-  "guard|bench_guard.py|"
+  "guard|bench_guard.py|--files 100000"
+  "sandbox|bench_sandbox.py|"
+  "output|bench_output.py|"
 )
 mkdir -p bench/results
 load=$(cut -d' ' -f1-3 /proc/loadavg)

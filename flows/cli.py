@@ -255,7 +255,7 @@ def _execute(plan: str, repo: str, options: RunOptions, runs_dir: Path,
     since = datetime.now(timezone.utc)
     if not verbose:
         hide_prefect_console()
-    with patient_server(), live_view(err):
+    with patient_server(say=lambda line: err.print(line, highlight=False, markup=False)), live_view(err):
         state = work_clusters(plan=plan, repo=repo, goal=goal or "", return_state=True, **options.flow_parameters())
     _report_outcome(runs_dir, since, state.message, after)
 
@@ -377,7 +377,7 @@ def integrate(
     with run_lock(ctx, share=True):
         recorded(ctx)  # fail fast, before Prefect starts, when there is nothing to integrate
         since = datetime.now(timezone.utc)
-        with patient_server():
+        with patient_server(say=lambda line: err.print(line, highlight=False, markup=False)):
             state = integrate_clusters(plan=str(ctx.plan_file), repo=str(ctx.repo), return_state=True,
                                        **options.flow_parameters())
         _report_outcome(ctx.runs_dir, since, state.message)

@@ -43,12 +43,13 @@ def run_script(name: str, out: Path, *args: str) -> dict[str, object]:
 
 def test_overhead_smoke(tmp_path: Path, api_url: str) -> None:
     data = run_script("bench_overhead.py", tmp_path / "o.json", "--files", "40", "--clusters", "2", "--rounds", "1",
-                      "--api-url", api_url)
+                      "--sleep", "0", "--modes", "sparse", "--api-url", api_url)
     local = data["local"]
     assert isinstance(local, dict)
-    assert {"baseline", "full", "sparse"} <= set(local)
+    assert {"baseline", "sparse"} <= set(local) and "full" not in local
     assert {"worktrees", "agents", "integrate"} <= set(local["sparse"]["phases"])
-    assert data["ratios"]["local_full"] > 0  # type: ignore[index]
+    assert set(data["over_critical_path"]) == {"given server_sparse"}  # type: ignore[arg-type]
+    assert data["floor_local"]["import"] > 0  # type: ignore[index]
 
 
 def test_parallel_smoke(tmp_path: Path, api_url: str) -> None:
@@ -69,9 +70,10 @@ def test_scale_smoke(tmp_path: Path, api_url: str) -> None:
 
 def test_resume_smoke(tmp_path: Path, api_url: str) -> None:
     data = run_script("bench_resume.py", tmp_path / "r.json", "--files", "20", "--clusters", "2", "--rounds", "1",
-                      "--api-url", api_url)
+                      "--no-floor", "--api-url", api_url)
     assert data["agents_in_first_run"] == 2
     assert data["agents_rerun"] == 0 and data["clusters_not_resumed"] == []
+    assert data["resumed_median"] > 0 and data["floor_median"] is None  # type: ignore[operator]
 
 
 def test_guard_smoke(tmp_path: Path) -> None:

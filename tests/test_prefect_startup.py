@@ -5,11 +5,18 @@ ephemeral Prefect API server`, with a traceback file and "please report it"."""
 
 from __future__ import annotations
 
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-from prefect.settings import PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS, temporary_settings
+from prefect.settings import (
+    PREFECT_API_URL,
+    PREFECT_SERVER_API_PORT,
+    PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS,
+    temporary_settings,
+)
 
-from prefect_work_clusters.flows.startup import PATIENT_SECONDS, patient_server
+from prefect_work_clusters.flows.startup import PATIENT_SECONDS, patient_server, server_line
 from tests.loop_helpers import shop_repo
 from tests.test_cli import cli
 
@@ -34,3 +41,39 @@ def test_a_server_that_cannot_start_is_one_line_and_exit_3(tmp_path: Path) -> No
     assert "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS" in line
     assert "Traceback" not in res.stderr and "internal error" not in res.stderr
     assert not (tmp_path / "repo.clusters" / "shop" / ".runs" / "report.json").exists()
+
+
+def _health_server() -> tuple[ThreadingHTTPServer, int]:
+    """Something answering Prefect's health check on a free port, as `prefect server start` would."""
+
+    class Health(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 (the handler's name is http.server's)
+            self.send_response(200 if self.path == "/api/health" else 404)
+            self.end_headers()
+            self.wfile.write(b"true")
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Health)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, server.server_address[1]
+
+
+def test_a_running_server_is_named_with_how_to_use_it_and_never_used_unasked() -> None:
+    server, port = _health_server()
+    try:
+        with temporary_settings(updates={PREFECT_SERVER_API_PORT: port}, set_defaults={PREFECT_API_URL: None}):
+            assert PREFECT_API_URL.value() is None
+            said: list[str] = []
+            with patient_server(say=said.append):
+                assert PREFECT_API_URL.value() is None  # opt-in only: the run still uses its own
+            url = f"http://127.0.0.1:{port}/api"
+            assert said == [server_line()] and f"export PREFECT_API_URL={url}" in said[0]
+    finally:
+        server.shutdown()
+        server.server_close()
+    with temporary_settings(updates={PREFECT_SERVER_API_PORT: port}, set_defaults={PREFECT_API_URL: None}):
+        assert server_line() is None  # nobody answers there any more: nothing to say
+    with temporary_settings(updates={PREFECT_API_URL: "http://127.0.0.1:1/api"}):
+        assert server_line() == "Prefect: using the server at http://127.0.0.1:1/api (PREFECT_API_URL)"

@@ -54,15 +54,18 @@ class Prediction:
 
     tree: str
     conflicts: dict[str, list[str]] = field(default_factory=dict)  # path -> kinds ("contents", ...)
+    clean: bool = True  # git would commit the merge as is
 
 
 def merge_tree(repo: Path, ours: str, theirs: str) -> Prediction:
     """Predict the merge of ``theirs`` into ``ours`` without touching any worktree or index."""
-    res = gitops.run(repo, "merge-tree", "--write-tree", "-z", "--name-only", ours, theirs, check=False)
+    # diff3, as our merges use: git then merges less eagerly (xdiff caps the level at "eager"), so
+    # a hunk both sides changed is a conflict here exactly when ``git merge`` would stop on it.
+    res = gitops.run(repo, *DIFF3, "merge-tree", "--write-tree", "-z", "--name-only", ours, theirs, check=False)
     if res.status not in (0, 1):
         raise GitError(["merge-tree", "--write-tree", ours, theirs], res.status, res.stderr or res.stdout)
     fields = res.stdout.split("\0")
-    pred = Prediction(tree=fields[0].strip())
+    pred = Prediction(tree=fields[0].strip(), clean=res.status == 0)
     if res.status == 0:
         return pred
     i = 1
@@ -87,6 +90,28 @@ def commit_tree(repo: Path, tree: str, parents: Sequence[str], message: str) -> 
     """A commit object (no ref points at it) so the next prediction can build on this one."""
     args = [a for p in parents for a in ("-p", p)]
     return gitops.out(repo, "commit-tree", tree, *args, "-m", message, env=gitops.identity_env(repo))
+
+
+def merge_commit(worktree: Path, ours: str, theirs: str, message: str) -> str | None:
+    """The merge of ``theirs`` into ``ours`` as a commit object with the parents and message
+    ``git merge --no-ff`` would give it, or None when git would stop on a conflict. No index, file
+    or ref is touched, so it costs the changed paths, not the tree (``git merge`` in a 100,000-file
+    worktree: ~0.27 s). Run in the integration ``worktree`` so git reads the attributes that
+    ``git merge`` there would (a ``merge=`` driver, a marker size); a driver planted in the config
+    is overridden as in every git call of ours."""
+    pred = merge_tree(worktree, ours, theirs)
+    if not pred.clean:
+        return None
+    return commit_tree(worktree, pred.tree, [ours, theirs], message)
+
+
+def catch_up(worktree: Path, files_at: str | None) -> str | None:
+    """Bring the worktree's index and files, which hold ``files_at`` (None: never checked out),
+    to its HEAD, touching only the paths that differ; git's message when it refuses (an untracked
+    file in the way, an edit it would lose), with nothing changed."""
+    args = ("checkout", "-q") if files_at is None else ("read-tree", "-m", "-u", files_at, "HEAD")
+    res = gitops.run(worktree, *gitops.PARALLEL_CHECKOUT, *args, check=False)
+    return None if res.status == 0 else (res.stderr or res.stdout).strip() or f"git {args[0]} failed"
 
 
 @dataclass

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from filelock import FileLock
 
-from prefect_work_clusters.tasks.git.core import GitError, branch_exists, common_dir, out, run
+from prefect_work_clusters.tasks.git.core import PARALLEL_CHECKOUT, GitError, branch_exists, common_dir, out, run
 
 
 @contextmanager
@@ -65,7 +65,7 @@ class WorktreeInfo:
 def ensure_worktree(repo: Path, path: Path, branch: str, start: str,
                     sparse_dirs: Sequence[str] | None = None, *,
                     listed: Sequence[Worktree] | None = None,
-                    branch_exists_hint: bool | None = None) -> WorktreeInfo:
+                    branch_exists_hint: bool | None = None, checkout: bool = True) -> WorktreeInfo:
     """A worktree at ``path`` on ``branch`` (created from ``start`` if the branch is new).
 
     An existing worktree of that branch at that path is reused, so a second run resumes. With
@@ -80,6 +80,8 @@ def ensure_worktree(repo: Path, path: Path, branch: str, start: str,
     files and index, runs outside it, so checkouts of several worktrees proceed together.
     ``listed`` (``worktrees(repo)``) and ``branch_exists_hint`` spare the git calls that find
     them when the caller already knows, as when preparing many worktrees at once.
+    ``checkout=False`` leaves a new worktree's index and files empty, for a caller that fills them
+    later (``merge.catch_up``) once it knows which commit they should hold.
     """
     path = path.resolve()
     with worktree_lock(repo):
@@ -100,7 +102,8 @@ def ensure_worktree(repo: Path, path: Path, branch: str, start: str,
             run(repo, "worktree", "add", "--no-checkout", "-b", branch, str(path), start)
         if sparse_dirs is not None:
             run(path, "sparse-checkout", "set", "--cone", "--sparse-index", "--", *sparse_dirs)
-    run(path, "checkout", "-q")
+    if checkout:
+        run(path, *PARALLEL_CHECKOUT, "checkout", "-q")
     return WorktreeInfo(path, branch, out(path, "rev-parse", "HEAD"), created=True,
                         sparse_dirs=list(sparse_dirs or []), new_branch=not exists)
 

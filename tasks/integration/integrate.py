@@ -13,7 +13,6 @@ the integration with the worktree left mid-merge and exact instructions.
 from __future__ import annotations
 
 import shlex
-import shutil
 import time
 from collections.abc import Callable
 from typing import Any
@@ -29,7 +28,6 @@ from prefect_work_clusters.tasks.errors import WorkClustersError
 from prefect_work_clusters.tasks.failures import failed
 from prefect_work_clusters.tasks.git import core as gitops
 from prefect_work_clusters.tasks.git import merge as gitmerge
-from prefect_work_clusters.tasks.git import worktrees as gitworktrees
 from prefect_work_clusters.tasks.integration.accounting import Accounting, account
 from prefect_work_clusters.tasks.integration.agent import (
     decisions_dir,
@@ -38,6 +36,7 @@ from prefect_work_clusters.tasks.integration.agent import (
 )
 from prefect_work_clusters.tasks.integration.decisions import AgentDecision, load_decisions
 from prefect_work_clusters.tasks.integration.ladder import Ladder
+from prefect_work_clusters.tasks.integration.merging import WorktreeFiles, merge_clusters, start_integration
 from prefect_work_clusters.tasks.integration.models import Decision, IntegrationResult, MergeStep, VerifyRound
 from prefect_work_clusters.tasks.integration.preflight import predict
 from prefect_work_clusters.tasks.integration.tip import foreign_tip, record_tip
@@ -74,24 +73,6 @@ def conflict_instructions(ctx: RunContext, step: MergeStep) -> str:
         f"the reason under it); otherwise the change accounting fails the run.\n"
         f"To give up on this merge instead:\n  git -C {wt} merge --abort\n"
     )
-
-
-def start_integration(ctx: RunContext, base_sha: str) -> None:
-    """The integration worktree on our integration branch. The branch is kept when it grew from
-    the recorded base; it is reset to the base only when it did not (and then the decisions that
-    explained old resolutions go too). A merge left half-done, or uncommitted edits, stop
-    us: they may be a person's work in progress."""
-    wt = gitworktrees.ensure_worktree(ctx.repo, ctx.integration_worktree, ctx.integration_branch, base_sha)
-    if gitops.merge_in_progress(wt.path) or gitops.tracked_changes(wt.path):
-        q = shlex.quote(str(wt.path))
-        raise WorkClustersError(
-            f"the integration worktree {wt.path} has a merge in progress or uncommitted changes; finish it "
-            f"(git -C {q} add -A && git -C {q} commit --no-edit) or abort it (git -C {q} merge --abort), then re-run")
-    if not gitops.is_ancestor(ctx.repo, base_sha, gitops.head(wt.path)):
-        gitops.reset_to(wt.path, base_sha)
-    if gitops.head(wt.path) == base_sha:  # nothing merged: no earlier resolution is left to explain
-        shutil.rmtree(decisions_dir(ctx), ignore_errors=True)
-    record_tip(ctx)
 
 
 def prediction_start(ctx: RunContext, base_sha: str) -> str:
@@ -212,19 +193,6 @@ def build_decisions(result: IntegrationResult) -> list[Decision]:
     return out
 
 
-class _Steps(list[MergeStep]):
-    """The merge steps, each said (``merge api: merged``) as it is added."""
-
-    def __init__(self, on_step: OnLine) -> None:
-        super().__init__()
-        self.on_step = on_step
-
-    def append(self, step: MergeStep) -> None:
-        super().append(step)
-        if self.on_step:
-            self.on_step(f"merge {step.cluster}: {step.status} {step.reason}".rstrip())
-
-
 def integrate_branches(ctx: RunContext, base_sha: str, checks: list[ClusterCheck],
                        on_line: OnLine = None, on_step: OnLine = None) -> IntegrationResult:
     """Preflight, then merge in ``depends_on`` order, then plan order; stop at the first conflict
@@ -232,7 +200,6 @@ def integrate_branches(ctx: RunContext, base_sha: str, checks: list[ClusterCheck
     foreign = foreign_tip(ctx)
     if foreign:  # the flow says so before it gets here; this guards every other caller
         raise WorkClustersError(foreign)
-    by_name = {c.cluster: c for c in checks}
     touched = {c.cluster: c.files_changed for c in checks}
     order = ctx.plan.merge_order()
     checked = {c.cluster: c.head_sha for c in checks if c.mergeable and c.head_sha}
@@ -240,49 +207,18 @@ def integrate_branches(ctx: RunContext, base_sha: str, checks: list[ClusterCheck
     preflight = predict(ctx.repo, prediction_start(ctx, base_sha), mergeable, touched, commits=checked)
     if on_step:  # said as it happens, before any verify output
         on_step(f"preflight: {preflight.conflict_count} conflict(s) predicted in {preflight.seconds:.2f} s")
-    start_integration(ctx, base_sha)
+    files = WorktreeFiles(ctx)
+    start_integration(ctx, base_sha, files)
     wt = ctx.integration_worktree
     ladder = Ladder(ctx, integration_backend(ctx), on_line)
-    steps = _Steps(on_step)
-    merged: list[str] = []
-    stopped: MergeStep | None = None
     t0 = time.monotonic()
-    head = gitops.head(wt)
-    earlier = gitmerge.contained_commits(ctx.repo, head, list(checked.values()))
-    for cluster in order:
-        check, branch = by_name[cluster.name], ctx.branch(cluster.name)
-        if stopped:
-            steps.append(MergeStep(cluster=cluster.name, branch=branch, status="not-reached",
-                                   reason="an earlier merge stopped on a conflict"))
-            continue
-        commit = checked.get(cluster.name)
-        if commit is None:
-            steps.append(MergeStep(cluster=cluster.name, branch=branch, status="skipped",
-                                   reason=f"contract check: {check.status}" if not check.mergeable
-                                   else "its branch did not exist at the contract check"))
-            continue
-        stat = gitops.diffstat(ctx.repo, base_sha, commit)
-        now = gitops.resolve_ref(ctx.repo, f"refs/heads/{branch}")
-        moved = "" if now == commit else (now[:12] if now else "nowhere (deleted)")
-        if commit in earlier:
-            steps.append(MergeStep(cluster=cluster.name, branch=branch, status="merged", reason="merged earlier",
-                                   commit=head, diffstat=stat, checked=commit, moved=moved))
-            merged.append(cluster.name)
-            continue
-        predicted = preflight.for_cluster(cluster.name)
-        kinds = {c.path: c.kinds for c in predicted.conflicts} if predicted else {}
-        step = ladder.merge(cluster.name, branch, commit, head, list(merged), touched, kinds)
-        step.diffstat, step.checked, step.moved = stat, commit, moved
-        steps.append(step)
-        if step.status == "merged" and step.commit:
-            merged.append(cluster.name)
-            head = step.commit
-            record_tip(ctx)
-        else:
-            stopped = step
-            record_tip(ctx, merging=commit)
-    result = IntegrationResult(branch=ctx.integration_branch, worktree=str(wt), base_sha=base_sha, steps=list(steps),
-                               merge_seconds=round(time.monotonic() - t0, 3), preflight=preflight)
+    steps, stopped = merge_clusters(ctx, base_sha, checks, ladder, files, preflight)
+    if on_step:  # before any verify output
+        for step in steps:
+            on_step(f"merge {step.cluster}: {step.status} {step.reason}".rstrip())
+    result = IntegrationResult(branch=ctx.integration_branch, worktree=str(wt), base_sha=base_sha, steps=steps,
+                               merge_seconds=round(time.monotonic() - t0, 3), preflight=preflight,
+                               checkout_seconds=round(files.seconds, 3))
     if stopped:
         decisions_dir(ctx).mkdir(parents=True, exist_ok=True)  # where the instructions ask a person to write
         result.instructions = conflict_instructions(ctx, stopped)

@@ -41,6 +41,11 @@ def hunk_infos(file: Path) -> list[HunkInfo]:
                      theirs=_excerpt(h.theirs)) for h in resolve.hunks(file.read_text(errors="replace"))]
 
 
+def merge_message(ctx: RunContext, cluster: str, branch: str, commit: str) -> str:
+    """The message of a cluster's merge commit, however it is made."""
+    return f"work-clusters: merge {cluster} ({branch} at {commit[:12]}) into {ctx.plan.name}"
+
+
 @dataclass
 class Ladder:
     """Merges branches into the integration worktree; ``calls`` collects the agent's runs."""
@@ -60,7 +65,7 @@ class Ladder:
         have moved since) onto ``pre`` (the worktree's HEAD, holding the ``merged`` clusters); on
         conflict climb the ladder. ``touched`` (cluster -> files it changed) names our side of each
         conflict, ``kinds`` the preflight's conflict kinds. Returns the step, merged or stopped."""
-        message = f"work-clusters: merge {cluster} ({branch} at {commit[:12]}) into {self.ctx.plan.name}"
+        message = merge_message(self.ctx, cluster, branch, commit)
         try:
             start = gitmerge.start_merge(self.wt, commit, message)
         except GitError as exc:  # e.g. an untracked file in the way: the worktree is left as it was

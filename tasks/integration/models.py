@@ -123,6 +123,7 @@ class IntegrationResult(BaseModel):
     final_sha: str | None = None
     instructions: str = ""
     merge_seconds: float = 0.0
+    checkout_seconds: float = Field(default=0.0, description="of the merges, bringing the worktree's files up to them")
     verify_seconds: float = 0.0
     accounting_seconds: float = 0.0
     preflight: Preflight | None = None

@@ -1,0 +1,205 @@
+"""The merges of an integration: clean ones as objects, conflicts through the ladder in the worktree.
+
+A merge git settles by itself is written with ``git merge-tree --write-tree`` and ``commit-tree``
+(the parents and message ``git merge --no-ff`` would give it) and the integration branch is
+moved to it; the worktree's index and files are left behind and catch up once, touching only
+what changed, before anything needs them: the ladder (a conflict), verification, the end. At
+100,000 files that is one checkout instead of one per merge (~0.27 s each).
+
+Where the files are while they lag the branch is written to ``.runs/integration-files.json``,
+so a run stopped in between catches them up before it looks at the worktree again. When they
+cannot catch up (an untracked file in the way, as ``git merge`` would have refused), the branch
+goes back to the last commit they hold and the merges from there run the slow way, so the
+cluster in the way is reported exactly as before.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+import shutil
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import PurePosixPath
+
+from prefect_work_clusters.tasks.checks.contract import ClusterCheck
+from prefect_work_clusters.tasks.context import RunContext, write_json_atomic
+from prefect_work_clusters.tasks.errors import WorkClustersError
+from prefect_work_clusters.tasks.git import core as gitops
+from prefect_work_clusters.tasks.git import merge as gitmerge
+from prefect_work_clusters.tasks.git import worktrees as gitworktrees
+from prefect_work_clusters.tasks.integration.agent import decisions_dir
+from prefect_work_clusters.tasks.integration.ladder import Ladder, merge_message
+from prefect_work_clusters.tasks.integration.models import MergeStep
+from prefect_work_clusters.tasks.integration.preflight import Preflight
+from prefect_work_clusters.tasks.integration.tip import record_tip
+
+ATTRIBUTES = ".gitattributes"
+
+
+class WorktreeFiles:
+    """Which commit the integration worktree's index and files hold while they lag its branch."""
+
+    def __init__(self, ctx: RunContext) -> None:
+        self.ctx = ctx
+        self.record = ctx.runs_dir / "integration-files.json"
+        self.seconds = 0.0  # spent catching up
+
+    def lagging(self) -> bool:
+        return self.record.exists()
+
+    def at(self) -> str | None:
+        """The commit the files hold; None when the worktree was never checked out."""
+        try:
+            found = json.loads(self.record.read_text()).get("at")
+        except (OSError, ValueError, AttributeError):
+            return None
+        return found if isinstance(found, str) else None
+
+    def mark(self, at: str | None, *, new: bool = False) -> None:
+        """The branch is about to move past the files, which hold ``at``; kept from the first move
+        (``new``: a new worktree, whatever an old record said)."""
+        if new or not self.lagging():
+            write_json_atomic(self.record, {"at": at})
+
+    def catch_up(self) -> str | None:
+        """Bring the files to the branch; git's reason when it refuses (nothing is changed then)."""
+        if not self.lagging():
+            return None
+        t0 = time.monotonic()
+        problem = gitmerge.catch_up(self.ctx.integration_worktree, self.at())
+        self.seconds += time.monotonic() - t0
+        if problem is None:
+            self.record.unlink(missing_ok=True)
+        return problem
+
+    def must_catch_up(self) -> None:
+        problem = self.catch_up()
+        if problem:
+            wt = shlex.quote(str(self.ctx.integration_worktree))
+            raise WorkClustersError(
+                f"the integration worktree {wt} could not be brought to {self.ctx.integration_branch}: {problem}; "
+                f"move what git names out of the worktree, then re-run")
+
+
+def start_integration(ctx: RunContext, base_sha: str, files: WorktreeFiles) -> None:
+    """The integration worktree on our integration branch. The branch is kept when it grew from
+    the recorded base; it is reset to the base only when it did not (and then the decisions that
+    explained old resolutions go too). A merge left half-done, or uncommitted edits, stop
+    us: they may be a person's work in progress. A new worktree is not checked out yet."""
+    if not (ctx.integration_worktree / ".git").exists():
+        files.mark(None, new=True)
+    wt = gitworktrees.ensure_worktree(ctx.repo, ctx.integration_worktree, ctx.integration_branch, base_sha,
+                                      checkout=False)
+    if files.lagging() and files.at() is not None:  # a run stopped before the files caught up
+        files.must_catch_up()
+    if not files.lagging() and (gitops.merge_in_progress(wt.path) or gitops.tracked_changes(wt.path)):
+        q = shlex.quote(str(wt.path))
+        raise WorkClustersError(
+            f"the integration worktree {wt.path} has a merge in progress or uncommitted changes; finish it "
+            f"(git -C {q} add -A && git -C {q} commit --no-edit) or abort it (git -C {q} merge --abort), then re-run")
+    head = gitops.head(wt.path)
+    if not gitops.is_ancestor(ctx.repo, base_sha, head):
+        gitops.reset_to(wt.path, base_sha)
+        files.record.unlink(missing_ok=True)  # the reset checked everything out
+        head = base_sha
+    elif files.lagging() and any(PurePosixPath(p).name == ATTRIBUTES for p in gitops.tree_files(ctx.repo, head)):
+        files.must_catch_up()  # merge-tree reads the attributes from the files: they must be there
+    if head == base_sha:  # nothing merged: no earlier resolution is left to explain
+        shutil.rmtree(decisions_dir(ctx), ignore_errors=True)
+    record_tip(ctx)
+
+
+@dataclass
+class _Point:
+    """Where to come back to when the files cannot catch up: the loop's state at the last commit
+    they hold."""
+
+    index: int
+    steps: int
+    merged: int
+    head: str
+
+
+def merge_clusters(ctx: RunContext, base_sha: str, checks: Sequence[ClusterCheck], ladder: Ladder,
+                   files: WorktreeFiles, preflight: Preflight) -> tuple[list[MergeStep], MergeStep | None]:
+    """Every cluster's step in merge order, and the step that stopped on a conflict, if any. The
+    worktree holds the branch's tip when this returns (or the merge left for a person)."""
+    by_name = {c.cluster: c for c in checks}
+    touched: Mapping[str, Sequence[str]] = {c.cluster: c.files_changed for c in checks}
+    checked = {c.cluster: c.head_sha for c in checks if c.mergeable and c.head_sha}
+    order = ctx.plan.merge_order()
+    wt, branch_name = ctx.integration_worktree, ctx.integration_branch
+    steps: list[MergeStep] = []
+    merged: list[str] = []
+    stopped: MergeStep | None = None
+    head = gitops.head(wt)
+    earlier = gitmerge.contained_commits(ctx.repo, head, list(checked.values()))
+    # ``fast``: clean merges as objects (off for good once the files could not catch up);
+    # ``now_slow``: this cluster conflicted as objects, so the ladder takes it in the worktree.
+    fast, now_slow, attributes_moved = True, False, False
+    point = _Point(0, 0, 0, head)
+    i = 0
+    while True:
+        if i == len(order) or now_slow or attributes_moved:
+            problem = files.catch_up()  # before the end, the ladder, or merge-tree reading new attributes
+            attributes_moved = False
+            if problem:  # back to what the files hold; from there, the slow way
+                gitops.move_branch(ctx.repo, branch_name, point.head, head,
+                                   "work-clusters: back to the merges the integration worktree holds")
+                files.must_catch_up()
+                record_tip(ctx)
+                i, head, fast = point.index, point.head, False
+                del steps[point.steps:], merged[point.merged:]
+                continue
+            if i == len(order):
+                break
+        cluster = order[i]
+        check, branch = by_name[cluster.name], ctx.branch(cluster.name)
+        i += 1
+        if stopped:
+            steps.append(MergeStep(cluster=cluster.name, branch=branch, status="not-reached",
+                                   reason="an earlier merge stopped on a conflict"))
+            continue
+        commit = checked.get(cluster.name)
+        if commit is None:
+            steps.append(MergeStep(cluster=cluster.name, branch=branch, status="skipped",
+                                   reason=f"contract check: {check.status}" if not check.mergeable
+                                   else "its branch did not exist at the contract check"))
+            continue
+        stat = gitops.diffstat(ctx.repo, base_sha, commit)
+        now = gitops.resolve_ref(ctx.repo, f"refs/heads/{branch}")
+        moved = "" if now == commit else (now[:12] if now else "nowhere (deleted)")
+        if commit in earlier:
+            steps.append(MergeStep(cluster=cluster.name, branch=branch, status="merged", reason="merged earlier",
+                                   commit=head, diffstat=stat, checked=commit, moved=moved))
+            merged.append(cluster.name)
+            continue
+        message = merge_message(ctx, cluster.name, branch, commit)
+        made = gitmerge.merge_commit(wt, head, commit, message) if fast and not now_slow else None
+        if made:
+            if not files.lagging():
+                point = _Point(i - 1, len(steps), len(merged), head)
+                files.mark(head)
+            gitops.move_branch(ctx.repo, branch_name, made, head, message)
+            step = MergeStep(cluster=cluster.name, branch=branch, status="merged", commit=made)
+            attributes_moved = any(PurePosixPath(p).name == ATTRIBUTES for p in touched.get(cluster.name, ()))
+        else:
+            if files.lagging() and not now_slow:  # the ladder works in the worktree: it must hold ``head``
+                i, now_slow = i - 1, True
+                continue
+            now_slow = False
+            predicted = preflight.for_cluster(cluster.name)
+            kinds = {c.path: c.kinds for c in predicted.conflicts} if predicted else {}
+            step = ladder.merge(cluster.name, branch, commit, head, list(merged), touched, kinds)
+        step.diffstat, step.checked, step.moved = stat, commit, moved
+        steps.append(step)
+        if step.status == "merged" and step.commit:
+            merged.append(cluster.name)
+            head = step.commit
+            record_tip(ctx)
+        else:
+            stopped = step
+            record_tip(ctx, merging=commit)
+    return steps, stopped

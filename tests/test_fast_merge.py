@@ -1,0 +1,110 @@
+"""Clean merges as objects (``git merge-tree`` + ``commit-tree``), the integration worktree caught
+up once: the same commits ``git merge --no-ff`` would make, a worktree that ends in step, a run
+stopped in between that resumes, and no planted merge driver run."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+from prefect_work_clusters.tasks.git import core as gitops
+from prefect_work_clusters.tasks.integration.ladder import merge_message
+from prefect_work_clusters.tasks.integration.tip import record_tip
+from tests.conftest import git
+from tests.integration_helpers import add_to_registry, commit_cluster, integrate, setup
+
+
+def _merges(ctx_repo: Path, branch: str, base: str) -> list[tuple[list[str], str]]:
+    """(parents, subject) of each commit on ``branch`` since ``base``, oldest first."""
+    text = git(ctx_repo, "log", "--reverse", "--first-parent", "--format=%P%x09%s", f"{base}..{branch}")
+    return [(p.split(), s) for p, s in (line.split("\t") for line in text.splitlines())]
+
+
+def test_clean_merges_are_the_commits_git_merge_makes_and_the_worktree_is_checked_out_once(tmp_path: Path) -> None:
+    ctx, base = setup(tmp_path)
+    for name in ("api", "ui", "db"):
+        commit_cluster(ctx, name, {f"{name}/impl.py": f"NAME = {name!r}\n", "README.md": f"# shop\n{name}\n"
+                                   if name == "api" else "# shop\n"})
+    result = integrate(ctx, base)
+    assert result.ok and [s.status for s in result.steps] == ["merged"] * 3
+
+    tips = [gitops.resolve_ref(ctx.repo, f"refs/heads/{ctx.branch(n)}") or "" for n in ("api", "ui", "db")]
+    heads = [base] + [s.commit or "" for s in result.steps]
+    assert _merges(ctx.repo, ctx.integration_branch, base) == [
+        ([heads[n], tips[n]], merge_message(ctx, name, ctx.branch(name), tips[n]))
+        for n, name in enumerate(("api", "ui", "db"))]
+    # The same tree as git's own merges, made one by one in a scratch worktree.
+    scratch = tmp_path / "scratch"
+    git(ctx.repo, "worktree", "add", "-q", "--detach", str(scratch), base)
+    for tip in tips:
+        git(scratch, "merge", "-q", "--no-ff", "--no-edit", tip)
+    assert git(scratch, "rev-parse", "HEAD^{tree}") == git(ctx.repo, "rev-parse", f"{result.final_sha}^{{tree}}")
+    git(ctx.repo, "worktree", "remove", "--force", str(scratch))
+
+    # No merge ran in the worktree (git merge writes "merge ..." to the reflog), and it ends in step.
+    reflog = git(ctx.repo, "reflog", "show", "--format=%gs", f"refs/heads/{ctx.integration_branch}")
+    assert "Merge made by" not in reflog and reflog.count("work-clusters: merge ") == 3
+    wt = ctx.integration_worktree
+    assert gitops.head(wt) == result.final_sha and not gitops.has_changes(wt)
+    assert (wt / "db/impl.py").read_text() == "NAME = 'db'\n" and (wt / "README.md").read_text() == "# shop\napi\n"
+    assert not (ctx.runs_dir / "integration-files.json").exists()
+
+
+def test_a_conflict_after_clean_merges_meets_a_worktree_that_caught_up(tmp_path: Path) -> None:
+    ctx, base = setup(tmp_path)
+    commit_cluster(ctx, "api", {"api/impl.py": "NAME = 'api'\n"})
+    add_to_registry(ctx, "ui")
+    commit_cluster(ctx, "db", {"app/registry.py": "REGISTRY = [\n    'core',\n    'db',\n]\n"})
+
+    result = integrate(ctx, base)
+
+    assert [s.status for s in result.steps] == ["merged"] * 3 and result.steps[2].conflicts == ["app/registry.py"]
+    wt = ctx.integration_worktree
+    assert (wt / "api/impl.py").exists() and (wt / "ui/impl.py").exists() and not gitops.has_changes(wt)
+    registry = (wt / "app/registry.py").read_text()
+    assert "'ui'" in registry and "'db'" in registry
+
+
+def test_a_run_stopped_while_the_files_lagged_catches_them_up_before_anything_else(tmp_path: Path) -> None:
+    ctx, base = setup(tmp_path)
+    assert integrate(ctx, base).ok  # the integration worktree exists, at the base
+    commit_cluster(ctx, "api", {"api/impl.py": "NAME = 'api'\n"})
+    api = gitops.resolve_ref(ctx.repo, f"refs/heads/{ctx.branch('api')}") or ""
+    # What a run killed right after its first clean merge leaves: the branch moved, the files not.
+    tree = git(ctx.repo, "merge-tree", "--write-tree", base, api)
+    made = git(ctx.repo, "commit-tree", tree, "-p", base, "-p", api, "-m", merge_message(ctx, "api", "b", api))
+    gitops.move_branch(ctx.repo, ctx.integration_branch, made, base, "test: a merge as objects")
+    (ctx.runs_dir / "integration-files.json").write_text(json.dumps({"at": base}))
+    record_tip(ctx)
+
+    result = integrate(ctx, base)
+
+    assert result.ok and result.steps[0].reason == "merged earlier" and result.final_sha == made
+    wt = ctx.integration_worktree
+    assert (wt / "api/impl.py").read_text() == "NAME = 'api'\n" and not gitops.has_changes(wt)
+
+
+def test_a_merge_driver_planted_in_the_config_does_not_run_in_merge_tree(tmp_path: Path) -> None:
+    ctx, base = setup(tmp_path, extra={"app/settings.py": "".join(f"S{n} = {n}\n" for n in range(20))})
+    gitops.trust_config(ctx.repo)  # the start of a run: what the config holds now is the user's
+    ran = tmp_path / "driver-ran"
+    common = gitops.common_dir(ctx.repo)
+    git(ctx.repo, "config", "merge.planted.driver", f"touch {ran}; cp %B %A")
+    (common / "info").mkdir(exist_ok=True)
+    (common / "info" / "attributes").write_text("*.py merge=planted\n")
+    lines = [f"S{n} = {n}\n" for n in range(20)]
+    commit_cluster(ctx, "api", {"app/settings.py": "".join(["S0 = 'api'\n", *lines[1:]])})
+    commit_cluster(ctx, "ui", {"app/settings.py": "".join([*lines[:19], "S19 = 'ui'\n"])})
+    tips = [gitops.resolve_ref(ctx.repo, f"refs/heads/{ctx.branch(n)}") or "" for n in ("api", "ui")]
+    # Plain git runs the planted driver for a file both sides changed: the test can fail.
+    subprocess.run(["git", "merge-tree", "--write-tree", *tips], cwd=ctx.repo, capture_output=True, check=False)
+    assert ran.exists()
+    ran.unlink()
+
+    result = integrate(ctx, base)
+
+    assert result.ok and not ran.exists()
+    settings = (ctx.integration_worktree / "app/settings.py").read_text()
+    assert settings.startswith("S0 = 'api'\n") and settings.endswith("S19 = 'ui'\n")
+
