@@ -247,6 +247,9 @@ if os.environ["WC_ATTEMPT"] == "2":
     assert (ctx.integration_worktree / "verify.out").exists()
     again = integrate(ctx, base)
     assert again.ok and [s.reason for s in again.steps] == ["merged earlier"] * 3 and len(calls(tmp_path)) == 2
+    # Each "merged earlier" row names the merge that brought its cluster in, not the branch's tip.
+    assert [s.commit for s in again.steps] == [s.commit for s in result.steps]
+    assert len({s.commit for s in again.steps}) == 3
     assert result.decisions[-1].file == "app/flag.py" and "verification fix (attempt 2)" in result.decisions[-1].reason
 
 

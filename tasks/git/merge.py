@@ -39,6 +39,13 @@ def contained_commits(repo: Path, commit: str, commits: Sequence[str]) -> set[st
     return {c for c in commits if gitops.is_ancestor(repo, c, commit)}
 
 
+def merged_by(repo: Path, head: str, commit: str) -> str | None:
+    """The commit on ``head``'s first-parent line that brought ``commit`` in (the merge of its
+    cluster), or None when ``commit`` is not in ``head``."""
+    line = gitops.out(repo, "rev-list", "--first-parent", "--ancestry-path", f"{commit}..{head}").split()
+    return line[-1] if line else (head if head == commit else None)
+
+
 def contained(repo: Path, commit: str, branches: Sequence[str]) -> set[str]:
     """Which of ``branches`` are already contained in ``commit``: one call for all of them."""
     if not branches:

@@ -173,7 +173,8 @@ def merge_clusters(ctx: RunContext, base_sha: str, checks: Sequence[ClusterCheck
         moved = "" if now == commit else (now[:12] if now else "nowhere (deleted)")
         if commit in earlier:
             steps.append(MergeStep(cluster=cluster.name, branch=branch, status="merged", reason="merged earlier",
-                                   commit=head, diffstat=stat, checked=commit, moved=moved))
+                                   commit=gitmerge.merged_by(ctx.repo, head, commit) or head, diffstat=stat,
+                                   checked=commit, moved=moved))
             merged.append(cluster.name)
             continue
         message = merge_message(ctx, cluster.name, branch, commit)
