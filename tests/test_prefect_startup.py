@@ -63,7 +63,7 @@ def _health_server() -> tuple[ThreadingHTTPServer, int]:
 def test_a_running_server_is_named_with_how_to_use_it_and_never_used_unasked() -> None:
     server, port = _health_server()
     try:
-        with temporary_settings(updates={PREFECT_SERVER_API_PORT: port}, set_defaults={PREFECT_API_URL: None}):
+        with temporary_settings(updates={PREFECT_SERVER_API_PORT: port}, restore_defaults={PREFECT_API_URL}):
             assert PREFECT_API_URL.value() is None
             said: list[str] = []
             with patient_server(say=said.append):
@@ -73,7 +73,7 @@ def test_a_running_server_is_named_with_how_to_use_it_and_never_used_unasked() -
     finally:
         server.shutdown()
         server.server_close()
-    with temporary_settings(updates={PREFECT_SERVER_API_PORT: port}, set_defaults={PREFECT_API_URL: None}):
+    with temporary_settings(updates={PREFECT_SERVER_API_PORT: port}, restore_defaults={PREFECT_API_URL}):
         assert server_line() is None  # nobody answers there any more: nothing to say
     with temporary_settings(updates={PREFECT_API_URL: "http://127.0.0.1:1/api"}):
         assert server_line() == "Prefect: using the server at http://127.0.0.1:1/api (PREFECT_API_URL)"
