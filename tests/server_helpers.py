@@ -18,6 +18,7 @@ from uuid import UUID
 import psutil
 import pytest
 from prefect.client.orchestration import get_client
+from prefect.client.schemas.actions import WorkPoolCreate
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -56,6 +57,21 @@ class Stack:
     def finish(self, name: str, proc: subprocess.Popen[bytes], timeout: float = 90) -> str:
         assert proc.wait(timeout=timeout) == 0, f"{name} failed:\n{self.log(name)[-4000:]}"
         return self.log(name)
+
+    def serve_project(self, folder: Path) -> tuple[subprocess.Popen[bytes], subprocess.Popen[bytes]]:
+        """A user's own Prefect project in ``folder`` (its own flows/, tasks.py, blocks/) holding our
+        prefect.yaml, its server, the process pool ``work-clusters``, one worker on it and ``prefect
+        deploy --all``: the worker and the deploy are returned (``finish`` it before triggering)."""
+        from tests.conftest import user_project
+
+        self.cwd = user_project(folder)
+        shutil.copy(ROOT / "prefect.yaml", self.cwd / "prefect.yaml")
+        self.wait_healthy(self.start("server", PREFECT, "server", "start", "--host", "127.0.0.1",
+                                     "--port", str(self.port)))
+        with get_client(sync_client=True) as client:
+            client.create_work_pool(WorkPoolCreate(name="work-clusters", type="process"))
+        worker = self.start("worker", PREFECT, "worker", "start", "--pool", "work-clusters")
+        return worker, self.start("deploy", PREFECT, "--no-prompt", "deploy", "--all")
 
     def wait_healthy(self, server: subprocess.Popen[bytes], timeout: float = 240) -> None:
         deadline = time.monotonic() + timeout

@@ -270,7 +270,7 @@ def test_a_sandboxed_run_integrates_and_its_trespassing_writes_are_refused_and_r
 
 
 def test_without_bwrap_validate_and_run_with_the_sandbox_exit_2(tmp_path: Path) -> None:
-    from tests.test_cli import cli
+    from tests.conftest import cli
 
     repo, plan = shop_repo(tmp_path)
     bin_dir = tmp_path / "bin"  # git and true, no bwrap

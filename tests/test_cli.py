@@ -2,22 +2,13 @@
 
 from __future__ import annotations
 
-import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 
-from tests.conftest import branches, snapshot, write_agent
+from tests.conftest import branches, cli, snapshot, write_agent
 from tests.loop_helpers import WRITER, plan_yaml, shop_repo
 
-CLI = [sys.executable, "-c", "from prefect_work_clusters.flows.cli import main; main()"]
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def cli(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    full = {**os.environ, "PREFECT_HOME": str(cwd / ".prefect-home"), **(env or {})}
-    return subprocess.run([*CLI, *args], cwd=cwd, env=full, capture_output=True, text=True, timeout=300)
 
 
 def test_validate_prints_the_tree_and_exits_0(tmp_path: Path) -> None:

@@ -22,7 +22,7 @@ from prefect_work_clusters.tasks.git import core as gitops
 from prefect_work_clusters.tasks.identify import resolve_run
 from prefect_work_clusters.tasks.options import RunOptions
 from prefect_work_clusters.tasks.worktrees import prepare
-from tests.conftest import git, user_changes_expected, write_agent
+from tests.conftest import CLI, git, user_changes_expected, write_agent
 from tests.loop_helpers import plan_yaml, shop_repo
 
 # Normal work first (<cluster>/impl.py), then on attempt 1 the attacks $ATTACKS names for this cluster.
@@ -282,7 +282,7 @@ def test_a_copied_env_is_never_committed_and_a_symlink_out_of_the_repo_is_refuse
     rebaseline(repo)
     with pytest.raises(WorkClustersError, match=r"worktree\.copy.*leads out of the repository through a symlink"):
         resolve_run(plan, repo, RunOptions(agent_cmd="true"))
-    cli = subprocess.run([sys.executable, "-m", "prefect_work_clusters.flows.cli", "validate", str(plan),
+    cli = subprocess.run([*CLI, "validate", str(plan),
                           "--repo", str(repo)], capture_output=True, text=True)
     assert cli.returncode == 2 and "symlink" in cli.stdout + cli.stderr and "Traceback" not in cli.stderr
 

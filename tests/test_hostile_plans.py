@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -15,9 +14,8 @@ import pytest
 from prefect_work_clusters.tasks.errors import PlanError, Problem
 from prefect_work_clusters.tasks.plan.bounds import MAX_BYTES, MAX_DEPTH
 from prefect_work_clusters.tasks.plan.load import load_plan
+from tests.conftest import CLI
 from tests.test_plan import VALID
-
-CLI = [sys.executable, "-c", "from prefect_work_clusters.flows.cli import main; main()"]
 
 
 def refused(path: Path) -> list[Problem]:

@@ -6,9 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from prefect_work_clusters.tasks.git import core as gitops
-from tests.conftest import git, write_agent
+from tests.conftest import cli, git, write_agent
 from tests.integration_helpers import add_to_registry, commit_cluster, setup
-from tests.test_cli import cli
 
 KEEP_OURS = """
 subprocess.run(["git", "checkout", "--ours", "--", "app/config.py"], check=True)

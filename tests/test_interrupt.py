@@ -15,9 +15,8 @@ from pathlib import Path
 import psutil
 import pytest
 
-from tests.conftest import make_repo, write_agent
+from tests.conftest import CLI, cli, make_repo, write_agent
 from tests.loop_helpers import BASE_FILES, WRITER, plan_yaml
-from tests.test_cli import CLI, cli
 
 FOUR = "".join(f"  - name: {n}\n    paths: [{n}/]\n    tasks: [build {n}]\n" for n in ("api", "ui", "db", "jobs"))
 
@@ -35,6 +34,7 @@ time.sleep(600)
 
 
 @pytest.mark.slow
+@pytest.mark.local_mode  # the temporary server stops with the run
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 def test_an_interrupt_stops_four_stubborn_agents_writes_the_report_and_exits_130(tmp_path: Path,
                                                                                sig: signal.Signals) -> None:

@@ -7,7 +7,6 @@ import ast
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -28,10 +27,8 @@ from prefect_work_clusters.tasks.options import RunOptions
 from prefect_work_clusters.tasks.plan.load import load_plan
 from prefect_work_clusters.tasks.plan.models import IntegrationOptions
 from prefect_work_clusters.tasks.worktrees import prepare
-from tests.conftest import git, make_repo, rebaseline, snapshot, write_agent
+from tests.conftest import CLI, git, make_repo, rebaseline, snapshot, write_agent
 from tests.loop_helpers import BASE_FILES
-
-CLI = [sys.executable, "-c", "from prefect_work_clusters.flows.cli import main; main()"]
 
 # An investigator: waits until all three have started (they run in parallel), writes findings
 # whose typed block is built from its cluster's name, and records its environment.

@@ -14,7 +14,9 @@ import sys
 import zipfile
 from pathlib import Path
 
-from tests.conftest import user_project
+import pytest
+
+from tests.conftest import CLI, user_project
 
 ROOT = Path(__file__).resolve().parent.parent
 GENERIC = ("flows", "tasks", "blocks", "deployments")
@@ -52,7 +54,7 @@ def test_a_user_project_keeps_its_own_flows_tasks_and_blocks(tmp_path: Path) -> 
     seen = json.loads(res.stdout.strip().splitlines()[-1])
     assert seen == {"flow": "work-clusters", "user": ["user flows", "user tasks", "user blocks", "user deployments"],
                     "collection": "prefect_work_clusters.blocks", "block": True}
-    cli = subprocess.run([sys.executable, "-m", "prefect_work_clusters.flows.cli", "--help"], cwd=project,
+    cli = subprocess.run([*CLI, "--help"], cwd=project,
                          capture_output=True, text=True, env=_env(tmp_path), timeout=120)
     assert cli.returncode == 0 and "validate" in cli.stdout, cli.stderr
 
@@ -84,12 +86,13 @@ def test_the_wheel_installs_one_import_name(tmp_path: Path) -> None:
     assert "work-clusters = prefect_work_clusters.flows.cli:main" in entry
 
 
+@pytest.mark.local_mode  # the README's first command, on a machine with no Prefect server
 def test_the_demo_runs_from_a_user_project(tmp_path: Path) -> None:
     """README's first command, from a folder with its own flows/ and tasks.py: the scripted agent
     runs as `python -m prefect_work_clusters.flows.demo.agent` in each worktree, not from here."""
     project = user_project(tmp_path / "project")
     env = {**_env(tmp_path), "TMPDIR": str(tmp_path), "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "240"}
-    res = subprocess.run([sys.executable, "-m", "prefect_work_clusters.flows.cli", "demo"], cwd=project,
+    res = subprocess.run([*CLI, "demo"], cwd=project,
                          capture_output=True, text=True, env=env, timeout=600)
     assert res.returncode == 0, (res.stdout + res.stderr)[-4000:]
     assert "integrated and verified" in res.stdout
@@ -100,7 +103,7 @@ def test_demo_fail_shows_a_failed_run_with_its_next_step(tmp_path: Path) -> None
     """`demo --fail`: the frontend's agent fails; the run says so, merges the others, and the merge
     report ends with the command that continues."""
     env = {**_env(tmp_path), "TMPDIR": str(tmp_path), "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "240"}
-    res = subprocess.run([sys.executable, "-m", "prefect_work_clusters.flows.cli", "demo", "--fail"], cwd=tmp_path,
+    res = subprocess.run([*CLI, "demo", "--fail"], cwd=tmp_path,
                          capture_output=True, text=True, env=env, timeout=600)
     assert res.returncode == 1, (res.stdout + res.stderr)[-4000:]
     assert "not integrated" in res.stdout

@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-import shutil
 import sys
 import time
 from pathlib import Path
@@ -20,7 +19,7 @@ from uuid import UUID, uuid4
 
 import pytest
 from prefect.client.orchestration import get_client
-from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate, WorkPoolCreate
+from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
 from prefect.client.schemas.filters import (
     ArtifactFilter,
     ArtifactFilterFlowRunId,
@@ -33,7 +32,7 @@ from pydantic import SecretStr
 from prefect_work_clusters.blocks import AgentBlock
 from prefect_work_clusters.deployments import deploy_plans, trigger
 from prefect_work_clusters.tasks.errors import BadInput
-from tests.conftest import git, make_repo, user_project
+from tests.conftest import git, make_repo
 from tests.server_helpers import PREFECT, ROOT, Stack, chromium, stack_fixture, wait_final  # noqa: F401 - a fixture
 
 pytestmark = pytest.mark.server
@@ -78,17 +77,11 @@ def test_deploy_trigger_and_see_the_report_on_a_real_server(stack: Stack, tmp_pa
     # Everything runs from a user's own Prefect project, with its own flows/, tasks.py and blocks/:
     # our package must neither shadow them nor be shadowed (the worker's flow-run process has this
     # folder on sys.path), and the deployments need no checkout of this repository.
-    stack.cwd = user_project(tmp_path / "project")
-    shutil.copy(ROOT / "prefect.yaml", stack.cwd / "prefect.yaml")
-    server = stack.start("server", PREFECT, "server", "start", "--host", "127.0.0.1", "--port", str(stack.port))
-    stack.wait_healthy(server)
+    worker, deploy = stack.serve_project(tmp_path / "project")
     with get_client(sync_client=True) as client:
         # The prefect.collections entry point: the server registered the block type by itself.
         assert client.read_block_type_by_slug("work-clusters-agent").name == "Work Clusters Agent"
-        client.create_work_pool(WorkPoolCreate(name="work-clusters", type="process"))
         client.create_global_concurrency_limit(GlobalConcurrencyLimitCreate(name="agents-command", limit=1))
-    worker = stack.start("worker", PREFECT, "worker", "start", "--pool", "work-clusters")
-    deploy = stack.start("deploy", PREFECT, "--no-prompt", "deploy", "--all")
     register = stack.start("register", PREFECT, "block", "register", "-m", "prefect_work_clusters.blocks")
 
     records = tmp_path / "records"

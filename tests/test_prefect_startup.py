@@ -9,6 +9,7 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+import pytest
 from prefect.settings import (
     PREFECT_API_URL,
     PREFECT_SERVER_API_PORT,
@@ -17,8 +18,10 @@ from prefect.settings import (
 )
 
 from prefect_work_clusters.flows.startup import PATIENT_SECONDS, patient_server, server_line
+from tests.conftest import cli
 from tests.loop_helpers import shop_repo
-from tests.test_cli import cli
+
+pytestmark = pytest.mark.local_mode  # the temporary server's start-up
 
 
 def test_the_wait_is_raised_only_when_the_user_left_it_alone() -> None:

@@ -114,7 +114,7 @@ def test_a_bad_plan_ends_failed_in_one_line_with_its_problems_as_an_artifact(tmp
 
 
 def test_the_cli_says_which_cluster_failed_what_it_printed_and_the_command_that_continues(tmp_path: Path) -> None:
-    from tests.test_cli import cli
+    from tests.conftest import cli
 
     repo, plan = shop_repo(tmp_path)
     (tmp_path / "records").mkdir()

@@ -24,12 +24,11 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import git, make_repo
+from tests.conftest import CLI, git, make_repo
 from tests.model_server import Answer, Fail, ModelServer, Say, Tool, Turn
 
 pytestmark = [pytest.mark.agents, pytest.mark.slow]
 
-CLI = [sys.executable, "-c", "from prefect_work_clusters.flows.cli import main; main()"]
 KEY = "sk-scripted-test-key"
 FILES = {
     "README.md": "# shop\n",

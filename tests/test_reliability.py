@@ -18,7 +18,7 @@ from prefect_work_clusters.tasks.git import core as gitops
 from prefect_work_clusters.tasks.identify import resolve_run
 from prefect_work_clusters.tasks.options import RunOptions
 from prefect_work_clusters.tasks.recovery import RunLocked, run_lock
-from tests.conftest import branches, git, snapshot, user_changes_expected, write_agent
+from tests.conftest import CLI, branches, git, snapshot, user_changes_expected, write_agent
 from tests.loop_helpers import WRITER, plan_yaml, shop_repo
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
@@ -60,6 +60,7 @@ if cluster == "ui":
     assert steps == {"api": "merged", "ui": "skipped", "db": "merged"}
 
 
+@pytest.mark.local_mode  # the SIGKILL takes the run's temporary server with it
 def test_sigkilled_run_resumes_without_losing_or_redoing_work(tmp_path: Path, records: Path,
                                                               request: pytest.FixtureRequest) -> None:
     gate = tmp_path / "ui-may-finish"
@@ -189,7 +190,7 @@ def test_unwritable_workspace_is_one_clear_error_and_nothing_is_touched(tmp_path
     blocker = tmp_path / "not-a-dir"
     blocker.write_text("a file where the workspace should go")
     before = snapshot(repo), branches(repo)
-    res = subprocess.run([sys.executable, "-m", "prefect_work_clusters.flows.cli", "run", str(plan),
+    res = subprocess.run([*CLI, "run", str(plan),
                           "--repo", str(repo), "--agent-cmd", "true", "--workspace", str(blocker / "ws")],
                          capture_output=True, text=True, env={**os.environ, "PREFECT_HOME": str(tmp_path / "h")})
     assert res.returncode == 2 and "Traceback" not in res.stderr

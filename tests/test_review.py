@@ -23,10 +23,9 @@ from prefect_work_clusters.tasks.integration.approval import Approval, Review
 from prefect_work_clusters.tasks.integration.models import IntegrationResult
 from prefect_work_clusters.tasks.plan.load import load_plan
 from prefect_work_clusters.tasks.report import RunReport
-from tests.conftest import git, user_changes_expected
+from tests.conftest import cli, git, user_changes_expected
 from tests.github_fake import fake_github
 from tests.integration_helpers import add_to_registry, integrate, setup
-from tests.test_cli import cli
 
 TOKEN = "ghp_review0123456789TOKEN"
 

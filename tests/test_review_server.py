@@ -9,7 +9,6 @@ failed at its person_timeout_seconds with the instructions in its report. One se
 from __future__ import annotations
 
 import json
-import shutil
 import sys
 import time
 from pathlib import Path
@@ -17,14 +16,13 @@ from uuid import UUID
 
 import pytest
 from prefect.client.orchestration import get_client
-from prefect.client.schemas.actions import WorkPoolCreate
 from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
 
 from prefect_work_clusters.deployments import trigger
 from prefect_work_clusters.flows.review import approve_run
 from prefect_work_clusters.tasks.identify import resolve_run
 from prefect_work_clusters.tasks.integration.approval import Approval
-from tests.conftest import git, make_repo, user_changes_expected, user_project
+from tests.conftest import git, make_repo, user_changes_expected
 from tests.server_helpers import PREFECT, ROOT, Stack, stack_fixture, wait_final  # noqa: F401 - a fixture
 
 pytestmark = [pytest.mark.server, pytest.mark.slow]  # about a minute on an idle machine
@@ -71,14 +69,8 @@ def wait_suspended(run_id: UUID, stack: Stack, timeout: float = 180) -> None:
 
 
 def test_approval_suspends_and_resuming_lands_or_not(stack: Stack, tmp_path: Path) -> None:
-    stack.cwd = user_project(tmp_path / "project")
-    shutil.copy(ROOT / "prefect.yaml", stack.cwd / "prefect.yaml")
-    server = stack.start("server", PREFECT, "server", "start", "--host", "127.0.0.1", "--port", str(stack.port))
-    stack.wait_healthy(server)
-    with get_client(sync_client=True) as client:
-        client.create_work_pool(WorkPoolCreate(name="work-clusters", type="process"))
-    worker = stack.start("worker", PREFECT, "worker", "start", "--pool", "work-clusters")
-    stack.finish("deploy", stack.start("deploy", PREFECT, "--no-prompt", "deploy", "--all"))
+    worker, deploy = stack.serve_project(tmp_path / "project")
+    stack.finish("deploy", deploy)
 
     script = tmp_path / "agent.py"
     script.write_text(AGENT)

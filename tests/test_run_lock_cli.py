@@ -11,9 +11,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.conftest import branches, git
+from tests.conftest import branches, cli, git
 from tests.loop_helpers import shop_repo
-from tests.test_cli import cli
 
 HOLD = """
 import sys, time

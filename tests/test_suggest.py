@@ -14,9 +14,8 @@ import yaml
 
 from prefect_work_clusters.tasks.plan.load import load_plan
 from prefect_work_clusters.tasks.suggest.propose import suggest
-from tests.conftest import git, make_repo, rebaseline
+from tests.conftest import CLI, git, make_repo, rebaseline
 
-CLI = [sys.executable, "-m", "prefect_work_clusters.flows.cli"]
 PIECES = ("billing", "catalog", "shipping")
 
 

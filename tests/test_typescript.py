@@ -6,7 +6,6 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -17,7 +16,7 @@ from prefect_work_clusters.tasks.checks.contract import check_cluster
 from prefect_work_clusters.tasks.identify import resolve_run
 from prefect_work_clusters.tasks.options import RunOptions
 from prefect_work_clusters.tasks.worktrees import prepare
-from tests.conftest import write_agent
+from tests.conftest import CLI, write_agent
 
 pytestmark = pytest.mark.skipif(not (shutil.which("tsc") and shutil.which("node")) and not os.environ.get("CI"),
                                 reason="tsc and node are not installed (npm install -g typescript; CI does)")
@@ -64,7 +63,7 @@ def _ctx(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mode: str, extra: str 
 def test_the_typescript_demo_integrates_and_verifies(tmp_path: Path) -> None:
     env = {**os.environ, "PREFECT_HOME": str(tmp_path / "home"), "TMPDIR": str(tmp_path),
            "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "240"}
-    res = subprocess.run([sys.executable, "-m", "prefect_work_clusters.flows.cli", "demo", "--typescript"],
+    res = subprocess.run([*CLI, "demo", "--typescript"],
                          capture_output=True, text=True, env=env, cwd=tmp_path, timeout=600)
     assert res.returncode == 0, (res.stdout + res.stderr)[-4000:]
     assert "integrated and verified" in res.stdout
