@@ -109,7 +109,10 @@ def _subprocesses_use_the_sessions_server(request: pytest.FixtureRequest, monkey
     takes 24-27 s local, 37-40 s with a fresh PREFECT_HOME, 13.7 s against a running server).
 
     Tests marked ``local_mode`` check what a user without a server gets (the README's demo, an
-    interrupt, a killed run): their processes start their own temporary server, as a user's do."""
+    interrupt, a killed run): their processes start their own temporary server, as a user's do.
+    A test with a ``stack`` (tests/server_helpers.py) has a real server of its own."""
+    if "stack" in request.fixturenames:
+        return
     if request.node.get_closest_marker("local_mode"):
         monkeypatch.delenv("PREFECT_API_URL", raising=False)
         return

@@ -23,6 +23,7 @@ from prefect.settings import PREFECT_API_URL, temporary_settings
 
 ROOT = Path(__file__).resolve().parent.parent
 PREFECT = str(Path(sys.executable).with_name("prefect"))
+GRACE_SECONDS = 10.0
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                   "--disable-background-networking", "--disable-component-update", "--disable-sync",
                   "--virtual-time-budget=20000"]
@@ -86,15 +87,20 @@ class Stack:
         raise AssertionError(f"server not healthy after {timeout} s:\n{self.log('server')[-4000:]}")
 
     def stop(self) -> None:
-        """SIGINT (the worker ignores SIGTERM for long), a grace period, then SIGKILL; children too."""
+        """SIGINT to all (the worker ignores SIGTERM for long), one grace period for all, then
+        SIGKILL; children too."""
+        families = []
         for _name, proc in reversed(self.procs):
             try:
                 family = [proc.pid, *(c.pid for c in psutil.Process(proc.pid).children(recursive=True))]
             except psutil.NoSuchProcess:
                 family = [proc.pid]
             _signal(family, signal.SIGINT)
+            families.append((proc, family))
+        deadline = time.monotonic() + GRACE_SECONDS
+        for proc, family in families:
             try:
-                proc.wait(timeout=10)
+                proc.wait(timeout=max(0.0, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
                 pass
             _signal(family, signal.SIGKILL)
