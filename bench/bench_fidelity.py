@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from common import emit, workdir  # noqa: E402
 
-from prefect_work_clusters.tasks.checks.contract import ClusterCheck  # noqa: E402
+from prefect_work_clusters.tasks.checks.rows import ClusterCheck  # noqa: E402
 from prefect_work_clusters.tasks.git import core as gitops  # noqa: E402
 from prefect_work_clusters.tasks.identify import resolve_run  # noqa: E402
 from prefect_work_clusters.tasks.integration.integrate import integrate_branches  # noqa: E402

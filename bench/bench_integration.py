@@ -22,7 +22,7 @@ from typing import Any
 
 from common import base_parser, cluster_names, emit, layout, make_repo, verdict, workdir
 
-from prefect_work_clusters.tasks.checks.contract import ClusterCheck
+from prefect_work_clusters.tasks.checks.rows import ClusterCheck
 from prefect_work_clusters.tasks.context import RunContext
 from prefect_work_clusters.tasks.git import core as gitops
 from prefect_work_clusters.tasks.git import worktrees as gitworktrees

@@ -13,7 +13,7 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 from pydantic import BaseModel, Field
 
-from prefect_work_clusters.tasks.checks.contract import CheckRow, ClusterCheck, check_markdown
+from prefect_work_clusters.tasks.checks.rows import CheckRow, ClusterCheck, check_markdown
 from prefect_work_clusters.tasks.context import ClusterRecord, RunContext, write_json_atomic
 from prefect_work_clusters.tasks.integration.approval import Review
 from prefect_work_clusters.tasks.integration.integrate import IntegrationResult

@@ -10,7 +10,7 @@ import json
 import sys
 from pathlib import Path
 
-from prefect_work_clusters.tasks.checks.contract import ClusterCheck
+from prefect_work_clusters.tasks.checks.rows import ClusterCheck
 from prefect_work_clusters.tasks.context import RunContext
 from prefect_work_clusters.tasks.git import core as gitops
 from prefect_work_clusters.tasks.identify import resolve_run

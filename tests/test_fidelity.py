@@ -90,7 +90,7 @@ def test_a_duplicated_all_entry_after_a_clean_merge_fails_the_run(tmp_path: Path
 def _summary_lines_for(result: object) -> list[str]:
     from datetime import datetime, timezone
 
-    from prefect_work_clusters.tasks.checks.contract import CheckRow, ClusterCheck
+    from prefect_work_clusters.tasks.checks.rows import CheckRow, ClusterCheck
     from prefect_work_clusters.tasks.report import RunReport
 
     now = datetime.now(timezone.utc)

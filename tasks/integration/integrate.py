@@ -22,7 +22,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.client.schemas.objects import State
 
 from prefect_work_clusters.tasks.agents.call import base_env, integration_backend, max_attempts, sandbox_for
-from prefect_work_clusters.tasks.checks.contract import ClusterCheck
+from prefect_work_clusters.tasks.checks.rows import ClusterCheck
 from prefect_work_clusters.tasks.context import CommandResult, RunContext
 from prefect_work_clusters.tasks.errors import WorkClustersError
 from prefect_work_clusters.tasks.failures import failed

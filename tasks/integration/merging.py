@@ -23,7 +23,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 
-from prefect_work_clusters.tasks.checks.contract import ClusterCheck
+from prefect_work_clusters.tasks.checks.rows import ClusterCheck
 from prefect_work_clusters.tasks.context import RunContext, write_json_atomic
 from prefect_work_clusters.tasks.errors import WorkClustersError
 from prefect_work_clusters.tasks.git import core as gitops

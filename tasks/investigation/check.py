@@ -19,7 +19,7 @@ from pathlib import Path
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from prefect_work_clusters.tasks.checks.contract import VERDICT, CheckRow, CheckStatus, ClusterCheck, publish
+from prefect_work_clusters.tasks.checks.rows import VERDICT, CheckRow, CheckStatus, ClusterCheck, publish
 from prefect_work_clusters.tasks.context import ClusterRecord, RunContext
 from prefect_work_clusters.tasks.git import core as gitops
 from prefect_work_clusters.tasks.git import worktrees as gitworktrees

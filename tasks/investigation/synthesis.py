@@ -24,7 +24,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect_work_clusters.tasks.agents.call import Call, integration_backend, invoke, max_attempts
 from prefect_work_clusters.tasks.agents.prompts import PROMPTS, contracts_for_prompt
 from prefect_work_clusters.tasks.agents.registry import AgentBackend
-from prefect_work_clusters.tasks.checks.contract import ClusterCheck
+from prefect_work_clusters.tasks.checks.rows import ClusterCheck
 from prefect_work_clusters.tasks.context import ClusterRecord, RunContext, load_record, write_json_atomic
 from prefect_work_clusters.tasks.errors import WorkClustersError
 from prefect_work_clusters.tasks.git import core as gitops
