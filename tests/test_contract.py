@@ -11,10 +11,11 @@ from pathlib import Path
 import pytest
 
 from prefect_work_clusters.tasks.agents.attempt import AgentFailed, run_attempt
-from prefect_work_clusters.tasks.checks.conformance import python_conformance, typescript_conformance
+from prefect_work_clusters.tasks.checks.conformance import python_conformance
 from prefect_work_clusters.tasks.checks.contract import check_cluster, check_integrated
 from prefect_work_clusters.tasks.checks.independence import Package, independence
 from prefect_work_clusters.tasks.checks.rows import CheckRow, ClusterCheck, check_markdown
+from prefect_work_clusters.tasks.checks.ts_conformance import typescript_conformance
 from prefect_work_clusters.tasks.context import RunContext
 from prefect_work_clusters.tasks.errors import PlanError
 from prefect_work_clusters.tasks.git import core as gitops

@@ -32,8 +32,6 @@ from prefect.cache_policies import NO_CACHE
 from prefect_work_clusters.tasks.checks.conformance import (
     Outcome,
     python_conformance,
-    ts_contracts,
-    typescript_conformance,
 )
 from prefect_work_clusters.tasks.checks.independence import cluster_packages, independence, ts_independence
 from prefect_work_clusters.tasks.checks.rows import (
@@ -47,6 +45,7 @@ from prefect_work_clusters.tasks.checks.rows import (
     publish_integrated,
 )
 from prefect_work_clusters.tasks.checks.symlinks import bad_symlinks
+from prefect_work_clusters.tasks.checks.ts_conformance import ts_contracts, typescript_conformance
 from prefect_work_clusters.tasks.context import ClusterRecord, RunContext
 from prefect_work_clusters.tasks.git import core as gitops
 from prefect_work_clusters.tasks.plan.paths import PathSet
