@@ -52,6 +52,12 @@ VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v", help="Stream Prefec
                                                                  "the live view alone.")]
 PlanArg = Annotated[Path, typer.Argument(help="Plan file (.yaml, .yml or .md), relative to the current directory.")]
 RepoOpt = Annotated[Path, typer.Option("--repo", help="The git repository to work on.")]
+RemoteRepoOpt = Annotated[str, typer.Option(
+    "--repo", help="The git repository to work on, or a git remote (a URL, or a bare repository) to clone, "
+                   "work in and push to.")]
+WorkspaceOpt = Annotated[Path | None, typer.Option(help="Where worktrees and run records go.")]
+CredentialsOpt = Annotated[str | None, typer.Option(
+    help="With a remote --repo: the Secret block holding its token (default: $GITHUB_TOKEN and the like).")]
 
 
 @app.command()
@@ -160,9 +166,7 @@ def _plan_with_agent(repo: Path, goal: str, ref: AgentRef, found: Suggestion, wo
 def run(
     plan: Annotated[Path | None, typer.Argument(
         help="Plan file (.yaml, .yml or .md), relative to the current directory; or give --goal.")] = None,
-    repo: Annotated[str, typer.Option(
-        "--repo", help="The git repository to work on, or a git remote (a URL, or a bare repository) to clone, "
-                       "work in and push to.")] = ".",
+    repo: RemoteRepoOpt = ".",
     goal: Annotated[str | None, typer.Option(help="Instead of a plan: what to build; the plan is suggested "
                                              "from the code (and written by --agent as planner).")] = None,
     agent: Annotated[str | None, typer.Option(help="Agent preset or saved block for every role.")] = None,
@@ -170,7 +174,7 @@ def run(
     integration_agent: Annotated[str | None, typer.Option(help="Agent for the integration role.")] = None,
     integration_agent_cmd: Annotated[str | None, typer.Option(help="Integration agent command line.")] = None,
     base: Annotated[str | None, typer.Option(help="Ref the clusters start from.")] = None,
-    workspace: Annotated[Path | None, typer.Option(help="Where worktrees and run records go.")] = None,
+    workspace: WorkspaceOpt = None,
     concurrency: Annotated[int | None, typer.Option(min=1, help="Agents running at once.")] = None,
     timeout: Annotated[float | None, typer.Option(min=0.001, help="Seconds per agent attempt.")] = None,
     retries: Annotated[int | None, typer.Option(min=0, help="Further attempts after a failed one.")] = None,
@@ -184,18 +188,16 @@ def run(
     dispatch: Annotated[str | None, typer.Option(
         help="With a remote --repo: run each cluster as a flow run of this deployment "
              "(e.g. work-clusters-cluster/cluster) on its work pool.")] = None,
-    credentials: Annotated[str | None, typer.Option(
-        help="With a remote --repo: the Secret block holding its token (default: $GITHUB_TOKEN and the like).")] = None,
+    credentials: CredentialsOpt = None,
     approve: Annotated[bool, typer.Option(
         "--approve", help="Once integrated and verified, wait for `work-clusters approve` before landing.")] = False,
     verbose: VerboseOpt = False,
 ) -> None:
     """Run the whole flow: worktrees, agents in parallel, contract check, integration, report."""
     from prefect_work_clusters.tasks.identify import resolve_any
-    from prefect_work_clusters.tasks.options import RunOptions
     from prefect_work_clusters.tasks.recovery import run_lock
 
-    options = RunOptions.pick({**locals(), "workspace": str(workspace.resolve()) if workspace else None})
+    options = _options(locals())
     if (plan is None) == (goal is None):
         raise BadInput("give a plan file or --goal (not both): what to run, or what to plan and run")
     if plan is None:
@@ -208,6 +210,14 @@ def run(
     with run_lock(ctx, share=True):  # a second run is refused before Prefect starts
         _execute(str(ctx.plan_file), ctx.remote or str(ctx.repo), options, ctx.runs_dir,
                  after=(lambda: _emit(ctx, emit_plan)) if emit_plan else None, goal=goal, verbose=verbose)
+
+
+def _options(values: dict[str, object]) -> RunOptions:
+    """A command's options; ``--workspace`` as an absolute path (the flow may run elsewhere)."""
+    from prefect_work_clusters.tasks.options import RunOptions
+
+    workspace = values.get("workspace")
+    return RunOptions.pick({**values, "workspace": str(workspace.resolve()) if isinstance(workspace, Path) else None})
 
 
 def _plan_for_goal(repo: Path, goal: str, options: RunOptions) -> Path:
@@ -355,7 +365,9 @@ def emit_plan_command(
 @app.command()
 def integrate(
     plan: PlanArg,
-    repo: RepoOpt = Path("."),
+    repo: RemoteRepoOpt = ".",
+    workspace: WorkspaceOpt = None,
+    credentials: CredentialsOpt = None,
     integration_agent: Annotated[str | None, typer.Option(help="Agent for the integration role.")] = None,
     integration_agent_cmd: Annotated[str | None, typer.Option(help="Integration agent command line.")] = None,
     land: Annotated[bool, typer.Option(help="Fast-forward the base branch when all is green.")] = False,
@@ -365,20 +377,19 @@ def integrate(
     """Re-run only the integration from the cluster branches an earlier run recorded."""
     from prefect_work_clusters.flows.startup import patient_server
     from prefect_work_clusters.flows.work_clusters import integrate_clusters
-    from prefect_work_clusters.tasks.identify import resolve_run
-    from prefect_work_clusters.tasks.options import RunOptions
+    from prefect_work_clusters.tasks.identify import resolve_any
     from prefect_work_clusters.tasks.recovery import run_lock
     from prefect_work_clusters.tasks.worktrees import recorded
 
-    options = RunOptions.pick(locals())
-    ctx = resolve_run(plan, repo, options, relative_to=Path.cwd(), agents_needed=False)
+    options = _options(locals())
+    ctx = resolve_any(plan, repo, options, relative_to=Path.cwd(), agents_needed=False)
     global _runs_dir
     _runs_dir = ctx.runs_dir
     with run_lock(ctx, share=True):
         recorded(ctx)  # fail fast, before Prefect starts, when there is nothing to integrate
         since = datetime.now(timezone.utc)
         with patient_server(say=lambda line: err.print(line, highlight=False, markup=False)):
-            state = integrate_clusters(plan=str(ctx.plan_file), repo=str(ctx.repo), return_state=True,
+            state = integrate_clusters(plan=str(ctx.plan_file), repo=ctx.remote or str(ctx.repo), return_state=True,
                                        **options.flow_parameters())
         _report_outcome(ctx.runs_dir, since, state.message)
 
@@ -409,24 +420,27 @@ def approve(
 
 
 @app.command()
-def status(plan: PlanArg, repo: RepoOpt = Path(".")) -> None:
+def status(plan: PlanArg, repo: RemoteRepoOpt = ".", workspace: WorkspaceOpt = None,
+           credentials: CredentialsOpt = None) -> None:
     """Show the plan's clusters, branches, worktrees and the last result."""
     from prefect_work_clusters.flows.housekeeping import status_table
 
-    out.print(status_table(plan, repo))
+    out.print(status_table(plan, repo, _options(locals())))
 
 
 @app.command()
 def clean(
     plan: PlanArg,
-    repo: RepoOpt = Path("."),
+    repo: RemoteRepoOpt = ".",
+    workspace: WorkspaceOpt = None,
+    credentials: CredentialsOpt = None,
     branches: Annotated[bool, typer.Option("--branches", help="Also delete the plan's branches.")] = False,
     force: Annotated[bool, typer.Option("--force", help="Delete branches even with unmerged commits.")] = False,
 ) -> None:
     """Remove the plan's worktrees (and, with --branches, its branches); nothing else."""
     from prefect_work_clusters.flows.housekeeping import clean_plan
 
-    for line in clean_plan(plan, repo, branches=branches, force=force):
+    for line in clean_plan(plan, repo, branches=branches, force=force, options=_options(locals())):
         out.print(line)
 
 

@@ -311,16 +311,18 @@ def _interrupted(ctx: RunContext, prepared: Prepared, records: list[ClusterRecor
 @flow(name="work-clusters-integrate", log_prints=True)
 def integrate_clusters(plan: PlanPath, repo: NonEmpty, integration_agent: Text = "",
                        integration_agent_cmd: Text = "", land: bool = False,
-                       approve: bool = False) -> State[Any]:
+                       approve: bool = False, workspace: Text = "", credentials: Text = "") -> State[Any]:
     """Re-run only the integration of a plan from the cluster branches an earlier run recorded.
 
     Args:
         plan: Path of the plan file; a relative path is taken from the repo.
-        repo: Path of the git repository.
+        repo: Path of the git repository, or the git remote an earlier run pushed to.
         integration_agent: Agent for the integration role.
         integration_agent_cmd: Integration agent command line instead of a preset.
         land: Fast-forward the base branch to the integrated result when all is green.
         approve: Wait for a person's approval before landing.
+        workspace: Where the earlier run kept its worktrees and records (or its clone of a remote).
+        credentials: With a remote repo: the Secret block holding its token.
     """
     started = datetime.now(timezone.utc)
     t = time.monotonic()
