@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 
 from prefect_work_clusters.flows.cli import app
 from prefect_work_clusters.flows.cluster import work_clusters_cluster
+from prefect_work_clusters.flows.housekeeping import status_table
 from prefect_work_clusters.flows.work_clusters import integrate_clusters, work_clusters
 from prefect_work_clusters.tasks import credentials
 from prefect_work_clusters.tasks.errors import BadInput
@@ -126,10 +127,11 @@ def test_a_run_against_a_bare_remote_pushes_every_branch_and_lands_fast_forward(
 
     # status, integrate and clean take the URL as run does, and find the run's clone (--workspace).
     where = ["--repo", str(remote_dir), "--workspace", str(ws)]
-    shown = CliRunner().invoke(app, ["status", "shop.yaml", *where], env={"COLUMNS": "300"})
+    shown = CliRunner().invoke(app, ["status", "shop.yaml", *where])
     assert shown.exit_code == 0, shown.output + repr(shown.exception)
     assert f"plan shop on {remote_dir}: integrated and verified" in shown.output
-    assert theirs[:12] in shown.output  # the remote's branch, not this clone's older one
+    heads = list(status_table(Path("shop.yaml"), str(remote_dir), RunOptions(workspace=str(ws))).columns[2].cells)
+    assert theirs[:12] in heads, heads  # the remote's branch, not this clone's older one
     again = integrate_clusters(plan="shop.yaml", repo=str(remote_dir), workspace=str(ws), return_state=True)
     assert again.is_completed(), again.message
     integrated = remote_branches(remote_dir)["clusters/shop/integration"]
