@@ -11,6 +11,8 @@ from typing import Any
 from prefect.schedules import Cron, Schedule
 from prefect.types.entrypoint import EntrypointType
 
+from prefect_work_clusters.flows.crashes import CLUSTER_FLOW, heartbeat_env
+
 FLOW_NAME = "work-clusters"
 # A module path: workers import the flow from the installed package, from any directory.
 ENTRYPOINT = "prefect_work_clusters.flows.work_clusters.work_clusters"
@@ -24,7 +26,7 @@ INVESTIGATION_CRON = "0 6 * * 1"
 TAGS = ["work-clusters"]
 # The flow of one cluster (``--dispatch work-clusters-cluster/cluster``): deploy it on every pool
 # whose workers should run agents.
-CLUSTER_FLOW_NAME = "work-clusters-cluster"
+CLUSTER_FLOW_NAME = CLUSTER_FLOW
 CLUSTER_ENTRYPOINT = "prefect_work_clusters.flows.cluster.work_clusters_cluster"
 CLUSTER = "cluster"
 
@@ -55,7 +57,9 @@ def deployment_options(nightly: dict[str, Any] | None = None,
 
 def cluster_deployment_options() -> dict[str, Any]:
     """Keyword arguments of ``Flow.to_deployment`` for ``cluster``: the flow runs a ``--dispatch``
-    run starts, one per cluster. Its parameters come from the parent run."""
+    run starts, one per cluster. Its parameters come from the parent run; its heartbeats let the
+    server see a run whose machine died (``flows.crashes``)."""
     return {"name": CLUSTER, "tags": TAGS, "entrypoint_type": EntrypointType.MODULE_PATH,
+            "job_variables": {"env": heartbeat_env()},
             "description": "Run one cluster of a plan (started by a run with dispatch): clone the remote, "
                            "run the agent in its worktree, push its branch."}

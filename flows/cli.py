@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import sys
 import tempfile
 import traceback
 from collections.abc import Callable
@@ -21,8 +20,22 @@ from typing import TYPE_CHECKING, Annotated
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
 import typer  # noqa: E402
-from rich.console import Console  # noqa: E402
 
+from prefect_work_clusters.flows.cli_review import approve  # noqa: E402
+from prefect_work_clusters.flows.cli_shared import (  # noqa: E402
+    CredentialsOpt,
+    PlanArg,
+    RemoteRepoOpt,
+    RepoOpt,
+    VerboseOpt,
+    WorkspaceOpt,
+    app,
+    err,
+    fail,
+    out,
+    say,
+)
+from prefect_work_clusters.flows.cli_suggest import suggest  # noqa: E402
 from prefect_work_clusters.tasks.errors import BadInput, WorkClustersError  # noqa: E402
 from prefect_work_clusters.tasks.git.core import GitError  # noqa: E402
 from prefect_work_clusters.tasks.proc import interrupt  # noqa: E402
@@ -30,28 +43,15 @@ from prefect_work_clusters.tasks.proc import interrupt  # noqa: E402
 if TYPE_CHECKING:
     from prefect_work_clusters.tasks.context import RunContext
     from prefect_work_clusters.tasks.options import RunOptions
-    from prefect_work_clusters.tasks.plan.models import AgentRef
-    from prefect_work_clusters.tasks.suggest.propose import Suggestion
 
-app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, no_args_is_help=True,
-                  help="Run one coding agent per work cluster in its own git worktree, then integrate.")
-out = Console(soft_wrap=True)
-err = Console(stderr=True, soft_wrap=True)
 # The .runs/ folder of the run this process works on, once known: where a crash's traceback goes.
 _runs_dir: Path | None = None
-
 
 
 class Interrupted(WorkClustersError):
     """The run was stopped by SIGINT or SIGTERM; its report says where."""
 
     exit_code = interrupt.EXIT_CODE
-
-
-VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v", help="Stream Prefect's log lines too, instead of "
-                                                                 "the live view alone.")]
-PlanArg = Annotated[Path, typer.Argument(help="Plan file (.yaml, .yml or .md), relative to the current directory.")]
-RepoOpt = Annotated[Path, typer.Option("--repo", help="The git repository to work on.")]
 
 
 @app.command()
@@ -78,91 +78,14 @@ def _measured(figures: Callable[[Path], list[str]]) -> list[str]:
         return figures(Path(work))
 
 
-@app.command()
-def suggest(
-    repo: RepoOpt = Path("."),
-    goal: Annotated[str | None, typer.Option(help="What the agents should build; names the plan.")] = None,
-    clusters: Annotated[int | None, typer.Option(min=2, help="How many clusters (default: as many as the "
-                                                 "code has distinct pieces, at most 6).")] = None,
-    paths: Annotated[list[str] | None, typer.Option("--paths", help="Only these files (globs; repeatable).")] = None,
-    output: Annotated[Path | None, typer.Option("--output", "-o", help="Write the plan here (YAML).")] = None,
-    agent: Annotated[str | None, typer.Option(help="A planner agent (preset or saved block) that writes "
-                                              "the plan for --goal from the measured suggestion.")] = None,
-    agent_cmd: Annotated[str | None, typer.Option(help="Planner agent command line (split as a shell would).")] = None,
-) -> None:
-    """Propose a plan from the code: its imports, what changes together, folders and CODEOWNERS."""
-    from prefect_work_clusters.tasks.git import core as gitops
-    from prefect_work_clusters.tasks.identify import agent_ref
-    from prefect_work_clusters.tasks.plan.load import load_plan
-    from prefect_work_clusters.tasks.suggest.propose import suggest as propose
-
-    root = repo.resolve()
-    if not gitops.is_git_repo(root):
-        raise BadInput(f"{root} is not a git repository; pass --repo with the repository to split")
-    if output is not None and output.suffix not in (".yaml", ".yml"):
-        raise BadInput(f"--output {output}: a suggested plan is YAML; give a file name ending in .yaml or .yml")
-    planner = agent_ref(agent, agent_cmd, "--agent")
-    if planner is not None and not goal:
-        raise BadInput("a planner agent plans for a goal: pass --goal with what the agents should build")
-    root = gitops.toplevel(root)
-    with tempfile.TemporaryDirectory(prefix="work-clusters-suggest-") as work:
-        found = propose(root, Path(work), goal=goal, clusters=clusters, globs=paths or ())
-        if planner is not None and goal:
-            if found.plan is None:  # the planner still starts from the closest measured split
-                found = propose(root, Path(work), goal=goal, clusters=clusters or 2, globs=paths or ())
-            return _plan_with_agent(root, goal, planner, found, Path(work), output)
-        if found.plan is None:
-            for line in found.fit.lines() + found.notes:
-                err.print(line, markup=False, highlight=False)
-            err.print("not split: the code does not fall into distinct pieces here; run the task with one "
-                      "agent, or pass --clusters N to force a split", markup=False)
-            raise typer.Exit(1)
-        text = found.yaml()
-        draft = Path(work) / "suggested.yaml"
-        draft.write_text(text)
-        load_plan(draft, root)  # what we propose, validate accepts; else nothing is written
-        if output is not None:
-            output.write_text(text)
-    if output is None:
-        out.print(text, markup=False, highlight=False, end="")
-        return
-    for line in found.fit.lines():
-        out.print(f"  {line}", markup=False, highlight=False)
-    out.print(f"plan: {output} ({len(found.plan['clusters'])} clusters)\n"
-              f"  next: work-clusters validate {output} --repo {root}", markup=False, highlight=False)
-
-
-def _plan_with_agent(repo: Path, goal: str, ref: AgentRef, found: Suggestion, work: Path,
-                     output: Path | None) -> None:
-    """The planner role writes the plan; on success it goes where the measured one would."""
-    from prefect_work_clusters.tasks.agents.registry import resolve_agent
-    from prefect_work_clusters.tasks.suggest.planner import plan_with_agent
-
-    draft = work / "suggested.yaml"
-    draft.write_text(found.yaml())
-    planned = plan_with_agent(repo, goal, resolve_agent(ref), found, draft,
-                              on_line=lambda line: err.print(f"[planner] {line}", markup=False, highlight=False))
-    for n, why in enumerate(planned.attempts, 1):
-        err.print(f"planner attempt {n} refused: {why}", markup=False, highlight=False)
-    if planned.plan_file is None:
-        raise WorkClustersError(f"the planner wrote no valid plan in {len(planned.attempts)} attempt(s); the "
-                                "measured suggestion is what `work-clusters suggest` without --agent prints")
-    text = planned.plan_file.read_text()
-    if output is None:
-        out.print(text, markup=False, highlight=False, end="")
-        return
-    output.write_text(text)
-    out.print(f"plan: {output} (written by the planner, attempt {len(planned.attempts) + 1})\n"
-              f"  next: work-clusters validate {output} --repo {repo}", markup=False, highlight=False)
+app.command()(suggest)  # commands of their own modules, in the order the help lists them
 
 
 @app.command()
 def run(
     plan: Annotated[Path | None, typer.Argument(
         help="Plan file (.yaml, .yml or .md), relative to the current directory; or give --goal.")] = None,
-    repo: Annotated[str, typer.Option(
-        "--repo", help="The git repository to work on, or a git remote (a URL, or a bare repository) to clone, "
-                       "work in and push to.")] = ".",
+    repo: RemoteRepoOpt = ".",
     goal: Annotated[str | None, typer.Option(help="Instead of a plan: what to build; the plan is suggested "
                                              "from the code (and written by --agent as planner).")] = None,
     agent: Annotated[str | None, typer.Option(help="Agent preset or saved block for every role.")] = None,
@@ -170,7 +93,7 @@ def run(
     integration_agent: Annotated[str | None, typer.Option(help="Agent for the integration role.")] = None,
     integration_agent_cmd: Annotated[str | None, typer.Option(help="Integration agent command line.")] = None,
     base: Annotated[str | None, typer.Option(help="Ref the clusters start from.")] = None,
-    workspace: Annotated[Path | None, typer.Option(help="Where worktrees and run records go.")] = None,
+    workspace: WorkspaceOpt = None,
     concurrency: Annotated[int | None, typer.Option(min=1, help="Agents running at once.")] = None,
     timeout: Annotated[float | None, typer.Option(min=0.001, help="Seconds per agent attempt.")] = None,
     retries: Annotated[int | None, typer.Option(min=0, help="Further attempts after a failed one.")] = None,
@@ -184,18 +107,16 @@ def run(
     dispatch: Annotated[str | None, typer.Option(
         help="With a remote --repo: run each cluster as a flow run of this deployment "
              "(e.g. work-clusters-cluster/cluster) on its work pool.")] = None,
-    credentials: Annotated[str | None, typer.Option(
-        help="With a remote --repo: the Secret block holding its token (default: $GITHUB_TOKEN and the like).")] = None,
+    credentials: CredentialsOpt = None,
     approve: Annotated[bool, typer.Option(
         "--approve", help="Once integrated and verified, wait for `work-clusters approve` before landing.")] = False,
     verbose: VerboseOpt = False,
 ) -> None:
     """Run the whole flow: worktrees, agents in parallel, contract check, integration, report."""
     from prefect_work_clusters.tasks.identify import resolve_any
-    from prefect_work_clusters.tasks.options import RunOptions
     from prefect_work_clusters.tasks.recovery import run_lock
 
-    options = RunOptions.pick({**locals(), "workspace": str(workspace.resolve()) if workspace else None})
+    options = _options(locals())
     if (plan is None) == (goal is None):
         raise BadInput("give a plan file or --goal (not both): what to run, or what to plan and run")
     if plan is None:
@@ -210,13 +131,21 @@ def run(
                  after=(lambda: _emit(ctx, emit_plan)) if emit_plan else None, goal=goal, verbose=verbose)
 
 
+def _options(values: dict[str, object]) -> RunOptions:
+    """A command's options; ``--workspace`` as an absolute path (the flow may run elsewhere)."""
+    from prefect_work_clusters.tasks.options import RunOptions
+
+    workspace = values.get("workspace")
+    return RunOptions.pick({**values, "workspace": str(workspace.resolve()) if isinstance(workspace, Path) else None})
+
+
 def _plan_for_goal(repo: Path, goal: str, options: RunOptions) -> Path:
     """The plan for ``goal``, made before Prefect starts; the planner's output on stderr."""
     from prefect_work_clusters.tasks.identify import plan_goal
 
     path = plan_goal(repo, goal, options,
-                     on_line=lambda line: err.print(f"[planner] {line}", markup=False, highlight=False))
-    err.print(f"plan for the goal: {path}", markup=False, highlight=False)
+                     on_line=lambda line: say(f"[planner] {line}"))
+    say(f"plan for the goal: {path}")
     return path
 
 
@@ -251,11 +180,11 @@ def _execute(plan: str, repo: str, options: RunOptions, runs_dir: Path,
     _runs_dir = runs_dir
     err.print(f"[bold]work-clusters[/bold]: running {plan}"
               + (" (Prefect logs follow)" if verbose else " (Prefect's log lines: --verbose, or the Prefect UI)"))
-    interrupt.install(lambda text: err.print(text, highlight=False, markup=False))
+    interrupt.install(say)
     since = datetime.now(timezone.utc)
     if not verbose:
         hide_prefect_console()
-    with patient_server(say=lambda line: err.print(line, highlight=False, markup=False)), live_view(err):
+    with patient_server(say=lambda line: say(line)), live_view(err):
         state = work_clusters(plan=plan, repo=repo, goal=goal or "", return_state=True, **options.flow_parameters())
     _report_outcome(runs_dir, since, state.message, after)
 
@@ -355,7 +284,9 @@ def emit_plan_command(
 @app.command()
 def integrate(
     plan: PlanArg,
-    repo: RepoOpt = Path("."),
+    repo: RemoteRepoOpt = ".",
+    workspace: WorkspaceOpt = None,
+    credentials: CredentialsOpt = None,
     integration_agent: Annotated[str | None, typer.Option(help="Agent for the integration role.")] = None,
     integration_agent_cmd: Annotated[str | None, typer.Option(help="Integration agent command line.")] = None,
     land: Annotated[bool, typer.Option(help="Fast-forward the base branch when all is green.")] = False,
@@ -365,68 +296,48 @@ def integrate(
     """Re-run only the integration from the cluster branches an earlier run recorded."""
     from prefect_work_clusters.flows.startup import patient_server
     from prefect_work_clusters.flows.work_clusters import integrate_clusters
-    from prefect_work_clusters.tasks.identify import resolve_run
-    from prefect_work_clusters.tasks.options import RunOptions
+    from prefect_work_clusters.tasks.identify import resolve_any
     from prefect_work_clusters.tasks.recovery import run_lock
     from prefect_work_clusters.tasks.worktrees import recorded
 
-    options = RunOptions.pick(locals())
-    ctx = resolve_run(plan, repo, options, relative_to=Path.cwd(), agents_needed=False)
+    options = _options(locals())
+    ctx = resolve_any(plan, repo, options, relative_to=Path.cwd(), agents_needed=False)
     global _runs_dir
     _runs_dir = ctx.runs_dir
     with run_lock(ctx, share=True):
         recorded(ctx)  # fail fast, before Prefect starts, when there is nothing to integrate
         since = datetime.now(timezone.utc)
-        with patient_server(say=lambda line: err.print(line, highlight=False, markup=False)):
-            state = integrate_clusters(plan=str(ctx.plan_file), repo=str(ctx.repo), return_state=True,
+        with patient_server(say=lambda line: say(line)):
+            state = integrate_clusters(plan=str(ctx.plan_file), repo=ctx.remote or str(ctx.repo), return_state=True,
                                        **options.flow_parameters())
         _report_outcome(ctx.runs_dir, since, state.message)
 
 
-@app.command()
-def approve(
-    plan: PlanArg,
-    repo: RepoOpt = Path("."),
-    reject: Annotated[bool, typer.Option("--reject", help="Do not land; the run ends not landed.")] = False,
-    comment: Annotated[str, typer.Option(help="Why; kept in the merge report.")] = "",
-    by: Annotated[str | None, typer.Option(help="Who decides (default: your user name).")] = None,
-) -> None:
-    """Answer a run waiting for approval: land it (or open its pull request), or --reject it. A run on
-    a server is resumed there (PREFECT_API_URL); a local run is landed here."""
-    import getpass
-
-    from prefect_work_clusters.flows.review import approve_run
-    from prefect_work_clusters.tasks.identify import resolve_run
-    from prefect_work_clusters.tasks.integration.approval import Approval
-    from prefect_work_clusters.tasks.recovery import run_lock
-
-    ctx = resolve_run(plan, repo, relative_to=Path.cwd(), agents_needed=False)
-    answer = Approval(approve=not reject, comment=comment, approved_by=by or getpass.getuser())
-    with run_lock(ctx):
-        lines = approve_run(ctx, answer)
-    for line in lines:
-        out.print(line, markup=False, highlight=False)
+app.command()(approve)
 
 
 @app.command()
-def status(plan: PlanArg, repo: RepoOpt = Path(".")) -> None:
+def status(plan: PlanArg, repo: RemoteRepoOpt = ".", workspace: WorkspaceOpt = None,
+           credentials: CredentialsOpt = None) -> None:
     """Show the plan's clusters, branches, worktrees and the last result."""
     from prefect_work_clusters.flows.housekeeping import status_table
 
-    out.print(status_table(plan, repo))
+    out.print(status_table(plan, repo, _options(locals())))
 
 
 @app.command()
 def clean(
     plan: PlanArg,
-    repo: RepoOpt = Path("."),
+    repo: RemoteRepoOpt = ".",
+    workspace: WorkspaceOpt = None,
+    credentials: CredentialsOpt = None,
     branches: Annotated[bool, typer.Option("--branches", help="Also delete the plan's branches.")] = False,
     force: Annotated[bool, typer.Option("--force", help="Delete branches even with unmerged commits.")] = False,
 ) -> None:
     """Remove the plan's worktrees (and, with --branches, its branches); nothing else."""
     from prefect_work_clusters.flows.housekeeping import clean_plan
 
-    for line in clean_plan(plan, repo, branches=branches, force=force):
+    for line in clean_plan(plan, repo, branches=branches, force=force, options=_options(locals())):
         out.print(line)
 
 
@@ -435,19 +346,14 @@ def main() -> None:
     try:
         app()
     except BadInput as exc:
-        err.print(f"error: {exc}", highlight=False, markup=False)
-        sys.exit(exc.exit_code)
+        fail(f"error: {exc}", exc.exit_code)
     except (WorkClustersError, GitError) as exc:
-        err.print(f"error: {exc}", highlight=False, markup=False)
-        sys.exit(getattr(exc, "exit_code", 1))
+        fail(f"error: {exc}", getattr(exc, "exit_code", 1))
     except KeyboardInterrupt:
-        err.print("interrupted")
-        sys.exit(interrupt.EXIT_CODE)
+        fail("interrupted", interrupt.EXIT_CODE)
     except Exception as exc:  # noqa: BLE001 - the last line of defence: no bare traceback for users
         log = _crash_log(traceback.format_exc())
-        err.print(f"internal error: {exc.__class__.__name__}: {exc} (traceback in {log}; please report it)",
-                  highlight=False, markup=False)
-        sys.exit(3)
+        fail(f"internal error: {exc.__class__.__name__}: {exc} (traceback in {log}; please report it)", 3)
 
 
 def _crash_log(text: str) -> Path:

@@ -1,4 +1,8 @@
-"""``status`` and ``clean``: look at a plan's git state, and remove it, without losing work."""
+"""``status`` and ``clean``: look at a plan's git state, and remove it, without losing work.
+
+With a remote repo (a URL, or a bare repository) both work in the run's own clone of it, found
+as ``run`` finds it (``tasks.remote``): ``status`` shows the remote's branches, ``clean --branches``
+deletes them there too, each only where the remote holds the very commit judged here."""
 
 from __future__ import annotations
 
@@ -8,21 +12,30 @@ from pathlib import Path
 from rich.table import Table
 
 from prefect_work_clusters.flows import person
+from prefect_work_clusters.tasks import remote
 from prefect_work_clusters.tasks.context import RunContext, load_record
 from prefect_work_clusters.tasks.git import core as gitops
+from prefect_work_clusters.tasks.git import remote as gitremote
 from prefect_work_clusters.tasks.git import worktrees as gitworktrees
-from prefect_work_clusters.tasks.identify import resolve_run
+from prefect_work_clusters.tasks.identify import resolve_any
 from prefect_work_clusters.tasks.integration.approval import load_review
+from prefect_work_clusters.tasks.options import RunOptions
 from prefect_work_clusters.tasks.recovery import run_lock
 
 
-def _ctx(plan: Path, repo: Path) -> RunContext:
-    return resolve_run(plan, repo, relative_to=Path.cwd(), agents_needed=False)
+def _ctx(plan: Path, repo: str | Path, options: RunOptions | None) -> RunContext:
+    return resolve_any(plan, repo, options, relative_to=Path.cwd(), agents_needed=False)
 
 
-def status_table(plan: Path, repo: Path) -> Table:
+def _tip(ctx: RunContext, branch: str) -> str | None:
+    # A remote's branch is what every machine sees (a dispatched cluster pushed it; ours may lag).
+    theirs = gitops.resolve_ref(ctx.repo, f"refs/remotes/origin/{branch}") if ctx.remote else None
+    return theirs or gitops.resolve_ref(ctx.repo, f"refs/heads/{branch}")
+
+
+def status_table(plan: Path, repo: str | Path, options: RunOptions | None = None) -> Table:
     """Clusters, their branches and worktrees, and the last recorded result."""
-    ctx = _ctx(plan, repo)
+    ctx = _ctx(plan, repo, options)
     base = gitops.resolve_ref(ctx.repo, f"refs/heads/{ctx.base_branch}")
     registered = {wt.path.resolve() for wt in gitworktrees.worktrees(ctx.repo)}
     last = ctx.runs_dir / "report.json"
@@ -36,12 +49,13 @@ def status_table(plan: Path, repo: Path) -> Table:
         verdict += f"; {waiting.line()}: work-clusters approve {plan}"
     if turn := person.asked(ctx):
         verdict += f"; {turn}"
-    table = Table(title=f"plan {ctx.plan.name}: {verdict}")
+    where = f" on {gitremote.scrub(ctx.remote)}" if ctx.remote else ""
+    table = Table(title=f"plan {ctx.plan.name}{where}: {verdict}")
     for col in ("cluster", "branch", "head", "finished", "worktree", "last status", "attempts"):
         table.add_column(col)
     for cluster in ctx.plan.clusters:
         branch = ctx.branch(cluster.name)
-        tip = gitops.resolve_ref(ctx.repo, f"refs/heads/{branch}")
+        tip = _tip(ctx, branch)
         record = load_record(ctx, cluster.name)
         start = record.base_sha if record else base
         finished = bool(tip and start and gitops.finished_commit(ctx.repo, start, branch))
@@ -52,12 +66,20 @@ def status_table(plan: Path, repo: Path) -> Table:
     return table
 
 
-def clean_plan(plan: Path, repo: Path, *, branches: bool = False, force: bool = False) -> list[str]:
+def clean_plan(plan: Path, repo: str | Path, *, branches: bool = False, force: bool = False,
+               options: RunOptions | None = None) -> list[str]:
     """Remove the plan's worktrees and, with ``branches``, its branches. A worktree with
     uncommitted changes, or a branch with commits found nowhere else, is kept unless forced."""
-    ctx = _ctx(plan, repo)
+    ctx = _ctx(plan, repo, options)
     with run_lock(ctx):  # never pull a worktree or branch from under a live run
-        return _clean(ctx, branches, force)
+        if not ctx.remote:
+            return _clean(ctx, branches, force)
+        notes = remote.catch_up(ctx)  # judge the branches the remote holds
+        names = [*remote.plan_branches(ctx), ctx.integration_branch]
+        seen = {b: sha for b in names if (sha := gitops.resolve_ref(ctx.repo, f"refs/heads/{b}"))}
+        done = _clean(ctx, branches, force)
+        deleted = [b for b in seen if not gitops.branch_exists(ctx.repo, b)]
+        return notes + done + (remote.delete_branches(ctx, deleted, seen) if deleted else [])
 
 
 def _clean(ctx: RunContext, branches: bool, force: bool) -> list[str]:

@@ -14,12 +14,11 @@ from prefect.client.schemas.objects import State
 from prefect.exceptions import TerminationSignal
 from prefect.futures import as_completed
 from prefect.runtime import flow_run as runtime_flow_run
-from prefect.states import Completed
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from prefect_work_clusters.flows import person, review
+from prefect_work_clusters.flows import review
 from prefect_work_clusters.flows.dispatch import run_dispatched
-from prefect_work_clusters.flows.investigation import finish_investigation
+from prefect_work_clusters.flows.finish import finish
 from prefect_work_clusters.tasks import remote
 from prefect_work_clusters.tasks.agents.attempt import run_agent
 from prefect_work_clusters.tasks.agents.call import agent_for
@@ -27,21 +26,15 @@ from prefect_work_clusters.tasks.agents.guard import restore_base, restore_refs
 from prefect_work_clusters.tasks.agents.limits import run_slots
 from prefect_work_clusters.tasks.agents.progress import ClusterProgress
 from prefect_work_clusters.tasks.checks import containment
-from prefect_work_clusters.tasks.checks.contract import contract_check, contract_check_integrated, integrated_ok
 from prefect_work_clusters.tasks.context import ClusterRecord, RunContext, load_record
 from prefect_work_clusters.tasks.errors import BadInput, WorkClustersError
 from prefect_work_clusters.tasks.failures import (
     failed,
-    last_lines,
     one_line,
     plan_problems,
     quiet_expected_failures,
 )
-from prefect_work_clusters.tasks.git import worktrees as gitworktrees
 from prefect_work_clusters.tasks.identify import identify
-from prefect_work_clusters.tasks.integration.integrate import integrate
-from prefect_work_clusters.tasks.integration.models import IntegrationResult
-from prefect_work_clusters.tasks.integration.tip import foreign_tip
 from prefect_work_clusters.tasks.investigation import check as investigate
 from prefect_work_clusters.tasks.options import (
     Count,
@@ -56,7 +49,7 @@ from prefect_work_clusters.tasks.options import (
 )
 from prefect_work_clusters.tasks.proc import interrupt
 from prefect_work_clusters.tasks.recovery import run_lock, stop_agents
-from prefect_work_clusters.tasks.report import build_report, continue_command, publish_report
+from prefect_work_clusters.tasks.report import build_report, publish_report
 from prefect_work_clusters.tasks.worktrees import Prepared, create_worktrees, recorded
 
 quiet_expected_failures()  # imported by every process that runs our flows: CLI, worker, serve
@@ -116,80 +109,6 @@ def _outcome(ctx: RunContext, name: str, future: Any, before: ClusterRecord) -> 
     if record.status in ("pending", "succeeded"):
         record = record.model_copy(update={"status": "failed", "error": future.state.message})
     return record
-
-
-def _finish(ctx: RunContext, prepared: Prepared, records: list[ClusterRecord], phases: dict[str, float],
-            started: datetime) -> State[Any]:
-    """Contract check → integrate → land → report, shared by the full run and ``integrate``.
-    An investigation is never merged: its findings are synthesized into an action plan."""
-    if ctx.plan.investigates:
-        prepared.notes.extend(containment.finish(ctx))
-        return finish_investigation(ctx, prepared, records, phases, started)
-    logger = get_run_logger()
-    t = time.monotonic()
-    checks = contract_check(ctx, records)
-    phases["check"] = time.monotonic() - t
-    foreign = foreign_tip(ctx)
-    if foreign:  # never merge onto, or land, an integration branch we did not make
-        logger.error(foreign)
-        report = build_report(ctx, prepared, records, phases, started, False, [*prepared.notes, foreign],
-                              checks=checks, integration=None, refused=foreign)
-        path = publish_report(ctx, report)
-        return failed(f"{foreign}; report at {path}")
-
-    # Our merges move the integration branch; its agent and verify commands are watched in here.
-    with containment.window(ctx, containment.INTEGRATION) as watched:
-        state = integrate(ctx, prepared.base_sha, checks, return_state=True)
-    value = state.result(raise_on_failure=False)  # Failed when not done; the result is in it all the same
-    if not isinstance(value, IntegrationResult):  # our own bug: keep its traceback
-        raise value if isinstance(value, BaseException) else TypeError(f"integrate returned {value!r}")
-    result = value
-    prepared.notes.extend(person.resolved(ctx, result))  # after a person's turn, their resolution is a decision
-    prepared.notes.extend(f"the integration (its agent or verify commands) changed the shared git dir (restored): {t}"
-                          for t in watched.tampering)
-    phases["integrate"], phases["verify"] = result.merge_seconds, result.verify_seconds
-
-    t = time.monotonic()
-    tree_checks = contract_check_integrated(ctx, checks, None if result.instructions else result.worktree,
-                                            "the integration stopped on a conflict")
-    phases["check"] += time.monotonic() - t
-    contract_ok = integrated_ok(ctx, tree_checks)
-    prepared.notes.extend(containment.finish(ctx))  # before landing, which changes your checkout itself
-
-    refused = None
-    if ctx.remote:  # published before anyone is asked to look at it, or it lands
-        pushed = remote.push(ctx, [ctx.integration_branch])
-        prepared.notes.extend(pushed)
-        refused = pushed[0] if pushed and "refused" in pushed[0] else None
-    if not ctx.keep_worktrees:
-        for rec in records:
-            gitworktrees.remove_worktree(ctx.repo, rec.worktree, force=True)
-
-    report = build_report(ctx, prepared, records, phases, started, result.ok and contract_ok and refused is None,
-                          prepared.notes, checks=checks, tree_checks=tree_checks, integration=result)
-    if result.instructions:
-        person.ask(ctx, result, report)  # on a server, suspends for a person's turn; else fails as below
-    if report.ok and ctx.approve:  # landing waits for a person (flows.review)
-        return review.ask(ctx, report)
-    if ctx.land and contract_ok and refused is None:
-        report = review.land(ctx, report)
-    path = publish_report(ctx, report)
-    logger.info("merge report: %s", path)
-    if report.ok:
-        return Completed(message=f"integrated and verified; report at {path}", data=report)
-    landed = report.land
-    unfinished = [c for c in report.clusters if c.status != "succeeded"]
-    kept = [c.cluster for c in checks if not c.mergeable and c.status == "violation"]
-    why = ("clusters not finished: " + "; ".join(
-               f"{c.cluster} ({c.status}: {c.failure or 'no reason recorded'}"
-               + (f"; {printed})" if (printed := last_lines(c.last_output)) else ")") for c in unfinished)
-           if unfinished else
-           f"contract check kept out: {', '.join(kept)}" if kept else
-           result.failure if not result.ok else
-           "the integrated tree broke the contract" if not contract_ok else
-           landed.message if landed and not landed.landed else refused or "not every cluster merged")
-    # No data: a worker's engine turns a failed state's data into the exception it raises.
-    return failed(f"{why}; report at {path}; next: {continue_command(report)}")
 
 
 @flow(name="work-clusters", log_prints=True)
@@ -293,7 +212,7 @@ def _run(ctx: RunContext, phases: dict[str, float], started: datetime) -> State[
     phases["agents"] = time.monotonic() - t
     if interrupt.requested():
         return _interrupted(ctx, prepared, records, phases, started)
-    return _finish(ctx, prepared, records, phases, started)
+    return finish(ctx, prepared, records, phases, started)
 
 
 def _interrupted(ctx: RunContext, prepared: Prepared, records: list[ClusterRecord], phases: dict[str, float],
@@ -311,16 +230,18 @@ def _interrupted(ctx: RunContext, prepared: Prepared, records: list[ClusterRecor
 @flow(name="work-clusters-integrate", log_prints=True)
 def integrate_clusters(plan: PlanPath, repo: NonEmpty, integration_agent: Text = "",
                        integration_agent_cmd: Text = "", land: bool = False,
-                       approve: bool = False) -> State[Any]:
+                       approve: bool = False, workspace: Text = "", credentials: Text = "") -> State[Any]:
     """Re-run only the integration of a plan from the cluster branches an earlier run recorded.
 
     Args:
         plan: Path of the plan file; a relative path is taken from the repo.
-        repo: Path of the git repository.
+        repo: Path of the git repository, or the git remote an earlier run pushed to.
         integration_agent: Agent for the integration role.
         integration_agent_cmd: Integration agent command line instead of a preset.
         land: Fast-forward the base branch to the integrated result when all is green.
         approve: Wait for a person's approval before landing.
+        workspace: Where the earlier run kept its worktrees and records (or its clone of a remote).
+        credentials: With a remote repo: the Secret block holding its token.
     """
     started = datetime.now(timezone.utc)
     t = time.monotonic()
@@ -336,7 +257,7 @@ def integrate_clusters(plan: PlanPath, repo: NonEmpty, integration_agent: Text =
                 return decided
             prepared = recorded(ctx)
             prepared.notes.extend(notes)
-            return _finish(ctx, prepared, prepared.records, phases, started)
+            return finish(ctx, prepared, prepared.records, phases, started)
     except WorkClustersError as exc:
         get_run_logger().error("%s", one_line(str(exc)))
         return failed(str(exc))

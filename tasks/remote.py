@@ -105,6 +105,25 @@ def push(ctx: RunContext, branches: list[str]) -> list[str]:
     return [f"pushed to {where}: {', '.join(present)}"]
 
 
+def delete_branches(ctx: RunContext, deleted: list[str], seen: dict[str, str]) -> list[str]:
+    """Delete on the remote the plan branches just deleted here, each only where the remote's was
+    the very commit judged here (``seen``: the local tips before deleting, fetched and caught up);
+    one the remote moved, or that went its own way there, is kept."""
+    assert ctx.remote is not None
+    fetched = {b: gitops.resolve_ref(ctx.repo, f"refs/remotes/origin/{b}") for b in deleted}
+    gone = {b: sha for b, sha in fetched.items() if sha is not None and sha == seen.get(b)}
+    kept = [f"kept {b} on the remote: it differs from the branch judged here" for b, sha in fetched.items()
+            if sha is not None and b not in gone]
+    if not gone:
+        return kept
+    with git_env(ctx) as env:
+        refused = gitremote.delete(ctx.repo, gone, env)
+    where = gitremote.scrub(ctx.remote)
+    if refused:
+        return [*kept, f"deleting on {where} refused ({refused}); nothing was forced"]
+    return [*kept, f"deleted on {where}: {', '.join(gone)}"]
+
+
 def push_landed(ctx: RunContext, landed: LandResult) -> LandResult:
     """A landing done in our clone, pushed to the remote's base branch, never forced: a base that
     moved there meanwhile means not landed."""

@@ -86,6 +86,13 @@ class Stack:
                 time.sleep(0.2)
         raise AssertionError(f"server not healthy after {timeout} s:\n{self.log('server')[-4000:]}")
 
+    def kill(self, proc: subprocess.Popen[bytes]) -> list[int]:
+        """SIGKILL ``proc`` and every process under it at once (a machine dying): the PIDs killed."""
+        family = [proc.pid, *(c.pid for c in psutil.Process(proc.pid).children(recursive=True))]
+        _signal(family, signal.SIGKILL)
+        proc.wait(timeout=10)
+        return family
+
     def stop(self) -> None:
         """SIGINT to all (the worker ignores SIGTERM for long), one grace period for all, then
         SIGKILL; children too."""

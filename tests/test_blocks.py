@@ -134,6 +134,7 @@ def test_prefect_yaml_and_the_python_helpers_describe_the_same_deployments() -> 
     expected = cluster_deployment_options()
     assert (cluster["name"], cluster["entrypoint"], cluster["description"], cluster["tags"], cluster["parameters"]) \
         == (expected["name"], CLUSTER_ENTRYPOINT, expected["description"], expected["tags"], {})
+    assert cluster["work_pool"]["job_variables"] == expected["job_variables"]  # its heartbeats
     for spec, options in zip(plans, deployment_options(), strict=True):
         assert (spec["name"], spec["entrypoint"], spec["work_pool"]["name"]) == (options["name"], ENTRYPOINT,
                                                                                WORK_POOL)

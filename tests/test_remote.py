@@ -8,9 +8,12 @@ from pathlib import Path
 
 import pytest
 from prefect.blocks.system import Secret
+from typer.testing import CliRunner
 
+from prefect_work_clusters.flows.cli import app
 from prefect_work_clusters.flows.cluster import work_clusters_cluster
-from prefect_work_clusters.flows.work_clusters import work_clusters
+from prefect_work_clusters.flows.housekeeping import status_table
+from prefect_work_clusters.flows.work_clusters import integrate_clusters, work_clusters
 from prefect_work_clusters.tasks import credentials
 from prefect_work_clusters.tasks.errors import BadInput
 from prefect_work_clusters.tasks.git import core
@@ -121,6 +124,28 @@ def test_a_run_against_a_bare_remote_pushes_every_branch_and_lands_fast_forward(
                                     workspace=str(tmp_path / "elsewhere"), return_state=True)
     assert refused.is_failed() and "refused" in (refused.message or ""), refused.message
     assert remote_branches(remote_dir)["clusters/shop/api"] == theirs
+
+    # status, integrate and clean take the URL as run does, and find the run's clone (--workspace).
+    where = ["--repo", str(remote_dir), "--workspace", str(ws)]
+    shown = CliRunner().invoke(app, ["status", "shop.yaml", *where])
+    assert shown.exit_code == 0, shown.output + repr(shown.exception)
+    assert f"plan shop on {remote_dir}: integrated and verified" in shown.output
+    heads = list(status_table(Path("shop.yaml"), str(remote_dir), RunOptions(workspace=str(ws))).columns[2].cells)
+    assert theirs[:12] in heads, heads  # the remote's branch, not this clone's older one
+    again = integrate_clusters(plan="shop.yaml", repo=str(remote_dir), workspace=str(ws), return_state=True)
+    assert again.is_completed(), again.message
+    integrated = remote_branches(remote_dir)["clusters/shop/integration"]
+    assert git(remote_dir, "merge-base", "--is-ancestor", theirs, integrated) == ""  # caught up, pushed
+    cleaned = CliRunner().invoke(app, ["clean", "shop.yaml", *where, "--branches"])
+    assert cleaned.exit_code == 0, cleaned.output + repr(cleaned.exception)
+    # Merged into the integration: deleted here and there; the integration is on no other branch: kept.
+    assert "kept branch clusters/shop/integration: it has commits found on no other branch" in cleaned.output
+    assert f"deleted on {remote_dir}: clusters/shop/base, clusters/shop/api, clusters/shop/ui, " \
+           "clusters/shop/db" in cleaned.output
+    assert remote_branches(remote_dir) == {"main": pushed["main"], "clusters/shop/integration": integrated}
+    # A delete is conditional on the commit judged: a branch that moved there meanwhile stays.
+    assert "stale info" in (gitremote.delete(clone, {"clusters/shop/integration": final}, {}) or "")
+    assert remote_branches(remote_dir)["clusters/shop/integration"] == integrated
 
     # The token was there for git all along, and is in nothing we wrote or said.
     seen = [caplog.text, *capfd.readouterr(), state.message or ""]

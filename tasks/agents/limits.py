@@ -37,6 +37,10 @@ from prefect_work_clusters.tasks.recovery import read_json
 
 DEFAULT_SLOTS = 16
 SLOT_WAIT_SECONDS = 600.0  # then one line saying how to free them, rather than waiting for good
+# Prefect renews a lease at 3/4 of it; a run whose machine died frees its slots once the lease
+# runs out (and the server's repossessor, every 15 s, sees it): 60 s rather than Prefect's 300 s,
+# so that the crashed cluster's next flow run does not wait five minutes for its own slot.
+LEASE_SECONDS = 60.0
 _creating = threading.Lock()
 _shares: dict[tuple[str, str], threading.BoundedSemaphore] = {}  # (flow run, backend) -> the run's slots
 
@@ -91,7 +95,7 @@ def run_slots(flow_run: str, wanted: dict[str, int], record: Path | None = None)
             try:
                 # Renewal failing once (a server restart) must not kill the agents half-way through.
                 stack.enter_context(concurrency(name, occupy=take, strict=True, timeout_seconds=SLOT_WAIT_SECONDS,
-                                                raise_on_lease_renewal_failure=False))
+                                                lease_duration=LEASE_SECONDS, raise_on_lease_renewal_failure=False))
             except TimeoutError:
                 raise SlotsBusy(_busy_message(name, take)) from None
             held[name] = take
@@ -126,7 +130,7 @@ def release_left_slots(record: Path) -> list[str]:
     notes: list[str] = []
     if data.get("api_url"):
         notes.append(f"an earlier run (pid {pid}) was killed holding slots {slots} on {data['api_url']}; "
-                     "that server frees them when their lease expires (at most 300 s)")
+                     f"that server frees them when their lease expires (at most {LEASE_SECONDS:.0f} s)")
     else:
         with get_client(sync_client=True) as client:
             for name, count in slots.items():

@@ -161,3 +161,11 @@ def push(clone: Path, refspecs: list[str], env: Mapping[str, str]) -> str | None
         return None
     lines = [ln for ln in (res.stdout + "\n" + res.stderr).splitlines() if ln.startswith("!") or "error" in ln]
     return "; ".join(ln.strip() for ln in lines[:4]) or res.stderr.strip()[-300:]
+
+
+def delete(clone: Path, seen: Mapping[str, str], env: Mapping[str, str]) -> str | None:
+    """Delete branches on the remote, each only while it still points where we saw it (``seen``:
+    branch -> commit; ``--force-with-lease`` makes the delete conditional, a branch that moved
+    there meanwhile is refused); None when done, else git's reason, scrubbed."""
+    leases = [f"--force-with-lease=refs/heads/{b}:{sha}" for b, sha in seen.items()]
+    return push(clone, [*leases, *(f":refs/heads/{b}" for b in seen)], env) if seen else None
