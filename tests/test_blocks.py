@@ -8,7 +8,6 @@ import hashlib
 import importlib.metadata
 import logging
 import sys
-import time
 from pathlib import Path
 from typing import get_args
 from uuid import uuid4
@@ -149,13 +148,12 @@ def test_prefect_yaml_and_the_python_helpers_describe_the_same_deployments() -> 
     assert nightly["schedules"][0].active and nightly["parameters"] == {"plan": "p.md", "repo": "/r"}
 
 
+@pytest.mark.local_mode  # no server configured: PREFECT_API_URL unset in the environment too
 def test_no_server_and_no_local_database_means_no_lookup(tmp_path: Path) -> None:
     # Looking would start Prefect's temporary server (seconds) where no block can have been saved.
     with temporary_settings(restore_defaults={PREFECT_API_URL}, updates={PREFECT_HOME: tmp_path}):
-        started = time.monotonic()
         assert load_agent("some-agent") is None
-        assert time.monotonic() - started < 1
-        assert not (tmp_path / "prefect.db").exists()
+        assert not (tmp_path / "prefect.db").exists()  # no temporary server was started to look
 
 
 @harness
