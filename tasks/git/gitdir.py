@@ -12,9 +12,11 @@ cluster's back is found by that cluster's own worktree check instead (``tasks.ag
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import stat
 import threading
+import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -54,12 +56,22 @@ class Change:
 # The change time (ctime) is in every stamp: a write or ``utime`` always moves it, and no
 # process can set it back, so an agent cannot make a changed file look unchanged.
 Stamp = tuple[int, int, int, int, int]
+# The kernel's file clock advances in ticks of a few ms: a second write within the tick of a stamp
+# leaves the stamp as it was. A stamp younger than this is never trusted to mean "unchanged"
+# (git's "racily clean" rule for its index).
+RACY_NS = 100_000_000
 _files_seen: dict[str, tuple[Stamp, Content]] = {}
+_dirs_seen: dict[str, tuple[Stamp, tuple[tuple[str, bool], ...]]] = {}
 _files_lock = threading.Lock()
 
 
 def _stamp_of(st: os.stat_result) -> Stamp:
     return st.st_ctime_ns, st.st_mtime_ns, st.st_size, st.st_ino, st.st_mode
+
+
+def _settled(st: os.stat_result) -> bool:
+    """Whether a stamp may be kept as "unchanged while it stays the same": not a racy one."""
+    return st.st_ctime_ns < time.time_ns() - RACY_NS
 
 
 def _read(path: str, st: os.stat_result | None = None) -> Content | None:
@@ -75,7 +87,7 @@ def _read(path: str, st: os.stat_result | None = None) -> Content | None:
         else:
             with open(path, "rb") as fh:
                 content = (stat.S_IMODE(st.st_mode), fh.read())
-        if os.lstat(path).st_ctime_ns != st.st_ctime_ns:  # changed while being read: not kept
+        if os.lstat(path).st_ctime_ns != st.st_ctime_ns or not _settled(st):  # changing now: not kept
             return content
     except OSError:
         return None
@@ -84,77 +96,160 @@ def _read(path: str, st: os.stat_result | None = None) -> Content | None:
     return content
 
 
+def _listing(path: str, st: os.stat_result) -> tuple[tuple[str, bool], ...] | None:
+    """A folder's entries (name, is a folder), listed again only when its stat changed: adding,
+    removing or renaming an entry always moves the folder's ctime. One ``stat`` instead of a
+    listing per folder is most of a comparison's cost with 100 worktrees' admin dirs."""
+    stamp = _stamp_of(st)
+    with _files_lock:
+        seen = _dirs_seen.get(path)
+    if seen is not None and seen[0] == stamp:
+        return seen[1]
+    try:
+        with os.scandir(path) as entries:
+            found = tuple((e.name, e.is_dir(follow_symlinks=False)) for e in entries)
+        if os.lstat(path).st_ctime_ns != st.st_ctime_ns or not _settled(st):
+            return found
+    except OSError:
+        return None
+    with _files_lock:
+        _dirs_seen[path] = (stamp, found)
+    return found
+
+
 def _scan(common: str, rel: str, skip: Iterable[str] = ()) -> Iterator[tuple[str, Content]]:
     """Every file under ``common/rel`` and its content; a symlinked folder counts as a file (its
-    target), never followed. One ``lstat`` a file when nothing changed."""
-    top = os.path.join(common, rel)
-    if os.path.islink(top) or (os.path.lexists(top) and not os.path.isdir(top)):
+    target), never followed. One ``lstat`` a file and a folder when nothing changed."""
+    top = f"{common}{os.sep}{rel}"
+    try:
+        st = os.lstat(top)
+    except OSError:
+        return
+    if not stat.S_ISDIR(st.st_mode):
         # ``hooks`` made a symlink (or a file): recorded as itself. Following it would list, and a
         # restore would then delete, files of the folder outside .git it points to.
-        content = _read(top)
+        content = _read(top, st)
         if content is not None:
             yield rel, content
         return
-    try:
-        entries = list(os.scandir(top))
-    except OSError:
-        return
-    for entry in entries:
-        if entry.name in skip:
+    for name, is_dir in _listing(top, st) or ():
+        if name in skip:
             continue
-        child = os.path.join(rel, entry.name)
-        if entry.is_dir(follow_symlinks=False):
+        child = f"{rel}{os.sep}{name}"
+        if is_dir:
             yield from _scan(common, child)
-            continue
-        try:
-            content = _read(entry.path, entry.stat(follow_symlinks=False))
-        except OSError:
-            continue
-        if content is not None:
+        elif (content := _read(f"{top}{os.sep}{name}")) is not None:
             yield child, content
 
 
-_refs_seen: dict[str, tuple[tuple[tuple[str, Stamp], ...], dict[str, str]]] = {}
+@dataclass
+class _Refs:
+    """What ``refs`` last read: the ``packed-refs`` stamp, each loose ref file's stamp, the refs,
+    and the symbolic refs' targets (``refs/remotes/origin/HEAD``: its object moves with them)."""
+
+    packed: Stamp | None
+    loose: dict[str, Stamp]
+    found: dict[str, str]
+    symbolic: dict[str, str]
+
+
+_refs_seen: dict[str, _Refs] = {}
 _refs_lock = threading.Lock()
+_OBJECT_NAME = re.compile(rb"([0-9a-f]{40}|[0-9a-f]{64})\n?")
+# Ref names read from loose files without git: a strict subset of what git accepts (anything
+# else, and a symbolic ref, is left to ``for-each-ref``).
+_PLAIN_REF = re.compile(r"refs/(?:[A-Za-z0-9_-][A-Za-z0-9_.-]*/)*[A-Za-z0-9_-][A-Za-z0-9_.-]*")
 
 
-def _refs_stamp(common: str) -> tuple[tuple[str, Stamp], ...] | None:
-    """The stat of every file and folder under ``refs/`` and of ``packed-refs``: git writes a ref
-    through a lock file renamed into place, which changes its folder's stat, and a ref written
-    in place changes its own. None for a reftable repository, whose refs git alone can read."""
+def _plain(name: str) -> bool:
+    return bool(_PLAIN_REF.fullmatch(name)) and ".." not in name and not name.endswith(".") and not any(
+        part.endswith(".lock") for part in name.split("/"))
+
+
+def _loose(common: str) -> tuple[Stamp | None, dict[str, Stamp]] | None:
+    """The ``packed-refs`` stamp and every loose ref file's stamp (git's lock files left out: git
+    lists no ref for them). None for a reftable repository, or a racy ``packed-refs``."""
     if os.path.exists(os.path.join(common, "reftable")):
         return None
-    stamps: list[tuple[str, Stamp]] = []
-    for name in ("packed-refs", "refs"):
+    try:
+        st = os.stat(os.path.join(common, "packed-refs"))
+        if not _settled(st):
+            return None
+        packed: Stamp | None = _stamp_of(st)
+    except OSError:
+        packed = None
+    loose: dict[str, Stamp] = {}
+
+    def walk(rel: str) -> None:
         try:
-            stamps.append((name, _stamp_of(os.stat(os.path.join(common, name)))))
+            st = os.lstat(os.path.join(common, rel))
         except OSError:
+            return
+        if stat.S_ISDIR(st.st_mode):
+            for name, _ in _listing(os.path.join(common, rel), st) or ():
+                walk(f"{rel}/{name}")
+        elif not rel.endswith(".lock"):
+            loose[rel] = _stamp_of(st)
+
+    walk("refs")
+    return packed, loose
+
+
+def _updated(common: str, seen: _Refs, packed: Stamp | None, loose: dict[str, Stamp]) -> dict[str, str] | None:
+    """The refs after only loose refs were written or added (as every commit and branch move of
+    ours and of an agent does): those files read alone, and the racy ones again. None when git
+    must list them: packed-refs changed, a loose ref was removed (a packed one may show through),
+    a name or content is not a plain ref."""
+    if packed != seen.packed or not set(seen.loose) <= set(loose):
+        return None
+    found, racy = dict(seen.found), time.time_ns() - RACY_NS
+    for name, stamp in loose.items():
+        if seen.loose.get(name) == stamp and stamp[0] < racy:
             continue
-    for root, dirs, files in os.walk(os.path.join(common, "refs")):
-        for name in (*dirs, *files):
-            path = os.path.join(root, name)
-            try:
-                stamps.append((path, _stamp_of(os.lstat(path))))
-            except OSError:
-                continue
-    return tuple(stamps)
+        if not _plain(name):
+            return None
+        try:
+            with open(os.path.join(common, name), "rb") as fh:
+                data = fh.read(100)
+        except OSError:
+            return None
+        if not _OBJECT_NAME.fullmatch(data):
+            return None
+        found[name] = data.decode().strip()
+    for name, target in seen.symbolic.items():
+        if target in seen.symbolic or target not in found:
+            return None
+        found[name] = found[target]
+    return found
 
 
 def refs(repo: Path) -> dict[str, str]:
-    """Every ref and its object; asked of git (~5 ms) only when a stat under ``refs/`` changed
-    (~0.3 ms for 100 branches), so that comparing after every attempt stays cheap."""
+    """Every ref and its object. Asked of git (~5 ms) only when ``packed-refs`` changed or a ref
+    was deleted; a branch moved or made is read from its own file. Nothing changed: one stat a
+    ref file and folder (~0.3 ms for 100 branches), so that comparing after every attempt stays
+    cheap."""
     common = str(gitops.common_dir(repo))
-    stamp = _refs_stamp(common)
+    stamps = _loose(common)
     with _refs_lock:
         seen = _refs_seen.get(common)
-    if stamp is not None and seen is not None and seen[0] == stamp:
-        return dict(seen[1])
-    text = gitops.out(repo, "for-each-ref", "--format=%(objectname) %(refname)")
-    found = {name: sha for sha, _, name in (line.partition(" ") for line in text.splitlines() if line)}
-    # A stamp that changed during the listing may not match it: that listing is not kept.
-    if stamp is not None and _refs_stamp(common) == stamp:
+    if stamps is not None and seen is not None:
+        found = _updated(common, seen, *stamps)
+        # A stamp that changed while the files were read may not match them: not kept.
+        if found is not None and _loose(common) == stamps:
+            with _refs_lock:
+                _refs_seen[common] = _Refs(stamps[0], stamps[1], found, seen.symbolic)
+            return dict(found)
+    text = gitops.out(repo, "for-each-ref", "--format=%(objectname) %(refname) %(symref)")
+    found, symbolic = {}, {}
+    for line in text.splitlines():
+        sha, _, rest = line.partition(" ")
+        name, _, target = rest.partition(" ")
+        found[name] = sha
+        if target:
+            symbolic[name] = target
+    if stamps is not None and _loose(common) == stamps:
         with _refs_lock:
-            _refs_seen[common] = (stamp, found)
+            _refs_seen[common] = _Refs(stamps[0], stamps[1], found, symbolic)
     return dict(found)
 
 
