@@ -4,8 +4,9 @@ Watched (``snapshot``): the shared ``config`` and ``config.worktree``; every fil
 and ``info/`` (attributes, exclude, sparse-checkout); ``objects/info/alternates`` and ``shallow``
 (both change which history git sees); every ref (``refs/replace/`` included); and the admin dirs
 ``worktrees/<name>/`` of the worktrees the caller names (HEAD, their own ``config.worktree`` and
-``info/sparse-checkout``, ORIG_HEAD, MERGE_HEAD...). Not watched in an admin dir: ``index`` and
-``logs/``, which git itself rewrites on every status and commit; an index changed behind a
+``info/sparse-checkout``, ORIG_HEAD, MERGE_HEAD...). Not watched in an admin dir: ``index``,
+``logs/`` and ``COMMIT_EDITMSG``, which git itself rewrites on every status and commit (the last
+is only ever written: every commit of ours passes its message); an index changed behind a
 cluster's back is found by that cluster's own worktree check instead (``tasks.agents.containment``).
 """
 
@@ -25,7 +26,7 @@ from prefect_work_clusters.tasks.git import core as gitops
 
 FILES = ("config", "config.worktree", "objects/info/alternates", "objects/info/http-alternates", "shallow")
 FOLDERS = ("hooks", "info")
-ADMIN_SKIP = ("index", "logs")
+ADMIN_SKIP = ("index", "logs", "COMMIT_EDITMSG")
 # A file's content, or a symlink's target as text; with its permission bits (a hook must be executable).
 Content = tuple[int, bytes | str]
 
