@@ -233,10 +233,11 @@ def refs(repo: Path) -> dict[str, str]:
     stamps = _loose(common)
     with _refs_lock:
         seen = _refs_seen.get(common)
+    # Each stamp is taken before its file is read (or git lists the refs): a file written in
+    # between has another stamp on the next call, so it is read again then.
     if stamps is not None and seen is not None:
         found = _updated(common, seen, *stamps)
-        # A stamp that changed while the files were read may not match them: not kept.
-        if found is not None and _loose(common) == stamps:
+        if found is not None:
             with _refs_lock:
                 _refs_seen[common] = _Refs(stamps[0], stamps[1], found, seen.symbolic)
             return dict(found)
@@ -248,7 +249,7 @@ def refs(repo: Path) -> dict[str, str]:
         found[name] = sha
         if target:
             symbolic[name] = target
-    if stamps is not None and _loose(common) == stamps:
+    if stamps is not None:
         with _refs_lock:
             _refs_seen[common] = _Refs(stamps[0], stamps[1], found, symbolic)
     return dict(found)
@@ -278,11 +279,13 @@ def compare(before: GitDirState, after: GitDirState, admin: Iterable[str] = ()) 
     def counts(rel: str) -> bool:
         return not rel.startswith("worktrees" + os.sep) or rel.startswith(watched)
 
-    changes = [Change("file", rel, before.files.get(rel), after.files.get(rel))
-               for rel in sorted(set(before.files) | set(after.files))
-               if counts(rel) and before.files.get(rel) != after.files.get(rel)]
-    changes += [Change("ref", name, before.refs.get(name), after.refs.get(name))
-                for name in sorted(set(before.refs) | set(after.refs)) if before.refs.get(name) != after.refs.get(name)]
+    changes = [] if before.files == after.files else [  # equal, the common case: one comparison in C
+        Change("file", rel, before.files.get(rel), after.files.get(rel))
+        for rel in sorted(set(before.files) | set(after.files))
+        if counts(rel) and before.files.get(rel) != after.files.get(rel)]
+    changes += [] if before.refs == after.refs else [
+        Change("ref", name, before.refs.get(name), after.refs.get(name))
+        for name in sorted(set(before.refs) | set(after.refs)) if before.refs.get(name) != after.refs.get(name)]
     return changes
 
 
