@@ -434,7 +434,8 @@ def test_refs_read_from_their_files_agree_with_git(tmp_path: Path, monkeypatch: 
     """The guard reads a moved branch from its own file instead of asking git: whatever is done to
     the refs (packed, moved, rewritten in place within the clock's tick, deleted over a packed
     value, symbolic, oddly named), what it reads is what ``for-each-ref`` lists."""
-    from prefect_work_clusters.tasks.git import gitdir
+    from prefect_work_clusters.tasks.git import refs as gitrefs
+    from prefect_work_clusters.tasks.git import stamps
     from tests.conftest import make_repo
 
     repo = make_repo(tmp_path, {"a.txt": "a\n"})
@@ -457,12 +458,12 @@ def test_refs_read_from_their_files_agree_with_git(tmp_path: Path, monkeypatch: 
 
     def agrees() -> None:
         listed = git(repo, "for-each-ref", "--format=%(objectname) %(refname)")
-        assert gitdir.refs(repo) == dict(reversed(line.split(" ")) for line in listed.splitlines())
+        assert gitrefs.read(repo) == dict(reversed(line.split(" ")) for line in listed.splitlines())
 
     agrees()
     git(repo, "symbolic-ref", "refs/remotes/origin/HEAD", "refs/heads/a")
     agrees()
-    monkeypatch.setattr(gitdir, "RACY_NS", 0)  # nothing here waits for the clock's tick
+    monkeypatch.setattr(stamps, "RACY_NS", 0)  # nothing here waits for the clock's tick
     agrees()
     asked.clear()
     git(repo, "update-ref", "refs/heads/a", second)  # a loose file over the packed one

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from prefect_work_clusters.tasks.context import ClusterRecord, RunContext, save_record
 from prefect_work_clusters.tasks.git import core as gitops
-from prefect_work_clusters.tasks.git import gitdir
+from prefect_work_clusters.tasks.git import refs as gitrefs
 
 
 def git_link(worktree: Path) -> str | None:
@@ -34,7 +34,7 @@ def check_attempt(ctx: RunContext, record: ClusterRecord, link_before: str | Non
         (wt / ".git").write_text(link_before)
         reasons.append("the agent changed the worktree's .git link (restored); agents must not touch .git")
     # The refs as the comparison just before this read them: no git call unless a ref moved.
-    tip = gitdir.refs(ctx.repo).get(f"refs/heads/{branch}")
+    tip = gitrefs.read(ctx.repo).get(f"refs/heads/{branch}")
     if tip is None and not gitops.branch_exists(ctx.repo, branch):
         head = gitops.resolve_ref(wt, "HEAD")
         tip = head or head_before
@@ -57,7 +57,7 @@ def restore_refs(ctx: RunContext, records: list[ClusterRecord]) -> tuple[list[Cl
     """After all agents: every cluster branch back at the head its own agent left. An agent that
     moved or deleted another cluster's branch cannot make that cluster's work disappear."""
     notes: list[str] = []
-    tips = gitdir.refs(ctx.repo)  # one read of every ref, not a git call per cluster
+    tips = gitrefs.read(ctx.repo)  # one read of every ref, not a git call per cluster
     for rec in records:
         if not rec.head_sha:
             continue

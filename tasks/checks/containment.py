@@ -33,6 +33,7 @@ from pathlib import Path
 from prefect_work_clusters.tasks.context import RunContext
 from prefect_work_clusters.tasks.git import core as gitops
 from prefect_work_clusters.tasks.git import gitdir
+from prefect_work_clusters.tasks.git import refs as gitrefs
 from prefect_work_clusters.tasks.git import worktrees as gitworktrees
 
 USER_SIDE = "changed while agents ran: by you or by an agent"
@@ -270,7 +271,7 @@ def _adopt_own(watch: Watch, label: str) -> None:
     files.update(gitdir.admin_files(ctx.repo, names))
     ref = f"refs/heads/{ctx.integration_branch if label == INTEGRATION else ctx.branch(label)}"
     refs = dict(watch.trusted.refs)
-    tip = gitdir.refs(ctx.repo).get(ref)
+    tip = gitrefs.read(ctx.repo).get(ref)
     if tip:
         refs[ref] = tip
     else:

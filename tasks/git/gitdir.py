@@ -13,16 +13,16 @@ cluster's back is found by that cluster's own worktree check instead (``tasks.ag
 from __future__ import annotations
 
 import os
-import re
 import shutil
 import stat
 import threading
-import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from prefect_work_clusters.tasks.git import core as gitops
+from prefect_work_clusters.tasks.git import refs as gitrefs
+from prefect_work_clusters.tasks.git.stamps import Stamp, listing, settled, stamp_of
 
 FILES = ("config", "config.worktree", "objects/info/alternates", "objects/info/http-alternates", "shallow")
 FOLDERS = ("hooks", "info")
@@ -54,25 +54,8 @@ class Change:
         return f".git/{self.name} {what}"
 
 
-# The change time (ctime) is in every stamp: a write or ``utime`` always moves it, and no
-# process can set it back, so an agent cannot make a changed file look unchanged.
-Stamp = tuple[int, int, int, int, int]
-# The kernel's file clock advances in ticks of a few ms: a second write within the tick of a stamp
-# leaves the stamp as it was. A stamp younger than this is never trusted to mean "unchanged"
-# (git's "racily clean" rule for its index).
-RACY_NS = 100_000_000
 _files_seen: dict[str, tuple[Stamp, Content]] = {}
-_dirs_seen: dict[str, tuple[Stamp, tuple[tuple[str, bool], ...]]] = {}
 _files_lock = threading.Lock()
-
-
-def _stamp_of(st: os.stat_result) -> Stamp:
-    return st.st_ctime_ns, st.st_mtime_ns, st.st_size, st.st_ino, st.st_mode
-
-
-def _settled(st: os.stat_result) -> bool:
-    """Whether a stamp may be kept as "unchanged while it stays the same": not a racy one."""
-    return st.st_ctime_ns < time.time_ns() - RACY_NS
 
 
 def _read(path: str, st: os.stat_result | None = None) -> Content | None:
@@ -81,41 +64,20 @@ def _read(path: str, st: os.stat_result | None = None) -> Content | None:
         st = st or os.lstat(path)
         with _files_lock:
             seen = _files_seen.get(path)
-        if seen is not None and seen[0] == _stamp_of(st):
+        if seen is not None and seen[0] == stamp_of(st):
             return seen[1]
         if stat.S_ISLNK(st.st_mode):
             content: Content = (0o777, os.readlink(path))
         else:
             with open(path, "rb") as fh:
                 content = (stat.S_IMODE(st.st_mode), fh.read())
-        if os.lstat(path).st_ctime_ns != st.st_ctime_ns or not _settled(st):  # changing now: not kept
+        if os.lstat(path).st_ctime_ns != st.st_ctime_ns or not settled(st):  # changing now: not kept
             return content
     except OSError:
         return None
     with _files_lock:
-        _files_seen[path] = (_stamp_of(st), content)
+        _files_seen[path] = (stamp_of(st), content)
     return content
-
-
-def _listing(path: str, st: os.stat_result) -> tuple[tuple[str, bool], ...] | None:
-    """A folder's entries (name, is a folder), listed again only when its stat changed: adding,
-    removing or renaming an entry always moves the folder's ctime. One ``stat`` instead of a
-    listing per folder is most of a comparison's cost with 100 worktrees' admin dirs."""
-    stamp = _stamp_of(st)
-    with _files_lock:
-        seen = _dirs_seen.get(path)
-    if seen is not None and seen[0] == stamp:
-        return seen[1]
-    try:
-        with os.scandir(path) as entries:
-            found = tuple((e.name, e.is_dir(follow_symlinks=False)) for e in entries)
-        if os.lstat(path).st_ctime_ns != st.st_ctime_ns or not _settled(st):
-            return found
-    except OSError:
-        return None
-    with _files_lock:
-        _dirs_seen[path] = (stamp, found)
-    return found
 
 
 def _scan(common: str, rel: str, skip: Iterable[str] = ()) -> Iterator[tuple[str, Content]]:
@@ -133,7 +95,7 @@ def _scan(common: str, rel: str, skip: Iterable[str] = ()) -> Iterator[tuple[str
         if content is not None:
             yield rel, content
         return
-    for name, is_dir in _listing(top, st) or ():
+    for name, is_dir in listing(top, st) or ():
         if name in skip:
             continue
         child = f"{rel}{os.sep}{name}"
@@ -141,118 +103,6 @@ def _scan(common: str, rel: str, skip: Iterable[str] = ()) -> Iterator[tuple[str
             yield from _scan(common, child)
         elif (content := _read(f"{top}{os.sep}{name}")) is not None:
             yield child, content
-
-
-@dataclass
-class _Refs:
-    """What ``refs`` last read: the ``packed-refs`` stamp, each loose ref file's stamp, the refs,
-    and the symbolic refs' targets (``refs/remotes/origin/HEAD``: its object moves with them)."""
-
-    packed: Stamp | None
-    loose: dict[str, Stamp]
-    found: dict[str, str]
-    symbolic: dict[str, str]
-
-
-_refs_seen: dict[str, _Refs] = {}
-_refs_lock = threading.Lock()
-_OBJECT_NAME = re.compile(rb"([0-9a-f]{40}|[0-9a-f]{64})\n?")
-# Ref names read from loose files without git: a strict subset of what git accepts (anything
-# else, and a symbolic ref, is left to ``for-each-ref``).
-_PLAIN_REF = re.compile(r"refs/(?:[A-Za-z0-9_-][A-Za-z0-9_.-]*/)*[A-Za-z0-9_-][A-Za-z0-9_.-]*")
-
-
-def _plain(name: str) -> bool:
-    return bool(_PLAIN_REF.fullmatch(name)) and ".." not in name and not name.endswith(".") and not any(
-        part.endswith(".lock") for part in name.split("/"))
-
-
-def _loose(common: str) -> tuple[Stamp | None, dict[str, Stamp]] | None:
-    """The ``packed-refs`` stamp and every loose ref file's stamp (git's lock files left out: git
-    lists no ref for them). None for a reftable repository, or a racy ``packed-refs``."""
-    if os.path.exists(os.path.join(common, "reftable")):
-        return None
-    try:
-        st = os.stat(os.path.join(common, "packed-refs"))
-        if not _settled(st):
-            return None
-        packed: Stamp | None = _stamp_of(st)
-    except OSError:
-        packed = None
-    loose: dict[str, Stamp] = {}
-
-    def walk(rel: str) -> None:
-        try:
-            st = os.lstat(os.path.join(common, rel))
-        except OSError:
-            return
-        if stat.S_ISDIR(st.st_mode):
-            for name, _ in _listing(os.path.join(common, rel), st) or ():
-                walk(f"{rel}/{name}")
-        elif not rel.endswith(".lock"):
-            loose[rel] = _stamp_of(st)
-
-    walk("refs")
-    return packed, loose
-
-
-def _updated(common: str, seen: _Refs, packed: Stamp | None, loose: dict[str, Stamp]) -> dict[str, str] | None:
-    """The refs after only loose refs were written or added (as every commit and branch move of
-    ours and of an agent does): those files read alone, and the racy ones again. None when git
-    must list them: packed-refs changed, a loose ref was removed (a packed one may show through),
-    a name or content is not a plain ref."""
-    if packed != seen.packed or not set(seen.loose) <= set(loose):
-        return None
-    found, racy = dict(seen.found), time.time_ns() - RACY_NS
-    for name, stamp in loose.items():
-        if seen.loose.get(name) == stamp and stamp[0] < racy:
-            continue
-        if not _plain(name):
-            return None
-        try:
-            with open(os.path.join(common, name), "rb") as fh:
-                data = fh.read(100)
-        except OSError:
-            return None
-        if not _OBJECT_NAME.fullmatch(data):
-            return None
-        found[name] = data.decode().strip()
-    for name, target in seen.symbolic.items():
-        if target in seen.symbolic or target not in found:
-            return None
-        found[name] = found[target]
-    return found
-
-
-def refs(repo: Path) -> dict[str, str]:
-    """Every ref and its object. Asked of git (~5 ms) only when ``packed-refs`` changed or a ref
-    was deleted; a branch moved or made is read from its own file. Nothing changed: one stat a
-    ref file and folder (~0.3 ms for 100 branches), so that comparing after every attempt stays
-    cheap."""
-    common = str(gitops.common_dir(repo))
-    stamps = _loose(common)
-    with _refs_lock:
-        seen = _refs_seen.get(common)
-    # Each stamp is taken before its file is read (or git lists the refs): a file written in
-    # between has another stamp on the next call, so it is read again then.
-    if stamps is not None and seen is not None:
-        found = _updated(common, seen, *stamps)
-        if found is not None:
-            with _refs_lock:
-                _refs_seen[common] = _Refs(stamps[0], stamps[1], found, seen.symbolic)
-            return dict(found)
-    text = gitops.out(repo, "for-each-ref", "--format=%(objectname) %(refname) %(symref)")
-    found, symbolic = {}, {}
-    for line in text.splitlines():
-        sha, _, rest = line.partition(" ")
-        name, _, target = rest.partition(" ")
-        found[name] = sha
-        if target:
-            symbolic[name] = target
-    if stamps is not None:
-        with _refs_lock:
-            _refs_seen[common] = _Refs(stamps[0], stamps[1], found, symbolic)
-    return dict(found)
 
 
 def snapshot(repo: Path, admin: Iterable[str] = ()) -> GitDirState:
@@ -263,7 +113,7 @@ def snapshot(repo: Path, admin: Iterable[str] = ()) -> GitDirState:
         files.update(_scan(common, folder))
     for name in admin:
         files.update(_scan(common, os.path.join("worktrees", name), ADMIN_SKIP))
-    return GitDirState(files=files, refs=refs(repo))
+    return GitDirState(files=files, refs=gitrefs.read(repo))
 
 
 def admin_files(repo: Path, names: Iterable[str]) -> dict[str, Content]:
