@@ -3,8 +3,10 @@
 The repo is written with `git fast-import` (seconds for 100,000 files), each cluster owning one
 folder (a quarter of the files between them; the rest lie in lib/, outside every cone). One
 `work-clusters run` in Prefect's local mode, timed whole; worktree creation per cluster is
-phases.worktrees / clusters from report.json; the resident memory of the whole process tree
-(the CLI, its temporary Prefect server, git and the agents) is sampled every 0.2 s with psutil.
+phases.worktrees / clusters from report.json; the memory of the whole process tree (the CLI,
+its temporary Prefect server, git and the agents) is sampled every 0.2 s with psutil: its PSS
+summed is the target's figure (a page shared by several processes counts once in all; the RSS
+sum, also reported, counts a forked child's pages in parent and child alike).
 
     python bench/bench_scale.py --out scale.json
     python bench/bench_scale.py --files 300 --clusters 3 --api-url URL   # smoke
@@ -23,7 +25,7 @@ import common as c  # noqa: E402
 
 TARGET_WALL = 30.0  # issue 16 (it was 90 s)
 TARGET_PER_WORKTREE = 0.3
-TARGET_RSS_MB = 600.0
+TARGET_MB = 600.0  # issue 16 target 5: the whole process tree, PSS summed
 
 
 def main() -> None:
@@ -50,7 +52,7 @@ def main() -> None:
 
     phases: dict[str, float] = report["phases"]
     per_worktree = phases["worktrees"] / args.clusters
-    rss = res.peak_rss_mb or 0.0
+    rss, pss = res.peak_rss_mb or 0.0, res.peak_pss_mb or 0.0
     results: dict[str, Any] = {
         "files": args.files, "clusters": args.clusters, "concurrency": args.concurrency,
         "mode": "given server" if args.api_url else "local", "repo_made_in": made, "wall": res.seconds,
@@ -62,11 +64,14 @@ def main() -> None:
          f"<= {TARGET_WALL:g}", c.verdict(res.seconds, TARGET_WALL)),
         ("worktree creation per cluster (s)", f"{per_worktree:.3f}", f"<= {TARGET_PER_WORKTREE:g}",
          c.verdict(per_worktree, TARGET_PER_WORKTREE)),
-        ("peak RSS of the process tree (MB)", f"{rss:.0f}", f"<= {TARGET_RSS_MB:g}", c.verdict(rss, TARGET_RSS_MB)),
-        ("peak PSS of the process tree (MB; shared pages once)", f"{res.peak_pss_mb or 0:.0f}", "-", "-"),
+        # The whole tree's memory is its PSS sum: a page two processes share (a child between fork
+        # and exec, the shared libraries) counts once in all, where the RSS sum counts it in each.
+        ("peak memory of the process tree, PSS summed (MB)", f"{pss:.0f}", f"<= {TARGET_MB:g}",
+         c.verdict(pss, TARGET_MB)),
+        ("peak RSS summed (MB; shared pages counted in each process)", f"{rss:.0f}", "-", "-"),
         ("phases (s)", " ".join(f"{k} {v:.1f}" for k, v in phases.items()), "-", "-"),
         ("branches merged", f"{merged} of {args.clusters}", "-", "-"),
-        *[(f"  at peak: {name}", f"{mb:.0f} MB", "-", "-") for name, mb in res.at_peak[:4]],
+        *[(f"  at the peak: {name}", f"{mb:.0f} MB PSS", "-", "-") for name, mb in res.at_peak[:4]],
     ]
     c.emit("scale", results, rows, args.out)
 

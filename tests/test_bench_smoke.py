@@ -64,7 +64,7 @@ def test_scale_smoke(tmp_path: Path, api_url: str) -> None:
     data = run_script("bench_scale.py", tmp_path / "s.json", "--files", "200", "--clusters", "3",
                       "--concurrency", "2", "--api-url", api_url)
     assert data["merged"] == 3
-    assert data["peak_rss_mb"] > 0  # type: ignore[operator]
+    assert data["peak_pss_mb"] > 0 and data["peak_rss_mb"] >= data["peak_pss_mb"]  # type: ignore[operator]
     assert data["worktree_per_cluster"] > 0  # type: ignore[operator]
 
 
@@ -80,6 +80,7 @@ def test_guard_smoke(tmp_path: Path) -> None:
     data = run_script("bench_guard.py", tmp_path / "g.json", "--files", "40", "--clusters", "3", "--rounds", "3")
     assert data["attacks_caught_and_blamed"] is True and data["unexpected_notes"] == []
     assert data["attempt_ms_median"] > 0  # type: ignore[operator]
+    assert data["run_guard_s"] > 0 and data["run_accounting_s"] > 0  # type: ignore[operator]
 
 
 def test_baseline_script_does_the_same_work(tmp_path: Path) -> None:

@@ -428,3 +428,58 @@ def test_a_hook_planted_while_another_window_restores_is_never_adopted(tmp_path:
     notes = containment.finish(ctx)
     assert not [h for h in os.listdir(hooks) if not h.endswith(".sample")]
     assert any(".git/hooks/hook-" in n for n in notes), notes
+
+
+def test_refs_read_from_their_files_agree_with_git(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The guard reads a moved branch from its own file instead of asking git: whatever is done to
+    the refs (packed, moved, rewritten in place within the clock's tick, deleted over a packed
+    value, symbolic, oddly named), what it reads is what ``for-each-ref`` lists."""
+    from prefect_work_clusters.tasks.git import refs as gitrefs
+    from prefect_work_clusters.tasks.git import stamps
+    from tests.conftest import make_repo
+
+    repo = make_repo(tmp_path, {"a.txt": "a\n"})
+    first = git(repo, "rev-parse", "HEAD")
+    git(repo, "commit", "-q", "--allow-empty", "-m", "second")
+    second = git(repo, "rev-parse", "HEAD")
+    git(repo, "reset", "-q", "--hard", first)  # the user's branch back where it was
+    for name in ("a", "b", "c"):
+        git(repo, "branch", name, first)
+    git(repo, "pack-refs", "--all")
+    refs_dir = gitops.common_dir(repo) / "refs"
+    asked: list[str] = []
+    real_out = gitops.out
+
+    def out(cwd: Path, *args: str, **kw: object) -> str:
+        asked.append(args[0])
+        return real_out(cwd, *args, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(gitops, "out", out)
+
+    def agrees() -> None:
+        listed = git(repo, "for-each-ref", "--format=%(objectname) %(refname)")
+        assert gitrefs.read(repo) == dict(reversed(line.split(" ")) for line in listed.splitlines())
+
+    agrees()
+    git(repo, "symbolic-ref", "refs/remotes/origin/HEAD", "refs/heads/a")
+    agrees()
+    monkeypatch.setattr(stamps, "RACY_NS", 0)  # nothing here waits for the clock's tick
+    agrees()
+    asked.clear()
+    git(repo, "update-ref", "refs/heads/a", second)  # a loose file over the packed one
+    git(repo, "branch", "d", second)
+    agrees()  # origin/HEAD follows a
+    assert asked == []  # read from the two files alone
+    monkeypatch.undo()
+    monkeypatch.setattr(gitops, "out", out)
+    agrees()
+    (refs_dir / "heads" / "b").write_text(second + "\n")
+    agrees()
+    with open(refs_dir / "heads" / "b", "r+") as fh:  # in place: same inode, same size, same tick
+        fh.write(first + "\n")
+    agrees()
+    (refs_dir / "heads" / "a").unlink()  # the packed value shows through
+    agrees()
+    (refs_dir / "heads" / "odd..name").write_text(second + "\n")  # git lists no such ref
+    (refs_dir / "heads" / "c.lock").write_text(second + "\n")
+    agrees()

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from prefect_work_clusters.tasks.context import ClusterRecord, RunContext, save_record
 from prefect_work_clusters.tasks.git import core as gitops
+from prefect_work_clusters.tasks.git import refs as gitrefs
 
 
 def git_link(worktree: Path) -> str | None:
@@ -32,16 +33,19 @@ def check_attempt(ctx: RunContext, record: ClusterRecord, link_before: str | Non
     if link_before is not None and git_link(wt) != link_before:
         (wt / ".git").write_text(link_before)
         reasons.append("the agent changed the worktree's .git link (restored); agents must not touch .git")
-    if not gitops.branch_exists(ctx.repo, branch):
+    # The refs as the comparison just before this read them: no git call unless a ref moved.
+    tip = gitrefs.read(ctx.repo).get(f"refs/heads/{branch}")
+    if tip is None and not gitops.branch_exists(ctx.repo, branch):
         head = gitops.resolve_ref(wt, "HEAD")
-        gitops.set_branch(ctx.repo, branch, head or head_before, "work-clusters: restore a branch the agent deleted")
+        tip = head or head_before
+        gitops.set_branch(ctx.repo, branch, tip, "work-clusters: restore a branch the agent deleted")
         reasons.append(f"the agent deleted its branch {branch} (restored); agents must not delete branches")
-    current = gitops.run(wt, "symbolic-ref", "--quiet", "HEAD", check=False).stdout.strip()
+    current = gitops.head_ref(wt)
     if current != f"refs/heads/{branch}":
         reasons.append(f"the agent left its branch {branch} (HEAD is {current or 'detached'}); "
                        "its uncommitted files stay in the worktree, uncommitted")
         return "; ".join(reasons), False
-    if not gitops.is_ancestor(ctx.repo, record.base_sha, branch):
+    if tip != record.base_sha and not gitops.is_ancestor(ctx.repo, record.base_sha, branch):
         gitops.reset_to(wt, head_before)
         reasons.append(f"the agent rewrote {branch} to before its base {record.base_sha[:12]}; "
                        f"reset to {head_before[:12]}, where the attempt started")
@@ -53,10 +57,11 @@ def restore_refs(ctx: RunContext, records: list[ClusterRecord]) -> tuple[list[Cl
     """After all agents: every cluster branch back at the head its own agent left. An agent that
     moved or deleted another cluster's branch cannot make that cluster's work disappear."""
     notes: list[str] = []
+    tips = gitrefs.read(ctx.repo)  # one read of every ref, not a git call per cluster
     for rec in records:
         if not rec.head_sha:
             continue
-        tip = gitops.resolve_ref(ctx.repo, f"refs/heads/{rec.branch}")
+        tip = tips.get(f"refs/heads/{rec.branch}")
         if tip == rec.head_sha:
             continue
         gitops.set_branch(ctx.repo, rec.branch, rec.head_sha, "work-clusters: restore a branch moved by another agent")

@@ -25,6 +25,7 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,9 +33,11 @@ from pathlib import Path
 from prefect_work_clusters.tasks.context import RunContext
 from prefect_work_clusters.tasks.git import core as gitops
 from prefect_work_clusters.tasks.git import gitdir
+from prefect_work_clusters.tasks.git import refs as gitrefs
 from prefect_work_clusters.tasks.git import worktrees as gitworktrees
 
 USER_SIDE = "changed while agents ran: by you or by an agent"
+FINISH_WORKERS = 4
 INTEGRATION = "integration"
 
 
@@ -115,9 +118,13 @@ def begin(ctx: RunContext, fresh: bool = False) -> Watch:
     with _WATCHES_LOCK:
         if key in _WATCHES and not fresh:
             return _WATCHES[key]
-    gitops.trust_config(ctx.repo)
-    watch = Watch(ctx=ctx, trusted=gitdir.GitDirState(), user_before=_user_state(ctx.repo))
-    watch.trusted = gitdir.snapshot(ctx.repo, watch.labels())
+    # Your checkout's status (~1 s at 100,000 files, in git) beside our own reading of the git dir.
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        user = pool.submit(_user_state, ctx.repo)
+        gitops.trust_config(ctx.repo)
+        watch = Watch(ctx=ctx, trusted=gitdir.GitDirState(), user_before={})
+        watch.trusted = gitdir.snapshot(ctx.repo, watch.labels())
+        watch.user_before = user.result()
     exclude = watch.trusted.files.get(os.path.join("info", "exclude"))
     _trusted_exclude(ctx).parent.mkdir(parents=True, exist_ok=True)
     _trusted_exclude(ctx).write_bytes(exclude[1] if exclude and isinstance(exclude[1], bytes) else b"")
@@ -206,9 +213,12 @@ def _worktree_writes(watch: Watch, cluster: str, worktree: Path, when: str) -> s
     expected = watch.untracked.get(cluster)
     if expected is None or not worktree.is_dir():
         return None
-    tracked = gitops.out(worktree, "status", "--porcelain", "-z", "--untracked-files=no")
-    new = sorted(gitops.untracked(worktree) - expected)
-    changed = sorted({i[3:] for i in tracked.split("\0") if i} | set(new))
+    # One status for edits and untracked files alike (as ``git ls-files --others`` lists them);
+    # not stripped: an entry starts with its two status letters, a space among them.
+    listed = [i for i in gitops.run(worktree, "status", "--porcelain=v1", "-z", "--untracked-files=all",
+                                    "--no-renames").stdout.split("\0") if i]
+    new = {i[3:] for i in listed if i.startswith("??")} - expected
+    changed = sorted({i[3:] for i in listed if not i.startswith("??")} | new)
     if not changed:
         return None
     gitops.reset_to(worktree, gitops.head(worktree), keep=expected)
@@ -261,7 +271,7 @@ def _adopt_own(watch: Watch, label: str) -> None:
     files.update(gitdir.admin_files(ctx.repo, names))
     ref = f"refs/heads/{ctx.integration_branch if label == INTEGRATION else ctx.branch(label)}"
     refs = dict(watch.trusted.refs)
-    tip = gitops.resolve_ref(ctx.repo, ref)
+    tip = gitrefs.read(ctx.repo).get(ref)
     if tip:
         refs[ref] = tip
     else:
@@ -292,11 +302,13 @@ def finish(ctx: RunContext) -> list[str]:
         return []
     with watch.lock:
         _check(watch, None, closing=False)
-    for cluster, _ in list(watch.untracked.items()):
-        note = _worktree_writes(watch, cluster, ctx.worktree(cluster), "after its agent finished")
-        if note:
-            watch.notes.append(note)
-    after = _user_state(ctx.repo)
+    # One git status per worktree and one of your checkout: side by side, git waits on the disk too.
+    with ThreadPoolExecutor(max_workers=FINISH_WORKERS) as pool:
+        user = pool.submit(_user_state, ctx.repo)
+        found = pool.map(lambda cluster: _worktree_writes(watch, cluster, ctx.worktree(cluster),
+                                                          "after its agent finished"), list(watch.untracked))
+        watch.notes += [note for note in found if note]
+        after = user.result()
     touched = sorted(rel for rel in set(after) | set(watch.user_before) if after.get(rel) != watch.user_before.get(rel))
     if touched:
         more = f" (+{len(touched) - 30} more)" if len(touched) > 30 else ""

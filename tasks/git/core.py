@@ -20,6 +20,7 @@ This module imports nothing of ours but the error types.
 from __future__ import annotations
 
 import os
+import stat
 import tempfile
 import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -222,6 +223,23 @@ def detach(worktree: Path) -> None:
 def attach(worktree: Path, branch: str) -> None:
     """Point the worktree's HEAD at ``branch`` again (the files and the index stay as they are)."""
     run(worktree, "symbolic-ref", "-m", "work-clusters: attach after the sandbox", "HEAD", f"refs/heads/{branch}")
+
+
+def head_ref(worktree: Path) -> str:
+    """What ``git symbolic-ref --quiet HEAD`` prints (empty when HEAD is detached), read from the
+    worktree's HEAD file; git is asked only when that is not a plain file holding one ``ref:`` line."""
+    link = _git_link(os.path.abspath(worktree))
+    if link:
+        head = os.path.join(worktree, link, "HEAD")  # a relative link is relative to the worktree
+        try:
+            with open(head, "rb") as fh:
+                text = fh.read(1024).decode("utf-8", errors="replace")
+            plain = stat.S_ISREG(os.lstat(head).st_mode)
+        except OSError:
+            plain, text = False, ""
+        if plain and text.startswith("ref: refs/") and text.count("\n") == 1 and text.endswith("\n"):
+            return text[5:-1]
+    return run(worktree, "symbolic-ref", "--quiet", "HEAD", check=False).stdout.strip()
 
 
 def resolve_ref(repo: Path, ref: str) -> str | None:

@@ -4,8 +4,9 @@ Watched (``snapshot``): the shared ``config`` and ``config.worktree``; every fil
 and ``info/`` (attributes, exclude, sparse-checkout); ``objects/info/alternates`` and ``shallow``
 (both change which history git sees); every ref (``refs/replace/`` included); and the admin dirs
 ``worktrees/<name>/`` of the worktrees the caller names (HEAD, their own ``config.worktree`` and
-``info/sparse-checkout``, ORIG_HEAD, MERGE_HEAD...). Not watched in an admin dir: ``index`` and
-``logs/``, which git itself rewrites on every status and commit; an index changed behind a
+``info/sparse-checkout``, ORIG_HEAD, MERGE_HEAD...). Not watched in an admin dir: ``index``,
+``logs/`` and ``COMMIT_EDITMSG``, which git itself rewrites on every status and commit (the last
+is only ever written: every commit of ours passes its message); an index changed behind a
 cluster's back is found by that cluster's own worktree check instead (``tasks.agents.containment``).
 """
 
@@ -20,10 +21,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from prefect_work_clusters.tasks.git import core as gitops
+from prefect_work_clusters.tasks.git import refs as gitrefs
+from prefect_work_clusters.tasks.git.stamps import Stamp, listing, settled, stamp_of
 
 FILES = ("config", "config.worktree", "objects/info/alternates", "objects/info/http-alternates", "shallow")
 FOLDERS = ("hooks", "info")
-ADMIN_SKIP = ("index", "logs")
+ADMIN_SKIP = ("index", "logs", "COMMIT_EDITMSG")
 # A file's content, or a symlink's target as text; with its permission bits (a hook must be executable).
 Content = tuple[int, bytes | str]
 
@@ -51,15 +54,8 @@ class Change:
         return f".git/{self.name} {what}"
 
 
-# The change time (ctime) is in every stamp: a write or ``utime`` always moves it, and no
-# process can set it back, so an agent cannot make a changed file look unchanged.
-Stamp = tuple[int, int, int, int, int]
 _files_seen: dict[str, tuple[Stamp, Content]] = {}
 _files_lock = threading.Lock()
-
-
-def _stamp_of(st: os.stat_result) -> Stamp:
-    return st.st_ctime_ns, st.st_mtime_ns, st.st_size, st.st_ino, st.st_mode
 
 
 def _read(path: str, st: os.stat_result | None = None) -> Content | None:
@@ -68,94 +64,45 @@ def _read(path: str, st: os.stat_result | None = None) -> Content | None:
         st = st or os.lstat(path)
         with _files_lock:
             seen = _files_seen.get(path)
-        if seen is not None and seen[0] == _stamp_of(st):
+        if seen is not None and seen[0] == stamp_of(st):
             return seen[1]
         if stat.S_ISLNK(st.st_mode):
             content: Content = (0o777, os.readlink(path))
         else:
             with open(path, "rb") as fh:
                 content = (stat.S_IMODE(st.st_mode), fh.read())
-        if os.lstat(path).st_ctime_ns != st.st_ctime_ns:  # changed while being read: not kept
+        if os.lstat(path).st_ctime_ns != st.st_ctime_ns or not settled(st):  # changing now: not kept
             return content
     except OSError:
         return None
     with _files_lock:
-        _files_seen[path] = (_stamp_of(st), content)
+        _files_seen[path] = (stamp_of(st), content)
     return content
 
 
 def _scan(common: str, rel: str, skip: Iterable[str] = ()) -> Iterator[tuple[str, Content]]:
     """Every file under ``common/rel`` and its content; a symlinked folder counts as a file (its
-    target), never followed. One ``lstat`` a file when nothing changed."""
-    top = os.path.join(common, rel)
-    if os.path.islink(top) or (os.path.lexists(top) and not os.path.isdir(top)):
+    target), never followed. One ``lstat`` a file and a folder when nothing changed."""
+    top = f"{common}{os.sep}{rel}"
+    try:
+        st = os.lstat(top)
+    except OSError:
+        return
+    if not stat.S_ISDIR(st.st_mode):
         # ``hooks`` made a symlink (or a file): recorded as itself. Following it would list, and a
         # restore would then delete, files of the folder outside .git it points to.
-        content = _read(top)
+        content = _read(top, st)
         if content is not None:
             yield rel, content
         return
-    try:
-        entries = list(os.scandir(top))
-    except OSError:
-        return
-    for entry in entries:
-        if entry.name in skip:
+    for name, is_dir in listing(top, st) or ():
+        if name in skip:
             continue
-        child = os.path.join(rel, entry.name)
-        if entry.is_dir(follow_symlinks=False):
+        child = f"{rel}{os.sep}{name}"
+        if is_dir:
             yield from _scan(common, child)
-            continue
-        try:
-            content = _read(entry.path, entry.stat(follow_symlinks=False))
-        except OSError:
-            continue
-        if content is not None:
+        elif (content := _read(f"{top}{os.sep}{name}")) is not None:
             yield child, content
-
-
-_refs_seen: dict[str, tuple[tuple[tuple[str, Stamp], ...], dict[str, str]]] = {}
-_refs_lock = threading.Lock()
-
-
-def _refs_stamp(common: str) -> tuple[tuple[str, Stamp], ...] | None:
-    """The stat of every file and folder under ``refs/`` and of ``packed-refs``: git writes a ref
-    through a lock file renamed into place, which changes its folder's stat, and a ref written
-    in place changes its own. None for a reftable repository, whose refs git alone can read."""
-    if os.path.exists(os.path.join(common, "reftable")):
-        return None
-    stamps: list[tuple[str, Stamp]] = []
-    for name in ("packed-refs", "refs"):
-        try:
-            stamps.append((name, _stamp_of(os.stat(os.path.join(common, name)))))
-        except OSError:
-            continue
-    for root, dirs, files in os.walk(os.path.join(common, "refs")):
-        for name in (*dirs, *files):
-            path = os.path.join(root, name)
-            try:
-                stamps.append((path, _stamp_of(os.lstat(path))))
-            except OSError:
-                continue
-    return tuple(stamps)
-
-
-def refs(repo: Path) -> dict[str, str]:
-    """Every ref and its object; asked of git (~5 ms) only when a stat under ``refs/`` changed
-    (~0.3 ms for 100 branches), so that comparing after every attempt stays cheap."""
-    common = str(gitops.common_dir(repo))
-    stamp = _refs_stamp(common)
-    with _refs_lock:
-        seen = _refs_seen.get(common)
-    if stamp is not None and seen is not None and seen[0] == stamp:
-        return dict(seen[1])
-    text = gitops.out(repo, "for-each-ref", "--format=%(objectname) %(refname)")
-    found = {name: sha for sha, _, name in (line.partition(" ") for line in text.splitlines() if line)}
-    # A stamp that changed during the listing may not match it: that listing is not kept.
-    if stamp is not None and _refs_stamp(common) == stamp:
-        with _refs_lock:
-            _refs_seen[common] = (stamp, found)
-    return dict(found)
 
 
 def snapshot(repo: Path, admin: Iterable[str] = ()) -> GitDirState:
@@ -166,7 +113,7 @@ def snapshot(repo: Path, admin: Iterable[str] = ()) -> GitDirState:
         files.update(_scan(common, folder))
     for name in admin:
         files.update(_scan(common, os.path.join("worktrees", name), ADMIN_SKIP))
-    return GitDirState(files=files, refs=refs(repo))
+    return GitDirState(files=files, refs=gitrefs.read(repo))
 
 
 def admin_files(repo: Path, names: Iterable[str]) -> dict[str, Content]:
@@ -182,11 +129,13 @@ def compare(before: GitDirState, after: GitDirState, admin: Iterable[str] = ()) 
     def counts(rel: str) -> bool:
         return not rel.startswith("worktrees" + os.sep) or rel.startswith(watched)
 
-    changes = [Change("file", rel, before.files.get(rel), after.files.get(rel))
-               for rel in sorted(set(before.files) | set(after.files))
-               if counts(rel) and before.files.get(rel) != after.files.get(rel)]
-    changes += [Change("ref", name, before.refs.get(name), after.refs.get(name))
-                for name in sorted(set(before.refs) | set(after.refs)) if before.refs.get(name) != after.refs.get(name)]
+    changes = [] if before.files == after.files else [  # equal, the common case: one comparison in C
+        Change("file", rel, before.files.get(rel), after.files.get(rel))
+        for rel in sorted(set(before.files) | set(after.files))
+        if counts(rel) and before.files.get(rel) != after.files.get(rel)]
+    changes += [] if before.refs == after.refs else [
+        Change("ref", name, before.refs.get(name), after.refs.get(name))
+        for name in sorted(set(before.refs) | set(after.refs)) if before.refs.get(name) != after.refs.get(name)]
     return changes
 
 
