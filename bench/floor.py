@@ -87,17 +87,11 @@ from pathlib import Path  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import common as c  # noqa: E402
+from bench_overhead import floor as floor_of  # noqa: E402
 
 from prefect_work_clusters.flows.startup import PATIENT_SECONDS, SETTING  # noqa: E402
 
 TARGET_GAIN = 1.0  # s: the early start must save at least this much of the local mode's floor
-
-
-def _floor(env: dict[str, str], root: Path, *args: str) -> dict[str, float]:
-    res = c.timed([sys.executable, __file__, *args], env, root)
-    c.check(res, f"floor.py {' '.join(args)}")
-    parts: dict[str, float] = json.loads(res.output.strip().splitlines()[-1])
-    return {**parts, "wall": res.seconds}
 
 
 def _cli(env: dict[str, str], root: Path, plan: Path, repo: Path) -> float:
@@ -123,8 +117,8 @@ def main() -> None:
         # waits 240 s unless told otherwise, so both modes are given that here.
         env = {**c.clean_env(home), SETTING: str(PATIENT_SECONDS)}
         results: dict[str, Any] = {"rounds": args.rounds}
-        results["fresh_home"] = _floor(env, root)  # creates and migrates the database
-        results["fresh_home_early"] = _floor({**env, "PREFECT_HOME": str(root / "home2")}, root, "--early")
+        results["fresh_home"] = floor_of(env, root)  # creates and migrates the database
+        results["fresh_home_early"] = floor_of({**env, "PREFECT_HOME": str(root / "home2")}, root, "--early")
         plan = repo = None
         if not args.no_cli:
             repo = root / "repo"
@@ -137,7 +131,7 @@ def main() -> None:
         cli_runs: list[float] = []
         for _ in range(args.rounds):
             for name, extra in modes.items():
-                runs[name].append(_floor(env, root, *extra))
+                runs[name].append(floor_of(env, root, *extra))
             if plan and repo:
                 cli_runs.append(_cli(env, root, plan, repo))
         results.update({name: _medians(r) for name, r in runs.items()})
@@ -149,7 +143,7 @@ def main() -> None:
             server = c.start_server(server_home, root / "server.log")
             try:
                 server_env = {**env, "PREFECT_API_URL": server.api_url}
-                results["running_server"] = _medians([_floor(server_env, root) for _ in range(args.rounds)])
+                results["running_server"] = _medians([floor_of(server_env, root) for _ in range(args.rounds)])
                 if plan and repo:
                     results["cli_server"] = round(c.median([_cli(server_env, root, plan, repo)
                                                             for _ in range(args.rounds)]), 3)
