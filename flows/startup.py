@@ -3,8 +3,8 @@ machine, and said in one line when it does not come up.
 
 Started early (``start_server``): in local mode Prefect starts its temporary server only when the
 flow makes its first API call, and first imports the whole server package into the CLI's own
-process just to reach the class that starts it (``prefect.server.api.server``: 2.5-5 s of CPU,
-measured in bench/results/startup.json). So the CLI starts the same server process itself (the
+process just to reach the class that starts it (``prefect.server.api.server``: about 5 s of CPU
+at load 7, ``bench/floor.py --server-import``). So the CLI starts the same server process itself (the
 same ``uvicorn`` command and environment as Prefect's ``SubprocessASGIServer``) as soon as it
 knows it will run a flow, lets it boot on the other core while the CLI imports the flow and
 checks out worktrees, and points the flow at it (``PREFECT_API_URL`` in this process's settings
