@@ -23,6 +23,7 @@ export PREFECT_SERVER_ANALYTICS_ENABLED=false
 
 # name | script | arguments
 runs=(
+  "startup|floor.py|"
   "overhead|bench_overhead.py|"
   "overhead-20k|bench_overhead.py|--files 20000 --rounds 3"
   "parallel|bench_parallel.py|"

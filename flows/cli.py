@@ -172,8 +172,10 @@ def _emit(ctx: RunContext, target: Path) -> None:
 
 def _execute(plan: str, repo: str, options: RunOptions, runs_dir: Path,
              after: Callable[[], None] | None = None, goal: str | None = None, verbose: bool = False) -> None:
+    from prefect_work_clusters.flows.startup import patient_server, start_server
+
+    start_server()  # it boots on the other core while the flow's modules load (flows/startup.py)
     from prefect_work_clusters.flows.live import hide_prefect_console, live_view
-    from prefect_work_clusters.flows.startup import patient_server
     from prefect_work_clusters.flows.work_clusters import work_clusters
 
     global _runs_dir

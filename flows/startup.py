@@ -1,23 +1,42 @@
-"""Prefect's temporary server, started by a CLI run in local mode, given time on a busy machine.
+"""Prefect's temporary server, for a CLI run in local mode: started early, given time on a busy
+machine, and said in one line when it does not come up.
 
-Prefect waits 20 s for it by default. On a loaded 2-core machine (load 8-11) that failed in at
-least 5 of 19 runs, once even at load 3, and a fresh ``PREFECT_HOME``'s first start (it creates
-and migrates its database) is the slowest; 180-240 s never failed. So the CLI raises the wait
-when the user has not set it, and when the server still does not come up it says what to do in
-one line instead of Prefect's ``RuntimeError``.
+Started early (``start_server``): in local mode Prefect starts its temporary server only when the
+flow makes its first API call, and first imports the whole server package into the CLI's own
+process just to reach the class that starts it (``prefect.server.api.server``: about 5 s of CPU
+at load 7, ``bench/floor.py --server-import``). So the CLI starts the same server process itself (the
+same ``uvicorn`` command and environment as Prefect's ``SubprocessASGIServer``) as soon as it
+knows it will run a flow, lets it boot on the other core while the CLI imports the flow and
+checks out worktrees, and points the flow at it (``PREFECT_API_URL`` in this process's settings
+only: agents and verify commands see the environment they saw before). It is stopped at the
+process's exit, after Prefect has sent its last logs and events, as Prefect stops its own.
 
-A run that uses a server already running skips the temporary server's start (measured in
-bench/results/overhead.json: ~5 s of the ~7.5 s of an empty local-mode flow). Using one is the
+Given time: Prefect waits 20 s for its server by default. On a loaded 2-core machine (load 8-11)
+that failed in at least 5 of 19 runs, once even at load 3, and a fresh ``PREFECT_HOME``'s first
+start (it creates and migrates its database) is the slowest; 180-240 s never failed. So the CLI
+raises the wait when the user has not set it, and when the server still does not come up it says
+what to do in one line instead of Prefect's ``RuntimeError``.
+
+A run that uses a server already running skips the temporary server's start. Using one is the
 user's choice (``PREFECT_API_URL``), so when one answers on Prefect's default address the CLI
 only says so, in one line, with how to use it (``server_line``).
 """
 
 from __future__ import annotations
 
+import atexit
+import os
+import socket
+import subprocess
+import sys
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from importlib.util import find_spec
+from pathlib import Path
+from typing import Any
 
 from prefect_work_clusters.tasks.errors import WorkClustersError
 
@@ -61,27 +80,145 @@ class PrefectUnavailable(WorkClustersError):
     exit_code = 3
 
 
+# uvicorn's exit status when it cannot bind its port (taken between our check and its start):
+# Prefect's own start tries another port then, and so does ours.
+_PORT_TAKEN = 3
+
+
+class TemporaryServer:
+    """The server Prefect's local mode would start (``SubprocessASGIServer``: the same command,
+    environment and health check), started by this process before Prefect asks for it."""
+
+    def __init__(self) -> None:
+        self.port = 0
+        self.process: subprocess.Popen[bytes] | None = None
+        self.started = 0.0
+
+    @property
+    def api_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/api"
+
+    def spawn(self) -> None:
+        from prefect.settings import get_current_settings
+
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            self.port = int(sock.getsockname()[1])
+        spec = find_spec("prefect")
+        assert spec is not None and spec.origin is not None  # noqa: S101 - prefect is a dependency
+        env = {**os.environ, "PREFECT_UI_ENABLED": "0", "PREFECT__SERVER_EPHEMERAL": "1",
+               "PREFECT__SERVER_FINAL": "1", **get_current_settings().to_environment_variables(exclude_unset=True)}
+        self.started = time.monotonic()
+        self.process = subprocess.Popen(  # noqa: S603 - our own interpreter, fixed arguments
+            [sys.executable, "-m", "uvicorn", "--app-dir", str(Path(spec.origin).parent.parent), "--factory",
+             "prefect.server.api.server:create_app", "--host", "127.0.0.1", "--port", str(self.port),
+             "--log-level", "error", "--lifespan", "on"], env=env)
+
+    def wait(self, seconds: float) -> None:
+        """Return once the server answers its health check; ``PrefectUnavailable`` when it has not
+        within ``seconds`` of its start, or exited."""
+        deadline = self.started + seconds
+        while time.monotonic() < deadline:
+            assert self.process is not None  # noqa: S101 - spawned first
+            code = self.process.poll()
+            if code == _PORT_TAKEN:
+                self.spawn()
+                deadline = self.started + seconds
+                continue
+            if code is not None:
+                raise PrefectUnavailable(f"Prefect's temporary server exited with status {code} before it answered "
+                                         f"(its error is above); nothing was run. {_START_ONE}, then run again")
+            if _answers(self.api_url):
+                return
+            time.sleep(0.1)
+        raise PrefectUnavailable(_timed_out(seconds))
+
+    def stop(self) -> None:
+        """As Prefect stops its own: TERM, up to 5 s, then KILL."""
+        if self.process is None:
+            return
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        self.process = None
+
+
+_early: TemporaryServer | None = None
+
+
+def start_server() -> None:
+    """Start Prefect's temporary server now, in the background, unless this run uses a running
+    server (``PREFECT_API_URL``) or Prefect's ephemeral mode is off; ``patient_server`` then
+    waits for it and points the flow at it. Call it once the CLI knows it will run a flow: its
+    input checked, its plan's lock held. It is stopped when the process exits."""
+    global _early
+    from prefect.settings import PREFECT_API_URL, get_current_settings
+
+    if _early is not None or PREFECT_API_URL.value() or not get_current_settings().server.ephemeral.enabled:
+        return
+    _early = TemporaryServer()
+    _early.spawn()
+    atexit.register(_early.stop)  # after Prefect's log and event workers have sent what they hold
+
+
+def _point_process_at(server: TemporaryServer) -> dict[Any, Any]:
+    """Point every Prefect client of this process at ``server``, for the rest of the process;
+    returns the settings that do it, for this thread's context.
+
+    As Prefect's own test harness does for its server: the process-wide settings too, not only
+    this thread's, because Prefect's threads that were not given this thread's context (a log
+    or event worker started from one of ours) read those, and with no API there each would start
+    a temporary server of its own (seen: a second start after the flow, its logs lost)."""
+    import prefect.context
+    from prefect.settings import PREFECT_API_URL, PREFECT_UI_URL
+
+    from prefect_work_clusters.tasks.agents import limits
+
+    current = prefect.context.get_settings_context()
+    # As in Prefect's local mode: no UI runs there, so no link to one (Prefect derives it from the
+    # API's address unless the user set it).
+    updates: dict[Any, Any] = {PREFECT_API_URL: server.api_url}
+    if "ui_url" not in current.settings.model_fields_set:
+        updates[PREFECT_UI_URL] = ""
+    prefect.context.GLOBAL_SETTINGS_CONTEXT = prefect.context.SettingsContext(
+        profile=current.profile, settings=current.settings.copy_with_update(updates=updates))
+    limits.temporary_api_urls.add(server.api_url)
+    return updates
+
+
 @contextmanager
 def patient_server(say: Callable[[str], None] | None = None) -> Iterator[None]:
     """Run the body with the temporary server's start-up wait raised to ``PATIENT_SECONDS``,
-    unless the user set it (environment or profile); turn a start-up timeout into
-    ``PrefectUnavailable``. ``say`` gets the ``server_line``, if any, first."""
+    unless the user set it (environment or profile), and pointed at the server ``start_server``
+    started, once it answers; turn a start-up timeout into ``PrefectUnavailable``. ``say`` gets
+    the ``server_line``, if any, first."""
     if say and (line := server_line()):
         say(line)
     from prefect.settings import PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS, get_current_settings
     from prefect.settings.context import temporary_settings
 
     ephemeral = get_current_settings().server.ephemeral
-    updates = {} if "startup_timeout_seconds" in ephemeral.model_fields_set else \
-        {PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS: PATIENT_SECONDS}
+    users = "startup_timeout_seconds" in ephemeral.model_fields_set
+    updates: dict[Any, Any] = {} if users else {PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS: PATIENT_SECONDS}
+    waited = PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS.value() if users else PATIENT_SECONDS
+    if _early is not None:
+        _early.wait(waited)
+        updates |= _point_process_at(_early)
     try:
         with temporary_settings(updates=updates):
             yield
     except RuntimeError as exc:
         if _PREFECT_SAYS not in str(exc):
             raise
-        waited = PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS.value() if not updates else PATIENT_SECONDS
-        raise PrefectUnavailable(
-            f"Prefect's temporary server did not start within {waited} s (a busy machine?); nothing was run. "
-            f"Start a server with 'prefect server start' and set PREFECT_API_URL=http://127.0.0.1:4200/api, "
-            f"or raise {SETTING} (now {waited}), then run again") from None
+        raise PrefectUnavailable(_timed_out(waited)) from None
+
+
+_START_ONE = "Start a server with 'prefect server start' and set PREFECT_API_URL=http://127.0.0.1:4200/api"
+
+
+def _timed_out(waited: float) -> str:
+    return (f"Prefect's temporary server did not start within {waited:g} s (a busy machine?); nothing was run. "
+            f"{_START_ONE}, or raise {SETTING} (now {waited:g}), then run again")

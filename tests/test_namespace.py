@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import CLI, user_project
+from tests.test_prefect_startup import left_running
 
 ROOT = Path(__file__).resolve().parent.parent
 GENERIC = ("flows", "tasks", "blocks", "deployments")
@@ -92,11 +93,15 @@ def test_the_demo_runs_from_a_user_project(tmp_path: Path) -> None:
     runs as `python -m prefect_work_clusters.flows.demo.agent` in each worktree, not from here."""
     project = user_project(tmp_path / "project")
     env = {**_env(tmp_path), "TMPDIR": str(tmp_path), "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "240"}
-    res = subprocess.run([*CLI, "demo"], cwd=project,
+    res = subprocess.run([*CLI, "demo", "--verbose"], cwd=project,
                          capture_output=True, text=True, env=env, timeout=600)
     assert res.returncode == 0, (res.stdout + res.stderr)[-4000:]
     assert "integrated and verified" in res.stdout
     assert "Traceback" not in res.stdout + res.stderr
+    # The server the CLI started before the flow's imports served the whole run, down to the logs
+    # sent at exit: Prefect never started one of its own (flows/startup.py), and it was stopped.
+    assert "Starting temporary server" not in res.stderr and "Error logging to API" not in res.stderr
+    assert not left_running(tmp_path / "home")
 
 
 def test_demo_fail_shows_a_failed_run_with_its_next_step(tmp_path: Path) -> None:

@@ -9,6 +9,7 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+import psutil
 import pytest
 from prefect.settings import (
     PREFECT_API_URL,
@@ -32,6 +33,18 @@ def test_the_wait_is_raised_only_when_the_user_left_it_alone() -> None:
         assert PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS.value() == 7
 
 
+def left_running(home: Path) -> list[str]:
+    """Processes still running with ``home`` as their PREFECT_HOME: a temporary server not stopped."""
+    found = []
+    for proc in psutil.process_iter(["pid", "cmdline"]):
+        try:
+            if proc.environ().get("PREFECT_HOME") == str(home):
+                found.append(f"{proc.pid}: {' '.join(proc.info['cmdline'] or [])}")
+        except psutil.Error:
+            continue
+    return found
+
+
 def test_a_server_that_cannot_start_is_one_line_and_exit_3(tmp_path: Path) -> None:
     repo, plan = shop_repo(tmp_path)
     # The user's own setting wins; 0 s makes the start fail at once, as a loaded machine would.
@@ -44,6 +57,8 @@ def test_a_server_that_cannot_start_is_one_line_and_exit_3(tmp_path: Path) -> No
     assert "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS" in line
     assert "Traceback" not in res.stderr and "internal error" not in res.stderr
     assert not (tmp_path / "repo.clusters" / "shop" / ".runs" / "report.json").exists()
+    # The CLI started that server itself, before the flow's imports: it is stopped on the way out.
+    assert not left_running(tmp_path / ".prefect-home")
 
 
 def _health_server() -> tuple[ThreadingHTTPServer, int]:

@@ -43,6 +43,9 @@ SLOT_WAIT_SECONDS = 600.0  # then one line saying how to free them, rather than 
 LEASE_SECONDS = 60.0
 _creating = threading.Lock()
 _shares: dict[tuple[str, str], threading.BoundedSemaphore] = {}  # (flow run, backend) -> the run's slots
+# The API of the temporary server the CLI started itself (flows/startup.py): like Prefect's own, it
+# dies with the run, so a killed run's slots there are the next run's to release.
+temporary_api_urls: set[str] = set()
 
 
 def limit_name(backend: str) -> str:
@@ -101,7 +104,7 @@ def run_slots(flow_run: str, wanted: dict[str, int], record: Path | None = None)
             held[name] = take
             if record is not None:
                 write_json_atomic(record, {"pid": os.getpid(), "create_time": psutil.Process().create_time(),
-                                           "api_url": PREFECT_API_URL.value() or None, "slots": held})
+                                           "api_url": _lasting_api_url(), "slots": held})
             waited = time.monotonic() - started
             if waited > 1 or take < count:
                 logger.info("%s: %d slot(s) for %d agent(s), after %.1f s", name, take, count, waited)
@@ -113,6 +116,12 @@ def run_slots(flow_run: str, wanted: dict[str, int], record: Path | None = None)
                 _shares.pop((flow_run, backend), None)
     if record is not None:
         record.unlink(missing_ok=True)
+
+
+def _lasting_api_url() -> str | None:
+    """The API this run uses when it outlives the run (a server's leases expire by themselves)."""
+    url = PREFECT_API_URL.value()
+    return url if url and url not in temporary_api_urls else None
 
 
 def release_left_slots(record: Path) -> list[str]:
