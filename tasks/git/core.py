@@ -215,9 +215,11 @@ def git_dir(worktree: Path) -> Path:
     return Path(out(worktree, "rev-parse", "--path-format=absolute", "--git-dir"))
 
 
-def detach(worktree: Path) -> None:
-    """Detach the worktree's HEAD at its commit: commits then move HEAD only, no branch ref."""
-    run(worktree, "update-ref", "--no-deref", "-m", "work-clusters: detach for the sandbox", "HEAD", head(worktree))
+def detach(worktree: Path, at: str | None = None) -> None:
+    """Detach the worktree's HEAD at its commit (``at``, when the caller just read it): commits
+    then move HEAD only, no branch ref."""
+    run(worktree, "update-ref", "--no-deref", "-m", "work-clusters: detach for the sandbox", "HEAD",
+        at or head(worktree))
 
 
 def attach(worktree: Path, branch: str) -> None:
