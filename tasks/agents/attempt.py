@@ -197,13 +197,12 @@ def _attempt(ctx: RunContext, record: ClusterRecord, attempt: int, win: containm
     planted = _planted(ctx, entry, containment.check_now(ctx, win))
     tampered, committable = guard.check_attempt(ctx, record, link_before, head_before)
     changed = investigate.settle_attempt(ctx, record, attempt, head_before) if findings and committable else None
-    committed = None
     if committable and not findings:
         # Files copied in by worktree.copy (a .env) are the user's, never committed.
-        committed = gitops.commit_all(wt, f"work-clusters: {cluster} attempt {attempt} (left uncommitted by the agent)",
+        gitops.commit_all(wt, f"work-clusters: {cluster} attempt {attempt} (left uncommitted by the agent)",
                           exclude=agent.scratch_globs(), keep=ctx.plan.worktree.copy_files,
                           ignores=containment.trusted_ignores(ctx))
-    tip = committed or _head(ctx, record)  # the branch as verify and the checks see it
+    tip = _head(ctx, record)  # the branch as verify and the checks see it
     files: list[str] | None = None  # the files ``tip`` changed since the base, once asked
     record.attempts.append(entry)
     retryable = attempt < max_attempts(ctx, agent) and not (planted and ctx.plan.contract.on_violation == "fail")
