@@ -6,6 +6,7 @@ import ast
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import psutil
 import pytest
@@ -133,6 +134,45 @@ def test_cluster_verify_failure_fails_the_attempt(tmp_path: Path) -> None:
         run_attempt(ctx, "api", 1)
     assert "verify command" in str(failed.value)
     assert failed.value.record.attempts[-1].verify[0].exit_code == 3
+
+
+# A verify command that commits a file outside its cluster's paths (db/ is another cluster's).
+SNEAK = """
+import os, pathlib, subprocess
+pathlib.Path("db/sneak.py").write_text("x = 1\\n")
+who = {"GIT_AUTHOR_NAME": "v", "GIT_AUTHOR_EMAIL": "v@x", "GIT_COMMITTER_NAME": "v", "GIT_COMMITTER_EMAIL": "v@x"}
+subprocess.run(["git", "add", "db/sneak.py"], check=True)
+subprocess.run(["git", "commit", "-qm", "sneak"], check=True, env={**os.environ, **who})
+"""
+
+
+def test_attempt_git_calls_and_a_verify_command_that_commits(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An attempt reads its branch's tip from files and asks git for its changed files once (a
+    budget of git processes, measured 9 on a warm run), yet a verify command that commits
+    outside the cluster's paths still fails it: the tip is read again after verify."""
+    monkeypatch.setenv("RECORD_DIR", str(tmp_path))
+    sneak = tmp_path / "sneak.py"
+    sneak.write_text(SNEAK)
+    verify = f"    verify: ['{sys.executable} {sneak}']\n"
+    plan = plan_yaml().replace("    tasks: [implement the UI]\n", "    tasks: [implement the UI]\n" + verify)
+    ctx = _ctx(tmp_path, write_agent(tmp_path, WRITER), plan)
+    prepare(ctx)
+    run_attempt(ctx, "db", 1)  # the run's watch and the config read once, not counted
+    calls: list[tuple[str, ...]] = []
+    inner = gitops.run
+
+    def counted(cwd: Path, *args: str, **kw: Any) -> gitops.Result:
+        calls.append(args)
+        return inner(cwd, *args, **kw)
+
+    monkeypatch.setattr(gitops, "run", counted)
+    record = run_attempt(ctx, "api", 1)
+    assert record.status == "succeeded" and record.head_sha == gitops.head(record.worktree)
+    assert len(calls) <= 11, calls
+    assert sum(a[0] == "diff" and "--name-only" in a for a in calls) == 1, calls
+    with pytest.raises(AgentFailed, match="contract check failed") as failed:
+        run_attempt(ctx, "ui", 1)
+    assert "db/sneak.py" in (failed.value.record.attempts[-1].output_tail or "")
 
 
 def test_tool_scratch_files_are_not_committed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -38,6 +38,7 @@ from prefect_work_clusters.tasks.context import Attempt, ClusterRecord, RunConte
 from prefect_work_clusters.tasks.errors import WorkClustersError
 from prefect_work_clusters.tasks.failures import failed, last_lines
 from prefect_work_clusters.tasks.git import core as gitops
+from prefect_work_clusters.tasks.git import refs as gitrefs
 from prefect_work_clusters.tasks.investigation import check as investigate
 from prefect_work_clusters.tasks.plan.refs import provided_by
 from prefect_work_clusters.tasks.proc import interrupt
@@ -69,14 +70,27 @@ def _feedback(record: ClusterRecord) -> str:
     return f"{last.failure}\n\nLast output:\n\n```\n{tail}\n```" if tail else str(last.failure)
 
 
-def _empty(ctx: RunContext, record: ClusterRecord) -> str | None:
-    """Why a build cluster's branch counts as empty: no file differs from where it started.
+def _head(ctx: RunContext, record: ClusterRecord) -> str:
+    """The worktree's HEAD as ``git rev-parse HEAD`` prints it. While the worktree is on its branch
+    (its HEAD file names it), the branch's tip read from the refs' files as the guard keeps them
+    (``tasks.git.refs``), with no git process; git is asked otherwise."""
+    ref = f"refs/heads/{record.branch}"
+    if gitops.head_ref(record.worktree) == ref:
+        tip = gitrefs.read(ctx.repo).get(ref)
+        if tip:
+            return tip
+    return gitops.head(record.worktree)
+
+
+def _empty(record: ClusterRecord, changed: list[str]) -> str | None:
+    """Why a build cluster's branch counts as empty: no file differs from where it started
+    (``changed``: the files its tip changed since its base).
 
     The whole branch, not this attempt: an attempt after a failed verification may rightly add
     nothing to what the last one committed. An agent that exits 0 without doing anything (aider
     does on an API error) would otherwise "succeed" with an empty merge.
     """
-    if gitops.changed_files(ctx.repo, record.base_sha, gitops.head(record.worktree)):
+    if changed:
         return None
     denied = record.attempts[-1].denials if record.attempts else []
     return ("the agent exited 0 but changed no file: nothing of the cluster's tasks was done"
@@ -109,7 +123,7 @@ def run_attempt(ctx: RunContext, cluster: str, attempt: int,
     if record.attempts:  # found when the window closed (after our last commit): recorded, restored already
         entry = record.attempts[-1]
         entry.tampering += [t for t in win.tampering if t not in entry.tampering]
-    record.head_sha = gitops.head(wt)
+    record.head_sha = _head(ctx, record)
     save_record(ctx, record)
     if record.status != "succeeded":
         raise AgentFailed(record, retryable)
@@ -152,10 +166,10 @@ def _attempt(ctx: RunContext, record: ClusterRecord, attempt: int, win: containm
     call = Call(role="cluster", name=cluster, label=cluster, worktree=wt, branch=record.branch, attempt=attempt,
                 owned=spec.paths, extra_env={"WC_FINDINGS_FILE": str(findings)} if findings else {},
                 hint="install it, or pass --agent / --agent-cmd")
-    link_before, head_before = guard.git_link(wt), gitops.head(wt)
+    link_before, head_before = guard.git_link(wt), _head(ctx, record)
     log_offset = log.stat().st_size if log.exists() else 0
     if box:  # refs are read-only in the sandbox: the agent commits on a detached HEAD
-        gitops.detach(wt)
+        gitops.detach(wt, head_before)
     try:
         res, usage = invoke(ctx, agent, call, prompt, feedback, timeout, on_line,
                             on_start=lambda pid: _started(ctx, cluster, pid))
@@ -188,6 +202,8 @@ def _attempt(ctx: RunContext, record: ClusterRecord, attempt: int, win: containm
         gitops.commit_all(wt, f"work-clusters: {cluster} attempt {attempt} (left uncommitted by the agent)",
                           exclude=agent.scratch_globs(), keep=ctx.plan.worktree.copy_files,
                           ignores=containment.trusted_ignores(ctx))
+    tip = _head(ctx, record)  # the branch as verify and the checks see it
+    files: list[str] | None = None  # the files ``tip`` changed since the base, once asked
     record.attempts.append(entry)
     retryable = attempt < max_attempts(ctx, agent) and not (planted and ctx.plan.contract.on_violation == "fail")
     spent = record.cost_usd
@@ -205,7 +221,8 @@ def _attempt(ctx: RunContext, record: ClusterRecord, attempt: int, win: containm
     elif limits.max_cost_usd is not None and spent is not None and spent > limits.max_cost_usd:
         entry.failure = f"cost ${spent:.2f} is past the limit of ${limits.max_cost_usd:.2f}"
         record.status, retryable = "cost_exceeded", False
-    elif (empty := None if findings else _empty(ctx, record)) and ctx.plan.contract.on_empty == "retry":
+    elif (empty := None if findings else _empty(record, files := gitops.changed_files(
+            ctx.repo, record.base_sha, tip))) and ctx.plan.contract.on_empty == "retry":
         entry.failure, record.status = empty + said, "failed"
     else:
         entry.warning = empty + said if empty else None
@@ -215,7 +232,7 @@ def _attempt(ctx: RunContext, record: ClusterRecord, attempt: int, win: containm
         failed = [v for v in entry.verify if not v.ok]
         # Policy retry: a broken contract fails the attempt, its report the next prompt's feedback.
         violation = (None if failed else investigate.attempt_problem(ctx, cluster) if findings
-                     else attempt_violation(ctx, record))
+                     else _violation(ctx, record, tip, files))
         planted = _planted(ctx, entry, containment.check_now(ctx, win, last=True))  # by a verify command
         if planted:
             entry.failure, record.status = planted, "failed"
@@ -234,6 +251,14 @@ def _attempt(ctx: RunContext, record: ClusterRecord, attempt: int, win: containm
     if limits.max_cost_usd is not None and spent is not None and spent > limits.max_cost_usd:
         retryable = False
     return retryable
+
+
+def _violation(ctx: RunContext, record: ClusterRecord, tip: str,
+               changed: list[str] | None) -> tuple[str, str] | None:
+    """The contract check of the attempt's branch after verify; the files changed are asked of git
+    again only when a verify command moved the branch since ``tip``."""
+    now = _head(ctx, record)
+    return attempt_violation(ctx, record, now, changed if now == tip else None)
 
 
 def _started(ctx: RunContext, cluster: str, pid: int) -> None:

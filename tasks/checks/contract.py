@@ -110,17 +110,19 @@ def tree_rows(ctx: RunContext, who: str, tree: Path | None, pairs: list[tuple[Re
     return rows
 
 
-def _tree_of(record: ClusterRecord, tip: str) -> Path | None:
-    """The cluster's worktree when it still holds the branch tip."""
+def _tree_of(record: ClusterRecord, tip: str, at_head: bool = False) -> Path | None:
+    """The cluster's worktree when it still holds the branch tip (``at_head``: the caller just
+    read ``tip`` as the worktree's HEAD, so git is not asked again)."""
     wt = record.worktree
-    if wt.is_dir() and (wt / ".git").exists() and gitops.head(wt) == tip:
+    if wt.is_dir() and (wt / ".git").exists() and (at_head or gitops.head(wt) == tip):
         return wt
     return None
 
 
-def cluster_rows(ctx: RunContext, record: ClusterRecord, tip: str, changed: list[str]) -> list[CheckRow]:
+def cluster_rows(ctx: RunContext, record: ClusterRecord, tip: str, changed: list[str],
+                 at_head: bool = False) -> list[CheckRow]:
     """Scope, contracts, conformance and independence rows of one cluster's branch at ``tip``,
-    which changed ``changed`` since the cluster's base."""
+    which changed ``changed`` since the cluster's base (``at_head``: ``tip`` is its worktree's HEAD)."""
     name = record.cluster
     rows = scope_rows(ctx, name, changed)
     others = {c.name: PathSet(c.paths) for c in ctx.plan.clusters if c.name != name}
@@ -128,7 +130,7 @@ def cluster_rows(ctx: RunContext, record: ClusterRecord, tip: str, changed: list
     if links:
         rows.append(_row(name, "symlinks", Outcome("violation", links, "symlinks that leave the repository "
                                                                     "or reach into another cluster's paths")))
-    return rows + tree_rows(ctx, name, _tree_of(record, tip), provided_by(ctx.plan, name), only=name,
+    return rows + tree_rows(ctx, name, _tree_of(record, tip, at_head), provided_by(ctx.plan, name), only=name,
                             sparse=ctx.plan.worktree.checkout == "sparse",
                             gone="its worktree no longer holds the branch; checked on the integrated tree")
 
@@ -150,12 +152,16 @@ def violation_report(ctx: RunContext, record: ClusterRecord, bad: list[CheckRow]
     return text if len(text) <= MAX_REPORT else text[:MAX_REPORT] + "\n… (the rest is in the contract-check artifact)"
 
 
-def attempt_violation(ctx: RunContext, record: ClusterRecord) -> tuple[str, str] | None:
-    """Under policy retry: ``(summary, report)`` when the attempt just finished broke the contract."""
+def attempt_violation(ctx: RunContext, record: ClusterRecord, tip: str,
+                      changed: list[str] | None = None) -> tuple[str, str] | None:
+    """Under policy retry: ``(summary, report)`` when the attempt just finished broke the contract.
+    ``tip``: its worktree's HEAD as the attempt just read it; ``changed``: the files ``tip``
+    changed since the base, when the attempt already asked git (one ``diff`` an attempt)."""
     if ctx.plan.contract.on_violation != "retry":
         return None
-    tip = gitops.head(record.worktree)
-    bad = blocking(cluster_rows(ctx, record, tip, gitops.changed_files(ctx.repo, record.base_sha, tip)))
+    if changed is None:
+        changed = gitops.changed_files(ctx.repo, record.base_sha, tip)
+    bad = blocking(cluster_rows(ctx, record, tip, changed, at_head=True))
     if not bad:
         return None
     summary = "; ".join(f"{r.check}: {len(r.evidence) or 1} problem(s)" for r in bad)

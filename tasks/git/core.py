@@ -215,9 +215,11 @@ def git_dir(worktree: Path) -> Path:
     return Path(out(worktree, "rev-parse", "--path-format=absolute", "--git-dir"))
 
 
-def detach(worktree: Path) -> None:
-    """Detach the worktree's HEAD at its commit: commits then move HEAD only, no branch ref."""
-    run(worktree, "update-ref", "--no-deref", "-m", "work-clusters: detach for the sandbox", "HEAD", head(worktree))
+def detach(worktree: Path, at: str | None = None) -> None:
+    """Detach the worktree's HEAD at its commit (``at``, when the caller just read it): commits
+    then move HEAD only, no branch ref."""
+    run(worktree, "update-ref", "--no-deref", "-m", "work-clusters: detach for the sandbox", "HEAD",
+        at or head(worktree))
 
 
 def attach(worktree: Path, branch: str) -> None:
@@ -395,24 +397,25 @@ def stage_all(worktree: Path, exclude: Sequence[str] = (), keep: Iterable[str] =
         run(worktree, "add", "-f", "--", *(f":(literal){p}" for p in hidden), *excluded)
 
 
-def commit_staged(worktree: Path, message: str) -> str | None:
-    """Commit the index; the new SHA, or None when nothing is staged."""
+def commit_staged(worktree: Path, message: str) -> bool:
+    """Commit the index; whether there was anything staged to commit. The new SHA is not read
+    back (a git process each commit): ``head`` it, or read the branch's ref, when needed."""
     if run(worktree, "diff", "--cached", "--quiet", check=False).status == 0:
-        return None
+        return False
     run(worktree, "commit", "--no-verify", "-q", "-m", message, env=identity_env(worktree))
-    return head(worktree)
+    return True
 
 
 def commit_all(worktree: Path, message: str, exclude: Sequence[str] = (), keep: Iterable[str] = (),
-               ignores: Sequence[Path] | None = None) -> str | None:
-    """Stage everything the agent left (``stage_all``) and commit it; the new SHA, or None."""
+               ignores: Sequence[Path] | None = None) -> bool:
+    """Stage everything the agent left (``stage_all``) and commit it; whether a commit was made."""
     stage_all(worktree, exclude, keep, ignores)
     return commit_staged(worktree, message)
 
 
-def commit_empty(worktree: Path, message: str) -> str:
+def commit_empty(worktree: Path, message: str) -> None:
+    """A commit that changes no file (the finished marker); its SHA is not read back."""
     run(worktree, "commit", "--no-verify", "--allow-empty", "-q", "-m", message, env=identity_env(worktree))
-    return head(worktree)
 
 
 def head(worktree: Path) -> str:
