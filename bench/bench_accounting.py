@@ -20,6 +20,7 @@ from typing import Any
 from common import base_parser, cluster_names, emit, layout, make_repo, verdict, workdir
 
 from prefect_work_clusters.tasks.git import core as gitops
+from prefect_work_clusters.tasks.git import history as githistory
 from prefect_work_clusters.tasks.integration.accounting import account
 
 TARGET = 3.0
@@ -30,7 +31,7 @@ def make_branches(repo: Path, files: int, count: int) -> tuple[str, str, list[tu
     """(base, integrated commit, [(cluster, branch)]): each branch changes its own files and the
     shared registry; the integrated commit holds every change."""
     names = cluster_names(count)
-    base = gitops.commit_files_on(repo, gitops.out(repo, "rev-parse", "main"),
+    base = githistory.commit_files_on(repo, gitops.out(repo, "rev-parse", "main"),
                                   {REGISTRY: b"REGISTRY = [\n    'core',\n]\n"}, "registry")
     owned = {name: [p for p in layout(files, count) if p.startswith(f"{name}/")] for name in names}
     everything: dict[str, bytes] = {}
@@ -40,12 +41,12 @@ def make_branches(repo: Path, files: int, count: int) -> tuple[str, str, list[tu
                    REGISTRY: f"REGISTRY = [\n    'core',\n    '{name}',\n]\n".encode()}
         if owned[name]:
             changes[owned[name][0]] = f"# {owned[name][0]}, edited by {name}\n".encode()
-        sha = gitops.commit_files_on(repo, base, changes, f"{name}: work")
-        gitops.set_branch(repo, f"clusters/bench/{name}", sha, "bench")
+        sha = githistory.commit_files_on(repo, base, changes, f"{name}: work")
+        githistory.set_branch(repo, f"clusters/bench/{name}", sha, "bench")
         branches.append((name, f"clusters/bench/{name}"))
         everything.update({p: b for p, b in changes.items() if p != REGISTRY})
     everything[REGISTRY] = ("REGISTRY = [\n    'core',\n" + "".join(f"    '{n}',\n" for n in names) + "]\n").encode()
-    final = gitops.commit_files_on(repo, base, everything, "integrated")
+    final = githistory.commit_files_on(repo, base, everything, "integrated")
     return base, final, branches
 
 

@@ -27,6 +27,7 @@ from common import emit, workdir  # noqa: E402
 
 from prefect_work_clusters.tasks.checks.rows import ClusterCheck  # noqa: E402
 from prefect_work_clusters.tasks.git import core as gitops  # noqa: E402
+from prefect_work_clusters.tasks.git import history as githistory
 from prefect_work_clusters.tasks.identify import resolve_run  # noqa: E402
 from prefect_work_clusters.tasks.integration.integrate import integrate_branches  # noqa: E402
 from prefect_work_clusters.tasks.integration.models import IntegrationResult  # noqa: E402
@@ -57,7 +58,7 @@ def replay(root: Path, split_name: str) -> tuple[Window, IntegrationResult]:
         subprocess.run(cmd.split(), cwd=wt, check=True,
                        env={**os.environ, "WC_ROLE": "cluster", "WC_CLUSTER": name, "WC_WORKTREE": str(wt)})
         checks.append(ClusterCheck(cluster=name, status="ok", mergeable=True,
-                                   files_changed=gitops.changed_files(ctx.repo, base, ctx.branch(name)),
+                                   files_changed=githistory.changed_files(ctx.repo, base, ctx.branch(name)),
                                    head_sha=gitops.resolve_ref(ctx.repo, f"refs/heads/{ctx.branch(name)}")))
     return w, integrate_branches(ctx, base, checks)
 

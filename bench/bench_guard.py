@@ -30,7 +30,9 @@ from common import base_parser, cluster_names, emit, layout, make_repo, verdict,
 from prefect_work_clusters.tasks.agents import guard
 from prefect_work_clusters.tasks.checks import containment
 from prefect_work_clusters.tasks.context import RunContext
+from prefect_work_clusters.tasks.git import changes as gitchanges
 from prefect_work_clusters.tasks.git import core as gitops
+from prefect_work_clusters.tasks.git import history as githistory
 from prefect_work_clusters.tasks.integration.accounting import account
 from prefect_work_clusters.tasks.plan.models import Cluster, Plan, WorktreeOptions
 from prefect_work_clusters.tasks.worktrees import Prepared, prepare
@@ -88,10 +90,10 @@ def _whole_run(ctx: RunContext, prepared: Prepared, files: int) -> dict[str, flo
             containment.check_now(ctx, win)
             guard.check_attempt(ctx, record, link_before, head_before)
             ignores = containment.trusted_ignores(ctx)
-        gitops.commit_all(wt, f"{name}: work", ignores=ignores)
+        gitchanges.commit_all(wt, f"{name}: work", ignores=ignores)
         with clock:
             containment.check_now(ctx, win, last=True)
-        gitops.commit_empty(wt, f"work-clusters: {name} finished")
+        gitchanges.commit_empty(wt, f"work-clusters: {name} finished")
         with clock:
             containment.remember_worktree(ctx, name, wt)
             window.__exit__(None, None, None)
@@ -106,7 +108,7 @@ def _whole_run(ctx: RunContext, prepared: Prepared, files: int) -> dict[str, flo
     with clock:
         notes = containment.finish(ctx)
     finish_s = clock.seconds - before_finish
-    final = gitops.commit_files_on(ctx.repo, prepared.base_sha, changes, "integrated")
+    final = githistory.commit_files_on(ctx.repo, prepared.base_sha, changes, "integrated")
     t = time.perf_counter()
     acc = account(ctx.repo, prepared.base_sha, final, [(r.cluster, r.branch) for r in records], [])
     accounting_s = time.perf_counter() - t
@@ -126,8 +128,8 @@ def _attempt_ms(ctx: RunContext, cluster: str, attack: bool) -> tuple[float, flo
             hook.write_text("#!/bin/sh\nexit 0\n")
             hook.chmod(0o755)
             other = ctx.plan.clusters[-1].name
-            moved = gitops.commit_files_on(ctx.repo, "main", {"moved.txt": b"by another agent\n"}, "moved")
-            gitops.set_branch(ctx.repo, ctx.branch(other), moved, "bench")
+            moved = githistory.commit_files_on(ctx.repo, "main", {"moved.txt": b"by another agent\n"}, "moved")
+            githistory.set_branch(ctx.repo, ctx.branch(other), moved, "bench")
         containment.check_now(ctx, win)
         containment.check_now(ctx, win, last=True)
     return 1000 * (time.perf_counter() - t), 1000 * (time.process_time() - cpu), win.tampering

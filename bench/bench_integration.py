@@ -25,6 +25,7 @@ from common import base_parser, cluster_names, emit, layout, make_repo, verdict,
 from prefect_work_clusters.tasks.checks.rows import ClusterCheck
 from prefect_work_clusters.tasks.context import RunContext
 from prefect_work_clusters.tasks.git import core as gitops
+from prefect_work_clusters.tasks.git import history as githistory
 from prefect_work_clusters.tasks.git import worktrees as gitworktrees
 from prefect_work_clusters.tasks.integration.integrate import integrate_branches
 from prefect_work_clusters.tasks.integration.preflight import predict
@@ -42,8 +43,8 @@ def make_branches(repo: Path, files: int, count: int) -> tuple[str, list[Cluster
         changes = {f"{name}/added.py": "".join(f"{name.upper()}_{n} = {n}\n" for n in range(20)).encode()}
         if paths:
             changes[paths[0]] = f"# {paths[0]}, edited by {name}\n".encode()
-        sha = gitops.commit_files_on(repo, base, changes, f"{name}: work")
-        gitops.set_branch(repo, f"clusters/bench/{name}", sha, "bench")
+        sha = githistory.commit_files_on(repo, base, changes, f"{name}: work")
+        githistory.set_branch(repo, f"clusters/bench/{name}", sha, "bench")
         checks.append(ClusterCheck(cluster=name, status="ok", mergeable=True, files_changed=sorted(changes),
                                    head_sha=sha))
     return base, checks
@@ -69,7 +70,7 @@ def run(files: int, count: int, repeat: int, tmp: Path) -> tuple[dict[str, Any],
         ok &= pf.conflict_count == 0
         if gitops.branch_exists(repo, ctx.integration_branch):
             gitworktrees.remove_worktree(repo, ctx.integration_worktree, force=True)
-            gitops.delete_branch(repo, ctx.integration_branch)
+            githistory.delete_branch(repo, ctx.integration_branch)
         result = integrate_branches(ctx, base, checks)
         merges.append(result.merge_seconds)
         accountings.append(result.accounting_seconds)

@@ -19,6 +19,7 @@ from prefect_work_clusters.flows import crashes
 from prefect_work_clusters.tasks import remote
 from prefect_work_clusters.tasks.context import ClusterRecord, RunContext, save_record
 from prefect_work_clusters.tasks.git import core as gitops
+from prefect_work_clusters.tasks.git import history as githistory
 from prefect_work_clusters.tasks.proc import interrupt
 from prefect_work_clusters.tasks.worktrees import Prepared, plan_path_in_repo
 
@@ -54,7 +55,7 @@ def run_dispatched(ctx: RunContext, prepared: Prepared) -> list[ClusterRecord]:
                               for r in tried[:-1])
         run = tried[-1] if tried else None
         tip = gitops.resolve_ref(ctx.repo, f"refs/heads/{rec.branch}")
-        finished = tip is not None and gitops.finished_commit(ctx.repo, rec.base_sha, rec.branch)
+        finished = tip is not None and githistory.finished_commit(ctx.repo, rec.base_sha, rec.branch)
         state = run.state if run else None
         said = f"{link(run)}: {state.type.value if state else 'unknown'}" if run else "no flow run (interrupted)"
         prepared.notes.append(f"cluster {rec.cluster} ran as {said}" if run else f"cluster {rec.cluster}: {said}")

@@ -14,7 +14,9 @@ from rich.table import Table
 from prefect_work_clusters.flows import person
 from prefect_work_clusters.tasks import remote
 from prefect_work_clusters.tasks.context import RunContext, load_record
+from prefect_work_clusters.tasks.git import changes as gitchanges
 from prefect_work_clusters.tasks.git import core as gitops
+from prefect_work_clusters.tasks.git import history as githistory
 from prefect_work_clusters.tasks.git import remote as gitremote
 from prefect_work_clusters.tasks.git import worktrees as gitworktrees
 from prefect_work_clusters.tasks.identify import resolve_any
@@ -58,7 +60,7 @@ def status_table(plan: Path, repo: str | Path, options: RunOptions | None = None
         tip = _tip(ctx, branch)
         record = load_record(ctx, cluster.name)
         start = record.base_sha if record else base
-        finished = bool(tip and start and gitops.finished_commit(ctx.repo, start, branch))
+        finished = bool(tip and start and githistory.finished_commit(ctx.repo, start, branch))
         wt = ctx.worktree(cluster.name)
         table.add_row(cluster.name, branch if tip else f"{branch} (none)", (tip or "-")[:12],
                       "yes" if finished else "no", str(wt) if wt.resolve() in registered else "-",
@@ -90,7 +92,7 @@ def _clean(ctx: RunContext, branches: bool, force: bool) -> list[str]:
     for path in places:
         if path.resolve() not in registered:
             continue
-        if gitops.has_changes(path) and not force:
+        if gitchanges.has_changes(path) and not force:
             kept.append(f"kept {path}: it has uncommitted changes (commit them, or pass --force)")
             continue
         gitworktrees.remove_worktree(ctx.repo, path, force=True)
@@ -127,7 +129,7 @@ def _clean_branches(ctx: RunContext, force: bool, kept: list[str]) -> list[str]:
                 (branch == ctx.base_branch or not adds_nothing(ref)):
             kept.append(f"kept branch {branch}: it has commits found on no other branch (pass --force to delete)")
             continue
-        gitops.delete_branch(ctx.repo, branch)
+        githistory.delete_branch(ctx.repo, branch)
         done.append(f"deleted branch {branch}")
     if not done and not kept:
         done.append("nothing to clean")

@@ -14,6 +14,7 @@ from pydantic import BaseModel
 from prefect_work_clusters.tasks.context import ClusterRecord, RunContext, load_record, save_record
 from prefect_work_clusters.tasks.errors import WorkClustersError
 from prefect_work_clusters.tasks.git import core as gitops
+from prefect_work_clusters.tasks.git import history as githistory
 from prefect_work_clusters.tasks.git import worktrees as gitworktrees
 from prefect_work_clusters.tasks.plan.paths import cone_dirs
 from prefect_work_clusters.tasks.recovery import recover
@@ -58,7 +59,7 @@ def ensure_base(ctx: RunContext) -> tuple[str, str, list[str]]:
     for rel in ctx.plan.contracts:
         files[rel] = (repo / rel).read_bytes()
     existing = gitops.resolve_ref(repo, f"refs/heads/{ctx.base_branch}")
-    wanted = gitops.commit_files_on(repo, base_ref_sha, files,
+    wanted = githistory.commit_files_on(repo, base_ref_sha, files,
                                     f"work-clusters: plan and contracts for {ctx.plan.name}", reuse=existing)
     tips = gitworktrees.branch_tips(repo, ctx.prefix)
     started = [c.name for c in ctx.plan.clusters if ctx.branch(c.name) in tips]
@@ -68,7 +69,7 @@ def ensure_base(ctx: RunContext) -> tuple[str, str, list[str]]:
                      "to start again from the new base)")
         return existing, base_ref_sha, notes
     if existing != wanted:
-        gitops.set_branch(repo, ctx.base_branch, wanted, f"work-clusters: base of {ctx.plan.name}")
+        githistory.set_branch(repo, ctx.base_branch, wanted, f"work-clusters: base of {ctx.plan.name}")
     return wanted, base_ref_sha, notes
 
 
@@ -106,7 +107,7 @@ def prepare_cluster(ctx: RunContext, cluster: str, base_sha: str, *,
     if wt.created:
         _copy_untracked(ctx, wt.path)
     # A branch made just now, at the base, holds no commit of its own: nothing to look for.
-    finished = None if ctx.rerun or wt.new_branch else gitops.finished_commit(ctx.repo, start, branch)
+    finished = None if ctx.rerun or wt.new_branch else githistory.finished_commit(ctx.repo, start, branch)
     if finished:
         record = record.model_copy(update={
             "status": "succeeded", "resumed": True, "head_sha": gitops.head(wt.path),
@@ -177,7 +178,7 @@ def recorded(ctx: RunContext) -> Prepared:
         record = previous or ClusterRecord(cluster=cluster.name, branch=branch,
                                            worktree=ctx.worktree(cluster.name), base_sha=base_sha)
         tip = gitops.resolve_ref(ctx.repo, f"refs/heads/{branch}")
-        finished = tip and gitops.finished_commit(ctx.repo, record.base_sha, branch)
+        finished = tip and githistory.finished_commit(ctx.repo, record.base_sha, branch)
         update = {"head_sha": tip, "status": "succeeded" if finished else
                   (record.status if record.status != "succeeded" else "failed")}
         if not tip:

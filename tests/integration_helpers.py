@@ -13,6 +13,7 @@ from pathlib import Path
 from prefect_work_clusters.tasks.checks.rows import ClusterCheck
 from prefect_work_clusters.tasks.context import RunContext
 from prefect_work_clusters.tasks.git import core as gitops
+from prefect_work_clusters.tasks.git import history as githistory
 from prefect_work_clusters.tasks.identify import resolve_run
 from prefect_work_clusters.tasks.integration.integrate import integrate_branches
 from prefect_work_clusters.tasks.integration.models import IntegrationResult
@@ -78,7 +79,7 @@ def add_to_registry(ctx: RunContext, cluster: str) -> None:
 
 def checks(ctx: RunContext, base: str) -> list[ClusterCheck]:
     return [ClusterCheck(cluster=c.name, status="ok", mergeable=True,
-                         files_changed=gitops.changed_files(ctx.repo, base, ctx.branch(c.name)),
+                         files_changed=githistory.changed_files(ctx.repo, base, ctx.branch(c.name)),
                          head_sha=gitops.resolve_ref(ctx.repo, f"refs/heads/{ctx.branch(c.name)}"))
             for c in ctx.plan.clusters]
 

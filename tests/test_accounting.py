@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from prefect_work_clusters.tasks.git import core as gitops
+from prefect_work_clusters.tasks.git import history as githistory
 from prefect_work_clusters.tasks.integration.accounting import Accounting, account
 from prefect_work_clusters.tasks.integration.decisions import parse_decisions
 from prefect_work_clusters.tasks.integration.pychecks import findings_for
@@ -17,13 +18,13 @@ BASE = {"notes.txt": "alpha\nbeta\ngamma\n"}
 
 
 def branch(repo: Path, name: str, base: str, text: str, path: str = "notes.txt") -> tuple[str, str]:
-    sha = gitops.commit_files_on(repo, base, {path: text.encode()}, name)
-    gitops.set_branch(repo, f"clusters/t/{name}", sha, "test")
+    sha = githistory.commit_files_on(repo, base, {path: text.encode()}, name)
+    githistory.set_branch(repo, f"clusters/t/{name}", sha, "test")
     return name, f"clusters/t/{name}"
 
 
 def integrated(repo: Path, base: str, text: str, path: str = "notes.txt") -> str:
-    return gitops.commit_files_on(repo, base, {path: text.encode()}, "integrated")
+    return githistory.commit_files_on(repo, base, {path: text.encode()}, "integrated")
 
 
 @pytest.fixture
@@ -97,7 +98,8 @@ def test_the_integrations_own_lines_need_a_decision_which_may_be_a_bullet(repo: 
 def test_a_file_only_the_integration_changed_is_accounted_too(repo: tuple[Path, str]) -> None:
     path, base = repo
     x = branch(path, "x", base, "alpha\nbeta\ngamma\nx\n")
-    both = gitops.commit_files_on(path, base, {"notes.txt": b"alpha\nbeta\ngamma\nx\n", "other.txt": b"stray\n"}, "i")
+    both = githistory.commit_files_on(path, base, {"notes.txt": b"alpha\nbeta\ngamma\nx\n", "other.txt": b"stray\n"},
+                                      "i")
     acc = account(path, base, both, [x], [])
     assert acc.files == 2 and kinds(acc) == [("new", ["integration"], ["stray"], 1)]
 

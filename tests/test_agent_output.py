@@ -19,7 +19,7 @@ from prefect_work_clusters.tasks.agents.call import writable_dirs
 from prefect_work_clusters.tasks.agents.claude import ClaudeBackend
 from prefect_work_clusters.tasks.agents.codex import CodexBackend
 from prefect_work_clusters.tasks.agents.command import CommandBackend
-from prefect_work_clusters.tasks.git import core as gitops
+from prefect_work_clusters.tasks.git import changes as gitchanges
 from prefect_work_clusters.tasks.identify import resolve_run
 from prefect_work_clusters.tasks.options import RunOptions
 from prefect_work_clusters.tasks.report import ClusterSummary, RunReport, render_markdown
@@ -94,7 +94,7 @@ def test_aiders_scratch_folder_stays_out_of_the_leftover_commit(tmp_path: Path) 
         (repo / rel).parent.mkdir(parents=True, exist_ok=True)
         (repo / rel).write_text("x\n")
     git(repo, "checkout", "-q", "-b", "work")
-    gitops.commit_all(repo, "leftovers", exclude=AiderBackend().scratch_globs())
+    gitchanges.commit_all(repo, "leftovers", exclude=AiderBackend().scratch_globs())
     assert git(repo, "show", "--name-only", "--format=", "HEAD").splitlines() == ["api/impl.py"]
     git(repo, "checkout", "-q", "main")
     git(repo, "branch", "-D", "work")

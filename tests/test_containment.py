@@ -18,6 +18,7 @@ from prefect_work_clusters.tasks.checks import containment
 from prefect_work_clusters.tasks.checks.contract import check_cluster
 from prefect_work_clusters.tasks.context import RunContext
 from prefect_work_clusters.tasks.errors import WorkClustersError
+from prefect_work_clusters.tasks.git import changes as gitchanges
 from prefect_work_clusters.tasks.git import core as gitops
 from prefect_work_clusters.tasks.identify import resolve_run
 from prefect_work_clusters.tasks.options import RunOptions
@@ -198,10 +199,10 @@ def test_planted_filter_and_merge_driver_never_run_in_our_git(tmp_path: Path, mo
     (gitops.common_dir(ctx.repo) / "info" / "attributes").write_text("* filter=ev merge=ev\n")
     wt = ctx.worktree("api")
     (wt / "app" / "registry.py").write_text("REGISTRY = [\n    'core',\n    'api',\n]\n")
-    gitops.commit_all(wt, "api registers")
+    gitchanges.commit_all(wt, "api registers")
     other = ctx.worktree("ui")
     (other / "app" / "registry.py").write_text("REGISTRY = [\n    'ui',\n    'core',\n]\n")
-    gitops.commit_all(other, "ui registers")
+    gitchanges.commit_all(other, "ui registers")
     gitops.run(wt, "merge", "--no-edit", ctx.branch("ui"), env=gitops.identity_env(wt))
     assert (wt / "app" / "registry.py").read_text() == "REGISTRY = [\n    'ui',\n    'core',\n    'api',\n]\n"
     assert _markers(tmp_path) == []

@@ -18,7 +18,7 @@ from prefect_work_clusters.tasks.checks.rows import CheckRow, ClusterCheck, chec
 from prefect_work_clusters.tasks.checks.ts_conformance import typescript_conformance
 from prefect_work_clusters.tasks.context import RunContext
 from prefect_work_clusters.tasks.errors import PlanError
-from prefect_work_clusters.tasks.git import core as gitops
+from prefect_work_clusters.tasks.git import history as githistory
 from prefect_work_clusters.tasks.identify import resolve_run
 from prefect_work_clusters.tasks.options import RunOptions
 from prefect_work_clusters.tasks.plan.load import load_plan
@@ -131,7 +131,7 @@ def test_retry_feeds_the_report_back_and_attempt_two_fixes_it(tmp_path: Path,
     first = failed.value.record.attempts[-1]
     assert first.failure and first.failure.startswith("contract check failed (scope: 1 problem(s); conformance")
     assert "Expected: def get(self, key: str) -> str; Got: def get(self, key: int) -> str" in first.output_tail
-    assert gitops.finished_commit(ctx.repo, prepared.base_sha, "clusters/store/db") is None  # not "finished"
+    assert githistory.finished_commit(ctx.repo, prepared.base_sha, "clusters/store/db") is None  # not "finished"
 
     record = run_attempt(ctx, "db", 2)
     assert record.status == "succeeded"

@@ -8,7 +8,9 @@ import json
 import subprocess
 from pathlib import Path
 
+from prefect_work_clusters.tasks.git import changes as gitchanges
 from prefect_work_clusters.tasks.git import core as gitops
+from prefect_work_clusters.tasks.git import history as githistory
 from prefect_work_clusters.tasks.integration.ladder import merge_message
 from prefect_work_clusters.tasks.integration.tip import record_tip
 from tests.conftest import git
@@ -46,7 +48,7 @@ def test_clean_merges_are_the_commits_git_merge_makes_and_the_worktree_is_checke
     reflog = git(ctx.repo, "reflog", "show", "--format=%gs", f"refs/heads/{ctx.integration_branch}")
     assert "Merge made by" not in reflog and reflog.count("work-clusters: merge ") == 3
     wt = ctx.integration_worktree
-    assert gitops.head(wt) == result.final_sha and not gitops.has_changes(wt)
+    assert gitops.head(wt) == result.final_sha and not gitchanges.has_changes(wt)
     assert (wt / "db/impl.py").read_text() == "NAME = 'db'\n" and (wt / "README.md").read_text() == "# shop\napi\n"
     assert not (ctx.runs_dir / "integration-files.json").exists()
 
@@ -61,7 +63,7 @@ def test_a_conflict_after_clean_merges_meets_a_worktree_that_caught_up(tmp_path:
 
     assert [s.status for s in result.steps] == ["merged"] * 3 and result.steps[2].conflicts == ["app/registry.py"]
     wt = ctx.integration_worktree
-    assert (wt / "api/impl.py").exists() and (wt / "ui/impl.py").exists() and not gitops.has_changes(wt)
+    assert (wt / "api/impl.py").exists() and (wt / "ui/impl.py").exists() and not gitchanges.has_changes(wt)
     registry = (wt / "app/registry.py").read_text()
     assert "'ui'" in registry and "'db'" in registry
 
@@ -74,7 +76,7 @@ def test_a_run_stopped_while_the_files_lagged_catches_them_up_before_anything_el
     # What a run killed right after its first clean merge leaves: the branch moved, the files not.
     tree = git(ctx.repo, "merge-tree", "--write-tree", base, api)
     made = git(ctx.repo, "commit-tree", tree, "-p", base, "-p", api, "-m", merge_message(ctx, "api", "b", api))
-    gitops.move_branch(ctx.repo, ctx.integration_branch, made, base, "test: a merge as objects")
+    githistory.move_branch(ctx.repo, ctx.integration_branch, made, base, "test: a merge as objects")
     (ctx.runs_dir / "integration-files.json").write_text(json.dumps({"at": base}))
     record_tip(ctx)
 
@@ -82,7 +84,7 @@ def test_a_run_stopped_while_the_files_lagged_catches_them_up_before_anything_el
 
     assert result.ok and result.steps[0].reason == "merged earlier" and result.final_sha == made
     wt = ctx.integration_worktree
-    assert (wt / "api/impl.py").read_text() == "NAME = 'api'\n" and not gitops.has_changes(wt)
+    assert (wt / "api/impl.py").read_text() == "NAME = 'api'\n" and not gitchanges.has_changes(wt)
 
 
 def test_a_merge_driver_planted_in_the_config_does_not_run_in_merge_tree(tmp_path: Path) -> None:

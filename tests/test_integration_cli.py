@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from prefect_work_clusters.tasks.git import changes as gitchanges
 from prefect_work_clusters.tasks.git import core as gitops
 from tests.conftest import cli, git, write_agent
 from tests.integration_helpers import add_to_registry, commit_cluster, setup
@@ -21,7 +22,7 @@ def test_integrate_land_refuses_lost_lines_and_exits_1(tmp_path: Path) -> None:
     commit_cluster(ctx, "api", {"app/config.py": "PROFILE = 'dev'\nTIMEOUT = 60\n"})
     commit_cluster(ctx, "ui", {"app/config.py": "PROFILE = 'dev'\nTIMEOUT = 10\n"})
     for cluster in ("api", "ui", "db"):  # what a finished agent leaves: the marker commit
-        gitops.commit_empty(ctx.worktree(cluster), f"done\n\n{gitops.FINISHED_TRAILER}: {cluster} attempt 1")
+        gitchanges.commit_empty(ctx.worktree(cluster), f"done\n\n{gitops.FINISHED_TRAILER}: {cluster} attempt 1")
     main = git(ctx.repo, "rev-parse", "main")
 
     res = cli("integrate", str(ctx.plan_file), "--repo", str(ctx.repo), "--land",

@@ -13,7 +13,9 @@ from pathlib import Path
 import pytest
 
 from prefect_work_clusters.tasks.context import RunContext
+from prefect_work_clusters.tasks.git import changes as gitchanges
 from prefect_work_clusters.tasks.git import core as gitops
+from prefect_work_clusters.tasks.git import history as githistory
 from prefect_work_clusters.tasks.git import worktrees as gitworktrees
 from prefect_work_clusters.tasks.integration.integrate import integrate_branches
 from prefect_work_clusters.tasks.integration.land import land, refusals
@@ -131,7 +133,7 @@ def test_a_semantic_conflict_goes_to_the_agent_and_rerere_replays_it_later(tmp_p
 
     # Integrate again from scratch with no agent at all: rerere replays the recorded resolution.
     gitworktrees.remove_worktree(ctx.repo, ctx.integration_worktree, force=True)
-    gitops.delete_branch(ctx.repo, ctx.integration_branch)
+    githistory.delete_branch(ctx.repo, ctx.integration_branch)
     again = integrate(with_integration_agent(ctx, None), base)
     assert again.steps[1].files[0].resolved_by == "git" and again.steps[1].status == "merged"
     assert len(calls(tmp_path)) == 1
@@ -268,7 +270,7 @@ def test_an_unresolvable_conflict_is_left_for_a_person_whose_instructions_work(t
     assert git(ctx.repo, "rev-parse", ctx.integration_branch) == result.steps[0].commit
     assert git(ctx.repo, "fsck", "--no-progress", "--no-dangling") == ""
     subprocess.run(["git", "-C", str(wt), "merge", "--abort"], check=True)  # the give-up path works ...
-    assert not gitops.has_changes(wt)
+    assert not gitchanges.has_changes(wt)
     result = integrate(ctx, base)  # ... and integrating again stops at the same place
 
     # Follow the instructions as printed: resolve the file, run the commands in the worktree.
@@ -302,6 +304,7 @@ def test_an_untracked_file_in_the_way_stops_the_merge_and_is_kept(tmp_path: Path
 
     assert result.steps[0].status == "conflict" and "git refused to merge" in result.steps[0].reason
     assert "did not start" in result.instructions and "move it out of the worktree" in result.instructions
-    assert in_the_way.read_text() == "left by a verify command\n" and not gitops.merge_in_progress(in_the_way.parent)
+    assert in_the_way.read_text() == "left by a verify command\n"
+    assert not gitchanges.merge_in_progress(in_the_way.parent)
     in_the_way.unlink()
     assert integrate(ctx, base).ok

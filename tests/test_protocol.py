@@ -13,7 +13,9 @@ import pytest
 
 from prefect_work_clusters.tasks.agents.attempt import AgentFailed, run_attempt
 from prefect_work_clusters.tasks.context import RunContext
+from prefect_work_clusters.tasks.git import changes as gitchanges
 from prefect_work_clusters.tasks.git import core as gitops
+from prefect_work_clusters.tasks.git import history as githistory
 from prefect_work_clusters.tasks.git import worktrees as gitworktrees
 from prefect_work_clusters.tasks.identify import resolve_run
 from prefect_work_clusters.tasks.options import RunOptions
@@ -53,9 +55,9 @@ def test_argv_env_prompt_leftovers_and_log(tmp_path: Path, monkeypatch: pytest.M
         assert needle in prompt
     # The agent left impl.py uncommitted: it is now committed on the cluster's branch.
     assert record.status == "succeeded"
-    assert gitops.changed_files(ctx.repo, prepared.base_sha, "clusters/shop/api") == ["api/impl.py"]
-    assert not gitops.has_changes(ctx.worktree("api"))
-    assert gitops.finished_commit(ctx.repo, prepared.base_sha, "clusters/shop/api")
+    assert githistory.changed_files(ctx.repo, prepared.base_sha, "clusters/shop/api") == ["api/impl.py"]
+    assert not gitchanges.has_changes(ctx.worktree("api"))
+    assert githistory.finished_commit(ctx.repo, prepared.base_sha, "clusters/shop/api")
     assert "agent api wrote impl.py" in ctx.log_file("api").read_text()
 
 
@@ -71,10 +73,10 @@ def test_base_branch_commits_plan_and_contracts_only_when_they_differ(tmp_path: 
     git(ctx.repo, "commit", "-q", "-m", "plan")
     rebaseline(ctx.repo)
     ctx2 = resolve_run(ctx.repo / "shop.yaml", ctx.repo, RunOptions(agent_cmd="true", workspace=str(tmp_path / "ws2")))
-    gitops.delete_branch(ctx.repo, "clusters/shop/base")
+    githistory.delete_branch(ctx.repo, "clusters/shop/base")
     for c in ("api", "ui", "db"):
         gitworktrees.remove_worktree(ctx.repo, ctx.worktree(c), force=True)
-        gitops.delete_branch(ctx.repo, f"clusters/shop/{c}")
+        githistory.delete_branch(ctx.repo, f"clusters/shop/{c}")
     assert prepare(ctx2).base_sha == git(ctx.repo, "rev-parse", "main")
 
 
@@ -96,7 +98,7 @@ def test_failed_attempt_commits_leftovers_and_feeds_back(tmp_path: Path) -> None
         run_attempt(ctx, "api", 1)
     assert failed.value.retryable is False  # the plan allows no retries
     assert failed.value.record.attempts[-1].exit_code == 7
-    assert gitops.changed_files(ctx.repo, prepared.base_sha, "clusters/shop/api") == ["api/half.py"]
+    assert githistory.changed_files(ctx.repo, prepared.base_sha, "clusters/shop/api") == ["api/half.py"]
     record = run_attempt(ctx, "api", 2)
     assert record.status == "succeeded" and [a.attempt for a in record.attempts] == [1, 2]
     assert "Feedback: why attempt 1 failed" in ctx.prompt_file("api", 2).read_text()
@@ -185,7 +187,7 @@ def test_tool_scratch_files_are_not_committed(tmp_path: Path, monkeypatch: pytes
     ctx = resolve_run(plan, repo)
     prepared = prepare(ctx)
     run_attempt(ctx, "api", 1)
-    assert gitops.changed_files(ctx.repo, prepared.base_sha, "clusters/shop/api") == ["api/impl.py"]
+    assert githistory.changed_files(ctx.repo, prepared.base_sha, "clusters/shop/api") == ["api/impl.py"]
 
 
 def test_claude_error_result_fails_the_attempt_and_cost_is_kept(tmp_path: Path,

@@ -15,6 +15,7 @@ import pytest
 
 from prefect_work_clusters.flows.work_clusters import work_clusters
 from prefect_work_clusters.tasks.git import core as gitops
+from prefect_work_clusters.tasks.git import history as githistory
 from prefect_work_clusters.tasks.identify import resolve_run
 from prefect_work_clusters.tasks.options import RunOptions
 from prefect_work_clusters.tasks.recovery import RunLocked, run_lock
@@ -84,7 +85,7 @@ if cluster == "ui" and not pathlib.Path({str(gate)!r}).exists():
     try:
         base = lambda: gitops.resolve_ref(repo, "clusters/shop/base")  # noqa: E731
         _wait_for(lambda: ui_pid.exists() and base() and all(
-            gitops.finished_commit(repo, base(), f"clusters/shop/{c}") for c in ("api", "db")), seconds=300)
+            githistory.finished_commit(repo, base(), f"clusters/shop/{c}") for c in ("api", "db")), seconds=300)
     finally:
         os.killpg(orchestrator.pid, signal.SIGKILL)
         orchestrator.wait()
@@ -219,4 +220,4 @@ def test_report_write_failure_is_clear_and_branches_are_untouched(tmp_path: Path
                           return_state=True)
     assert state.is_failed() and "merge-report.md" in state.message
     assert snapshot(repo) == before
-    assert gitops.finished_commit(repo, "clusters/shop/base", "clusters/shop/api")  # the agents' work is kept
+    assert githistory.finished_commit(repo, "clusters/shop/base", "clusters/shop/api")  # the agents' work is kept

@@ -18,6 +18,7 @@ from prefect_work_clusters.flows.housekeeping import status_table
 from prefect_work_clusters.flows.person import Turn
 from prefect_work_clusters.flows.review import decide
 from prefect_work_clusters.tasks.context import RunContext
+from prefect_work_clusters.tasks.git import changes as gitchanges
 from prefect_work_clusters.tasks.git import core as gitops
 from prefect_work_clusters.tasks.integration.approval import Approval, Review
 from prefect_work_clusters.tasks.integration.models import IntegrationResult
@@ -35,7 +36,7 @@ def test_a_local_run_awaits_approval_then_approve_opens_the_draft_pull_request(
     ctx, _ = setup(tmp_path)
     for cluster in ("api", "ui", "db"):
         add_to_registry(ctx, cluster)
-        gitops.commit_empty(ctx.worktree(cluster), f"done\n\n{gitops.FINISHED_TRAILER}: {cluster} attempt 1")
+        gitchanges.commit_empty(ctx.worktree(cluster), f"done\n\n{gitops.FINISHED_TRAILER}: {cluster} attempt 1")
     remote = tmp_path / "remote.git"
     git(tmp_path, "init", "-q", "--bare", str(remote))
     ctx.plan_file.write_text(ctx.plan_file.read_text().replace("integration:\n", (

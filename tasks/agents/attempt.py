@@ -37,7 +37,9 @@ from prefect_work_clusters.tasks.checks.contract import attempt_violation
 from prefect_work_clusters.tasks.context import Attempt, ClusterRecord, RunContext, load_record, save_record
 from prefect_work_clusters.tasks.errors import WorkClustersError
 from prefect_work_clusters.tasks.failures import failed, last_lines
+from prefect_work_clusters.tasks.git import changes as gitchanges
 from prefect_work_clusters.tasks.git import core as gitops
+from prefect_work_clusters.tasks.git import history as githistory
 from prefect_work_clusters.tasks.git import refs as gitrefs
 from prefect_work_clusters.tasks.investigation import check as investigate
 from prefect_work_clusters.tasks.plan.refs import provided_by
@@ -199,7 +201,7 @@ def _attempt(ctx: RunContext, record: ClusterRecord, attempt: int, win: containm
     changed = investigate.settle_attempt(ctx, record, attempt, head_before) if findings and committable else None
     if committable and not findings:
         # Files copied in by worktree.copy (a .env) are the user's, never committed.
-        gitops.commit_all(wt, f"work-clusters: {cluster} attempt {attempt} (left uncommitted by the agent)",
+        gitchanges.commit_all(wt, f"work-clusters: {cluster} attempt {attempt} (left uncommitted by the agent)",
                           exclude=agent.scratch_globs(), keep=ctx.plan.worktree.copy_files,
                           ignores=containment.trusted_ignores(ctx))
     tip = _head(ctx, record)  # the branch as verify and the checks see it
@@ -221,7 +223,7 @@ def _attempt(ctx: RunContext, record: ClusterRecord, attempt: int, win: containm
     elif limits.max_cost_usd is not None and spent is not None and spent > limits.max_cost_usd:
         entry.failure = f"cost ${spent:.2f} is past the limit of ${limits.max_cost_usd:.2f}"
         record.status, retryable = "cost_exceeded", False
-    elif (empty := None if findings else _empty(record, files := gitops.changed_files(
+    elif (empty := None if findings else _empty(record, files := githistory.changed_files(
             ctx.repo, record.base_sha, tip))) and ctx.plan.contract.on_empty == "retry":
         entry.failure, record.status = empty + said, "failed"
     else:
@@ -245,7 +247,7 @@ def _attempt(ctx: RunContext, record: ClusterRecord, attempt: int, win: containm
             entry.failure, entry.output_tail = violation
             record.status = "failed"
         else:
-            gitops.commit_empty(wt, f"work-clusters: {cluster} finished (attempt {attempt})\n\n"
+            gitchanges.commit_empty(wt, f"work-clusters: {cluster} finished (attempt {attempt})\n\n"
                                     f"{gitops.FINISHED_TRAILER}: {cluster} attempt {attempt}")
             record.status, record.error = "succeeded", None
     if limits.max_cost_usd is not None and spent is not None and spent > limits.max_cost_usd:

@@ -11,7 +11,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from prefect_work_clusters.tasks.context import ClusterRecord, RunContext, save_record
+from prefect_work_clusters.tasks.git import changes as gitchanges
 from prefect_work_clusters.tasks.git import core as gitops
+from prefect_work_clusters.tasks.git import history as githistory
 from prefect_work_clusters.tasks.git import refs as gitrefs
 
 
@@ -38,7 +40,7 @@ def check_attempt(ctx: RunContext, record: ClusterRecord, link_before: str | Non
     if tip is None and not gitops.branch_exists(ctx.repo, branch):
         head = gitops.resolve_ref(wt, "HEAD")
         tip = head or head_before
-        gitops.set_branch(ctx.repo, branch, tip, "work-clusters: restore a branch the agent deleted")
+        githistory.set_branch(ctx.repo, branch, tip, "work-clusters: restore a branch the agent deleted")
         reasons.append(f"the agent deleted its branch {branch} (restored); agents must not delete branches")
     current = gitops.head_ref(wt)
     if current != f"refs/heads/{branch}":
@@ -46,7 +48,7 @@ def check_attempt(ctx: RunContext, record: ClusterRecord, link_before: str | Non
                        "its uncommitted files stay in the worktree, uncommitted")
         return "; ".join(reasons), False
     if tip != record.base_sha and not gitops.is_ancestor(ctx.repo, record.base_sha, branch):
-        gitops.reset_to(wt, head_before)
+        gitchanges.reset_to(wt, head_before)
         reasons.append(f"the agent rewrote {branch} to before its base {record.base_sha[:12]}; "
                        f"reset to {head_before[:12]}, where the attempt started")
         return "; ".join(reasons), False
@@ -64,7 +66,8 @@ def restore_refs(ctx: RunContext, records: list[ClusterRecord]) -> tuple[list[Cl
         tip = tips.get(f"refs/heads/{rec.branch}")
         if tip == rec.head_sha:
             continue
-        gitops.set_branch(ctx.repo, rec.branch, rec.head_sha, "work-clusters: restore a branch moved by another agent")
+        githistory.set_branch(ctx.repo, rec.branch, rec.head_sha,
+                              "work-clusters: restore a branch moved by another agent")
         notes.append(f"{rec.branch} was {'deleted' if tip is None else f'moved to {tip[:12]}'} outside its own "
                      f"agent; restored to {rec.head_sha[:12]}")
         save_record(ctx, rec)
@@ -80,7 +83,7 @@ def attach_after_sandbox(ctx: RunContext, record: ClusterRecord) -> None:
         return
     tip = gitops.resolve_ref(wt, "HEAD")
     if tip:
-        gitops.set_branch(ctx.repo, record.branch, tip, "work-clusters: the sandboxed agent's commits")
+        githistory.set_branch(ctx.repo, record.branch, tip, "work-clusters: the sandboxed agent's commits")
     gitops.attach(wt, record.branch)
 
 
@@ -93,7 +96,7 @@ def restore_base(ctx: RunContext, base_sha: str, records: list[ClusterRecord]) -
     holders = [r.cluster for r in records if tip and r.head_sha and gitops.is_ancestor(ctx.repo, tip, r.head_sha)]
     how = gitops.out(ctx.repo, "reflog", "-1", "--format=%gs", f"refs/heads/{ctx.base_branch}") if tip else ""
     who = (f"a commit of cluster {', '.join(holders)}'s branch" if holders else "a commit no cluster's branch holds")
-    gitops.set_branch(ctx.repo, ctx.base_branch, base_sha, "work-clusters: restore the recorded base")
+    githistory.set_branch(ctx.repo, ctx.base_branch, base_sha, "work-clusters: restore the recorded base")
     moved = "deleted" if tip is None else f"moved to {tip[:12]} ({who}; git: {how or 'no reflog'})"
     return [f"{ctx.base_branch} was {moved} while the agents ran; restored to the recorded {base_sha[:12]}, "
             "which the clusters started from and integration merges onto"]

@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from prefect_work_clusters.tasks.context import RunContext
+from prefect_work_clusters.tasks.git import changes as gitchanges
 from prefect_work_clusters.tasks.git import core as gitops
 from prefect_work_clusters.tasks.git import gitdir
 from prefect_work_clusters.tasks.git import refs as gitrefs
@@ -221,14 +222,14 @@ def _worktree_writes(watch: Watch, cluster: str, worktree: Path, when: str) -> s
     changed = sorted({i[3:] for i in listed if not i.startswith("??")} | new)
     if not changed:
         return None
-    gitops.reset_to(worktree, gitops.head(worktree), keep=expected)
+    gitchanges.reset_to(worktree, gitops.head(worktree), keep=expected)
     return f"files written into {cluster}'s worktree {when} (removed, never committed): {', '.join(changed[:20])}"
 
 
 def remember_worktree(ctx: RunContext, cluster: str, worktree: Path) -> None:
     """After a cluster's attempt: the untracked files its worktree holds are its own."""
     watch = begin(ctx)
-    files = gitops.untracked(worktree)
+    files = gitchanges.untracked(worktree)
     with watch.lock:
         watch.untracked[cluster] = files
 

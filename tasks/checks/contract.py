@@ -48,6 +48,7 @@ from prefect_work_clusters.tasks.checks.symlinks import bad_symlinks
 from prefect_work_clusters.tasks.checks.ts_conformance import ts_contracts, typescript_conformance
 from prefect_work_clusters.tasks.context import ClusterRecord, RunContext
 from prefect_work_clusters.tasks.git import core as gitops
+from prefect_work_clusters.tasks.git import history as githistory
 from prefect_work_clusters.tasks.plan.paths import PathSet
 from prefect_work_clusters.tasks.plan.refs import Ref, all_provides, provided_by
 
@@ -160,7 +161,7 @@ def attempt_violation(ctx: RunContext, record: ClusterRecord, tip: str,
     if ctx.plan.contract.on_violation != "retry":
         return None
     if changed is None:
-        changed = gitops.changed_files(ctx.repo, record.base_sha, tip)
+        changed = githistory.changed_files(ctx.repo, record.base_sha, tip)
     bad = blocking(cluster_rows(ctx, record, tip, changed, at_head=True))
     if not bad:
         return None
@@ -188,7 +189,7 @@ def check_cluster(ctx: RunContext, record: ClusterRecord) -> ClusterCheck:
     """Every check of one cluster's branch against the base it started from, and the verdict."""
     policy, name = ctx.plan.contract.on_violation, record.cluster
     tip = gitops.resolve_ref(ctx.repo, f"refs/heads/{record.branch}")
-    changed = gitops.changed_files(ctx.repo, record.base_sha, tip) if tip else []
+    changed = githistory.changed_files(ctx.repo, record.base_sha, tip) if tip else []
     rows = cluster_rows(ctx, record, tip, changed) if tip else []
     scope = {r.check: r for r in rows}
     outside = scope["scope"].evidence if "scope" in scope else []

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from filelock import FileLock
 
+from prefect_work_clusters.tasks.git import changes as gitchanges
 from prefect_work_clusters.tasks.git import core as gitops
 from prefect_work_clusters.tasks.git.core import GitError
 
@@ -137,9 +138,9 @@ def start_merge(worktree: Path, branch: str, message: str) -> MergeStart:
     output = (res.stdout + res.stderr).strip()
     if res.status == 0:
         return MergeStart(committed=True, unmerged=[], replayed=[], output=output)
-    if not gitops.merge_in_progress(worktree):
+    if not gitchanges.merge_in_progress(worktree):
         raise GitError(["merge", "--no-ff", branch], res.status, output)
-    return MergeStart(committed=False, unmerged=gitops.unmerged_files(worktree),
+    return MergeStart(committed=False, unmerged=gitchanges.unmerged_files(worktree),
                       replayed=sorted(set(_REPLAYED.findall(output))), output=output)
 
 

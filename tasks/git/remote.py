@@ -17,7 +17,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
-from prefect_work_clusters.tasks.git import core
+from prefect_work_clusters.tasks.git import core, history
 
 # scheme://user:secret@host  and the scp form  user@host:path  (a user name alone is no secret,
 # but it is cut too: one rule, nothing to judge).
@@ -144,7 +144,7 @@ def adopt(clone: Path, branches: list[str], checked_out: Mapping[str, Path] | No
         if where is not None and os.path.isdir(where):
             core.run(where, "merge", "--ff-only", "--quiet", theirs)
         else:
-            core.set_branch(clone, branch, theirs, "work-clusters: fetched from the remote")
+            history.set_branch(clone, branch, theirs, "work-clusters: fetched from the remote")
     return notes
 
 

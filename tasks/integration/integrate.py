@@ -26,6 +26,7 @@ from prefect_work_clusters.tasks.checks.rows import ClusterCheck
 from prefect_work_clusters.tasks.context import CommandResult, RunContext
 from prefect_work_clusters.tasks.errors import WorkClustersError
 from prefect_work_clusters.tasks.failures import failed
+from prefect_work_clusters.tasks.git import changes as gitchanges
 from prefect_work_clusters.tasks.git import core as gitops
 from prefect_work_clusters.tasks.git import merge as gitmerge
 from prefect_work_clusters.tasks.integration.accounting import Accounting, account
@@ -119,7 +120,7 @@ def verify_and_fix(ctx: RunContext, ladder: Ladder, result: IntegrationResult, o
         if (all(r.ok for r in results) and accounted.ok) or backend is None:
             break
         failed = [r for r in results if not r.ok]
-        pre, keep = gitops.head(wt), gitops.untracked(wt)
+        pre, keep = gitops.head(wt), gitchanges.untracked(wt)
         call = run_integration_agent(ctx, backend, purpose="verification", label="verify", attempt=attempt,
                                      merged=[s.cluster for s in result.steps if s.status == "merged"],
                                      feedback=note + (_failure_text(failed[-1]) if failed else accounted.feedback()),
@@ -131,14 +132,14 @@ def verify_and_fix(ctx: RunContext, ladder: Ladder, result: IntegrationResult, o
         if not call.failure and not gitops.is_ancestor(ctx.repo, pre, gitops.head(wt)):
             call.failure = "rewound the integration branch"
         if call.failure:
-            gitops.reset_to(wt, pre, keep)
+            gitchanges.reset_to(wt, pre, keep)
             discard_decisions(call)
             note = f"Your attempt {attempt} was dropped: {call.failure}.\n\n"
             continue
         note = ""
-        gitops.stage_all(wt, backend.scratch_globs(), keep)  # not what verify left behind
+        gitchanges.stage_all(wt, backend.scratch_globs(), keep)  # not what verify left behind
         what = "verification" if failed else "the change accounting"
-        gitops.commit_staged(wt, f"work-clusters: integration fix for {what}, attempt {attempt}")
+        gitchanges.commit_staged(wt, f"work-clusters: integration fix for {what}, attempt {attempt}")
         record_tip(ctx)
         results = verify(f"integration agent fix, attempt {attempt}") if ctx.plan.integration.verify else results
         accounted = _accounting(ctx, result)

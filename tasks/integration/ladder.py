@@ -19,6 +19,7 @@ from pathlib import Path
 from prefect_work_clusters.tasks.agents.call import max_attempts
 from prefect_work_clusters.tasks.agents.registry import AgentBackend
 from prefect_work_clusters.tasks.context import RunContext
+from prefect_work_clusters.tasks.git import changes as gitchanges
 from prefect_work_clusters.tasks.git import core as gitops
 from prefect_work_clusters.tasks.git import merge as gitmerge
 from prefect_work_clusters.tasks.git.core import GitError
@@ -140,7 +141,7 @@ class Ladder:
     def _agent(self, backend: AgentBackend, pre: str, cluster: str, commit: str, message: str,
                files: Mapping[str, ConflictFile], settled: Mapping[str, bytes], merged: Sequence[str]) -> bool:
         """Tier d. True when the agent concluded the merge commit itself (and it checked out)."""
-        feedback, keep = "", gitops.untracked(self.wt)
+        feedback, keep = "", gitchanges.untracked(self.wt)
         for attempt in range(1, max_attempts(self.ctx, backend) + 1):
             left = self._open(files)
             call = run_integration_agent(self.ctx, backend, purpose="conflict", label=f"merge-{cluster}",
@@ -171,7 +172,7 @@ class Ladder:
                keep: set[str]) -> tuple[str | None, bool, bool]:
         """(why the attempt is not accepted or None, whether the agent committed the merge,
         whether the merge state is broken and must be restarted)."""
-        if not gitops.merge_in_progress(self.wt):
+        if not gitchanges.merge_in_progress(self.wt):
             if gitmerge.parents(self.wt, "HEAD") != [pre, commit]:
                 return "the agent ended the merge without committing it (work-clusters commits it)", False, True
             problems = [f"{p}: {why}" for p in paths if (why := resolve.validate(self.wt, pre, p))]
@@ -183,12 +184,12 @@ class Ladder:
         problems = [f"{p}: {why}" for p in paths if (why := resolve.validate(self.wt, pre, p))]
         if call.failure or problems:
             return "; ".join([*([call.failure] if call.failure else []), *problems]), False, False
-        gitops.stage_all(self.wt, backend.scratch_globs(), keep)
+        gitchanges.stage_all(self.wt, backend.scratch_globs(), keep)
         return None, False, False
 
     def _restart(self, pre: str, commit: str, message: str, settled: Mapping[str, bytes], keep: set[str]) -> None:
         """The merge again from ``pre``, with the deterministic tiers' results re-applied."""
-        gitops.reset_to(self.wt, pre, keep)
+        gitchanges.reset_to(self.wt, pre, keep)
         start = gitmerge.start_merge(self.wt, commit, message)
         bad = [p for p in start.replayed if resolve.validate(self.wt, pre, p)]
         gitmerge.restore_conflict(self.wt, bad)

@@ -26,7 +26,9 @@ from pathlib import PurePosixPath
 from prefect_work_clusters.tasks.checks.rows import ClusterCheck
 from prefect_work_clusters.tasks.context import RunContext, write_json_atomic
 from prefect_work_clusters.tasks.errors import WorkClustersError
+from prefect_work_clusters.tasks.git import changes as gitchanges
 from prefect_work_clusters.tasks.git import core as gitops
+from prefect_work_clusters.tasks.git import history as githistory
 from prefect_work_clusters.tasks.git import merge as gitmerge
 from prefect_work_clusters.tasks.git import worktrees as gitworktrees
 from prefect_work_clusters.tasks.integration.agent import decisions_dir
@@ -94,17 +96,17 @@ def start_integration(ctx: RunContext, base_sha: str, files: WorktreeFiles) -> N
                                       checkout=False)
     if files.lagging() and files.at() is not None:  # a run stopped before the files caught up
         files.must_catch_up()
-    if not files.lagging() and (gitops.merge_in_progress(wt.path) or gitops.tracked_changes(wt.path)):
+    if not files.lagging() and (gitchanges.merge_in_progress(wt.path) or gitchanges.tracked_changes(wt.path)):
         q = shlex.quote(str(wt.path))
         raise WorkClustersError(
             f"the integration worktree {wt.path} has a merge in progress or uncommitted changes; finish it "
             f"(git -C {q} add -A && git -C {q} commit --no-edit) or abort it (git -C {q} merge --abort), then re-run")
     head = gitops.head(wt.path)
     if not gitops.is_ancestor(ctx.repo, base_sha, head):
-        gitops.reset_to(wt.path, base_sha)
+        gitchanges.reset_to(wt.path, base_sha)
         files.record.unlink(missing_ok=True)  # the reset checked everything out
         head = base_sha
-    elif files.lagging() and any(PurePosixPath(p).name == ATTRIBUTES for p in gitops.tree_files(ctx.repo, head)):
+    elif files.lagging() and any(PurePosixPath(p).name == ATTRIBUTES for p in githistory.tree_files(ctx.repo, head)):
         files.must_catch_up()  # merge-tree reads the attributes from the files: they must be there
     if head == base_sha:  # nothing merged: no earlier resolution is left to explain
         shutil.rmtree(decisions_dir(ctx), ignore_errors=True)
@@ -146,7 +148,7 @@ def merge_clusters(ctx: RunContext, base_sha: str, checks: Sequence[ClusterCheck
             problem = files.catch_up()  # before the end, the ladder, or merge-tree reading new attributes
             attributes_moved = False
             if problem:  # back to what the files hold; from there, the slow way
-                gitops.move_branch(ctx.repo, branch_name, point.head, head,
+                githistory.move_branch(ctx.repo, branch_name, point.head, head,
                                    "work-clusters: back to the merges the integration worktree holds")
                 files.must_catch_up()
                 record_tip(ctx)
@@ -168,7 +170,7 @@ def merge_clusters(ctx: RunContext, base_sha: str, checks: Sequence[ClusterCheck
                                    reason=f"contract check: {check.status}" if not check.mergeable
                                    else "its branch did not exist at the contract check"))
             continue
-        stat = gitops.diffstat(ctx.repo, base_sha, commit)
+        stat = githistory.diffstat(ctx.repo, base_sha, commit)
         now = gitops.resolve_ref(ctx.repo, f"refs/heads/{branch}")
         moved = "" if now == commit else (now[:12] if now else "nowhere (deleted)")
         if commit in earlier:
@@ -183,7 +185,7 @@ def merge_clusters(ctx: RunContext, base_sha: str, checks: Sequence[ClusterCheck
             if not files.lagging():
                 point = _Point(i - 1, len(steps), len(merged), head)
                 files.mark(head)
-            gitops.move_branch(ctx.repo, branch_name, made, head, message)
+            githistory.move_branch(ctx.repo, branch_name, made, head, message)
             step = MergeStep(cluster=cluster.name, branch=branch, status="merged", commit=made)
             attributes_moved = any(PurePosixPath(p).name == ATTRIBUTES for p in touched.get(cluster.name, ()))
         else:

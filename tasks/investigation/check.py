@@ -21,7 +21,9 @@ from prefect.cache_policies import NO_CACHE
 
 from prefect_work_clusters.tasks.checks.rows import VERDICT, CheckRow, CheckStatus, ClusterCheck, publish
 from prefect_work_clusters.tasks.context import ClusterRecord, RunContext
+from prefect_work_clusters.tasks.git import changes as gitchanges
 from prefect_work_clusters.tasks.git import core as gitops
+from prefect_work_clusters.tasks.git import history as githistory
 from prefect_work_clusters.tasks.git import worktrees as gitworktrees
 from prefect_work_clusters.tasks.investigation.findings import findings_file, findings_problem
 
@@ -49,11 +51,11 @@ def settle_attempt(ctx: RunContext, record: ClusterRecord, attempt: int, head_be
     the attempt fails; otherwise they are committed on the branch, where the check reports them.
     """
     wt = record.worktree
-    changed = gitops.changed_in_worktree(wt, head_before)
+    changed = githistory.changed_in_worktree(wt, head_before)
     if not changed:
         return None
     if ctx.plan.contract.on_violation == "retry":
-        gitops.reset_to(wt, head_before)
+        gitchanges.reset_to(wt, head_before)
         return (f"an investigation must not change tracked files, and this attempt changed {_listed(changed)} "
                 "(undone); write only to $WC_FINDINGS_FILE, and keep tools from rewriting files "
                 "(no --fix, no formatters, no snapshot updates)")
@@ -80,7 +82,7 @@ def check_investigation(ctx: RunContext, record: ClusterRecord) -> ClusterCheck:
     the result, the branch is not merged."""
     name = record.cluster
     tip = gitops.resolve_ref(ctx.repo, f"refs/heads/{record.branch}")
-    changed = gitops.changed_files(ctx.repo, record.base_sha, tip) if tip else []
+    changed = githistory.changed_files(ctx.repo, record.base_sha, tip) if tip else []
     touched = [p for p in changed if p in ctx.plan.contracts]
     status: CheckStatus
     if record.status != "succeeded":
@@ -128,6 +130,6 @@ def restart(ctx: RunContext) -> list[str]:
         if wt.resolve() in listed:
             gitworktrees.remove_worktree(ctx.repo, wt, force=True)
         if gitops.branch_exists(ctx.repo, branch):
-            gitops.delete_branch(ctx.repo, branch)
+            githistory.delete_branch(ctx.repo, branch)
             notes.append(f"rerun: {branch} started again from the current base")
     return notes

@@ -27,7 +27,9 @@ from prefect_work_clusters.tasks.agents.registry import AgentBackend
 from prefect_work_clusters.tasks.checks.rows import ClusterCheck
 from prefect_work_clusters.tasks.context import ClusterRecord, RunContext, load_record, write_json_atomic
 from prefect_work_clusters.tasks.errors import WorkClustersError
+from prefect_work_clusters.tasks.git import changes as gitchanges
 from prefect_work_clusters.tasks.git import core as gitops
+from prefect_work_clusters.tasks.git import history as githistory
 from prefect_work_clusters.tasks.git import worktrees as gitworktrees
 from prefect_work_clusters.tasks.investigation.findings import (
     FindingsDoc,
@@ -85,8 +87,8 @@ def recorded_findings(ctx: RunContext) -> list[TypedFinding]:
 def _worktree(ctx: RunContext, base_sha: str) -> Path:
     """The integration worktree, exactly at the investigated commit."""
     wt = gitworktrees.ensure_worktree(ctx.repo, ctx.integration_worktree, ctx.integration_branch, base_sha).path
-    if gitops.head(wt) != base_sha or gitops.changed_in_worktree(wt, base_sha):
-        gitops.reset_to(wt, base_sha)
+    if gitops.head(wt) != base_sha or githistory.changed_in_worktree(wt, base_sha):
+        gitchanges.reset_to(wt, base_sha)
     return wt
 
 
@@ -117,7 +119,7 @@ def _attempt(ctx: RunContext, backend: AgentBackend, wt: Path, base_sha: str, pr
                 hint="install it, or set integration.agent / pass --integration-agent")
     timeout = backend.timeout_seconds or ctx.plan.limits.timeout_seconds
     res, usage = invoke(ctx, backend, call, prompt, feedback, timeout, on_line)
-    changed = gitops.changed_in_worktree(wt, base_sha)
+    changed = githistory.changed_in_worktree(wt, base_sha)
     failure = (f"the synthesis agent ran past its timeout of {timeout:g} s and was killed" if res.timed_out else
                f"the synthesis agent exited with status {res.exit_code}" if res.exit_code != 0 else
                "the synthesis agent exited 0 but reported an error in its result" if usage and usage.is_error else
@@ -147,8 +149,8 @@ def run_synthesis(ctx: RunContext, base_sha: str, docs: list[FindingsDoc], findi
         except WorkClustersError as exc:  # the agent cannot start: another attempt will not help
             result.attempts, result.failure = attempt, f"the synthesis agent could not start: {exc}"
             break
-        if gitops.head(wt) != base_sha or gitops.changed_in_worktree(wt, base_sha):
-            gitops.reset_to(wt, base_sha)
+        if gitops.head(wt) != base_sha or githistory.changed_in_worktree(wt, base_sha):
+            gitchanges.reset_to(wt, base_sha)
         costs += [cost] if cost is not None else []
         result.attempts, result.failure = attempt, failure
         result.duration = round(result.duration + seconds, 3)
