@@ -88,7 +88,7 @@ class Stack:
 
     def kill(self, proc: subprocess.Popen[bytes]) -> list[int]:
         """SIGKILL ``proc`` and every process under it at once (a machine dying): the PIDs killed."""
-        family = [proc.pid, *(c.pid for c in psutil.Process(proc.pid).children(recursive=True))]
+        family = _family(proc)
         _signal(family, signal.SIGKILL)
         proc.wait(timeout=10)
         return family
@@ -98,10 +98,7 @@ class Stack:
         SIGKILL; children too."""
         families = []
         for _name, proc in reversed(self.procs):
-            try:
-                family = [proc.pid, *(c.pid for c in psutil.Process(proc.pid).children(recursive=True))]
-            except psutil.NoSuchProcess:
-                family = [proc.pid]
+            family = _family(proc)
             _signal(family, signal.SIGINT)
             families.append((proc, family))
         deadline = time.monotonic() + GRACE_SECONDS
@@ -112,6 +109,14 @@ class Stack:
                 pass
             _signal(family, signal.SIGKILL)
             proc.wait(timeout=10)
+
+
+def _family(proc: subprocess.Popen[bytes]) -> list[int]:
+    """``proc`` and every process under it."""
+    try:
+        return [proc.pid, *(c.pid for c in psutil.Process(proc.pid).children(recursive=True))]
+    except psutil.NoSuchProcess:
+        return [proc.pid]
 
 
 def _signal(pids: list[int], sig: signal.Signals) -> None:

@@ -72,18 +72,6 @@ def _feedback(record: ClusterRecord) -> str:
     return f"{last.failure}\n\nLast output:\n\n```\n{tail}\n```" if tail else str(last.failure)
 
 
-def _head(ctx: RunContext, record: ClusterRecord) -> str:
-    """The worktree's HEAD as ``git rev-parse HEAD`` prints it. While the worktree is on its branch
-    (its HEAD file names it), the branch's tip read from the refs' files as the guard keeps them
-    (``tasks.git.refs``), with no git process; git is asked otherwise."""
-    ref = f"refs/heads/{record.branch}"
-    if gitops.head_ref(record.worktree) == ref:
-        tip = gitrefs.read(ctx.repo).get(ref)
-        if tip:
-            return tip
-    return gitops.head(record.worktree)
-
-
 def _empty(record: ClusterRecord, changed: list[str]) -> str | None:
     """Why a build cluster's branch counts as empty: no file differs from where it started
     (``changed``: the files its tip changed since its base).
@@ -125,7 +113,7 @@ def run_attempt(ctx: RunContext, cluster: str, attempt: int,
     if record.attempts:  # found when the window closed (after our last commit): recorded, restored already
         entry = record.attempts[-1]
         entry.tampering += [t for t in win.tampering if t not in entry.tampering]
-    record.head_sha = _head(ctx, record)
+    record.head_sha = gitrefs.head(ctx.repo, record.worktree)
     save_record(ctx, record)
     if record.status != "succeeded":
         raise AgentFailed(record, retryable)
@@ -168,7 +156,7 @@ def _attempt(ctx: RunContext, record: ClusterRecord, attempt: int, win: containm
     call = Call(role="cluster", name=cluster, label=cluster, worktree=wt, branch=record.branch, attempt=attempt,
                 owned=spec.paths, extra_env={"WC_FINDINGS_FILE": str(findings)} if findings else {},
                 hint="install it, or pass --agent / --agent-cmd")
-    link_before, head_before = guard.git_link(wt), _head(ctx, record)
+    link_before, head_before = guard.git_link(wt), gitrefs.head(ctx.repo, record.worktree)
     log_offset = log.stat().st_size if log.exists() else 0
     if box:  # refs are read-only in the sandbox: the agent commits on a detached HEAD
         gitops.detach(wt, head_before)
@@ -204,7 +192,7 @@ def _attempt(ctx: RunContext, record: ClusterRecord, attempt: int, win: containm
         gitchanges.commit_all(wt, f"work-clusters: {cluster} attempt {attempt} (left uncommitted by the agent)",
                           exclude=agent.scratch_globs(), keep=ctx.plan.worktree.copy_files,
                           ignores=containment.trusted_ignores(ctx))
-    tip = _head(ctx, record)  # the branch as verify and the checks see it
+    tip = gitrefs.head(ctx.repo, record.worktree)  # the branch as verify and the checks see it
     files: list[str] | None = None  # the files ``tip`` changed since the base, once asked
     record.attempts.append(entry)
     retryable = attempt < max_attempts(ctx, agent) and not (planted and ctx.plan.contract.on_violation == "fail")
@@ -259,7 +247,7 @@ def _violation(ctx: RunContext, record: ClusterRecord, tip: str,
                changed: list[str] | None) -> tuple[str, str] | None:
     """The contract check of the attempt's branch after verify; the files changed are asked of git
     again only when a verify command moved the branch since ``tip``."""
-    now = _head(ctx, record)
+    now = gitrefs.head(ctx.repo, record.worktree)
     return attempt_violation(ctx, record, now, changed if now == tip else None)
 
 

@@ -127,3 +127,11 @@ def read(repo: Path) -> dict[str, str]:
         with _refs_lock:
             _refs_seen[common] = _Refs(found_stamps[0], found_stamps[1], found, symbolic)
     return dict(found)
+
+
+def head(repo: Path, worktree: Path) -> str:
+    """A worktree's HEAD as ``git rev-parse HEAD`` prints it: while its HEAD file names a branch,
+    that branch's tip as ``read`` keeps it (no git process); git is asked otherwise."""
+    ref = gitops.head_ref(worktree)
+    tip = read(repo).get(ref) if ref else None
+    return tip or gitops.head(worktree)
