@@ -38,8 +38,7 @@ def finish_investigation(ctx: RunContext, prepared: Prepared, records: list[Clus
     phases["synthesis"] = time.monotonic() - t
 
     if not ctx.keep_worktrees:
-        for rec in records:
-            gitworktrees.remove_worktree(ctx.repo, rec.worktree, force=True)
+        gitworktrees.remove_worktrees(ctx.repo, [rec.worktree for rec in records], force=True)
     notes = list(prepared.notes)
     if ctx.land:
         notes.append("land was asked for, but an investigation changes nothing: there is nothing to land")

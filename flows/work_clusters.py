@@ -65,38 +65,46 @@ def run_agents(ctx: RunContext, prepared: Prepared) -> list[ClusterRecord]:
     # A cluster's own flow run (flows.cluster) holds that one cluster's record only.
     progress = ClusterProgress(str(runtime_flow_run.id), ctx.plan.name, pending,
                                [c.name for c in ctx.plan.clusters if c.name not in pending and c.name in records])
-    if pending:
-        retries = max(
-            (a.retries if a.retries is not None else ctx.plan.limits.retries)
-            for a in (agent_for(ctx, ctx.plan.cluster(name).agent) for name in pending)
-        )
-        agent_task = run_agent.with_options(retries=retries)
-        workers = min(ctx.plan.limits.concurrency, len(pending))
-        backends = Counter(agent_for(ctx, ctx.plan.cluster(name).agent).name for name in pending)
-        runner: ThreadPoolTaskRunner[Any]
-        with interrupt.stopping(lambda: stop_agents(ctx)), \
-                run_slots(str(runtime_flow_run.id), {b: min(n, workers) for b, n in backends.items()},
-                          ctx.runs_dir / "slots.json") as released, \
-                ThreadPoolTaskRunner(max_workers=workers) as runner:
-            prepared.notes.extend(released)
-            # cast: mypy picks the coroutine overload of map() for a sync task
-            futures: list[Any] = runner.map(cast(Any, agent_task), {"ctx": unmapped(ctx), "cluster": pending})
-            names = {id(f): name for name, f in zip(pending, futures, strict=True)}
-            try:
-                for future in as_completed(futures):  # after its retries; a failure never stops the others
-                    name = names[id(future)]
-                    records[name] = _outcome(ctx, name, future, records[name])
-                    progress.settle(name, records[name].status, records[name].cost_usd)
-            except TerminationSignal:
-                # Prefect turns a SIGTERM during a flow run into this exception, in this thread; the
-                # pool's exit would wait for every agent. Stop them and end as an interrupted run.
-                interrupt.request()
-        if interrupt.requested():
-            records.update({n: load_record(ctx, n) or records[n] for n in pending if records[n].status == "pending"})
-    progress.close()
+    try:
+        if pending:
+            _map_agents(ctx, prepared, pending, records, progress)
+    finally:
+        progress.close()  # its last picture written, its writer stopped
     restored, notes = restore_refs(ctx, [records[c.name] for c in ctx.plan.clusters if c.name in records])
     prepared.notes.extend(notes + restore_base(ctx, prepared.base_sha, restored))
     return restored
+
+
+def _map_agents(ctx: RunContext, prepared: Prepared, pending: list[str], records: dict[str, ClusterRecord],
+                progress: ClusterProgress) -> None:
+    """The mapped ``run-agent`` task over ``pending``; ``records`` updated as each one finishes."""
+    retries = max(
+        (a.retries if a.retries is not None else ctx.plan.limits.retries)
+        for a in (agent_for(ctx, ctx.plan.cluster(name).agent) for name in pending)
+    )
+    agent_task = run_agent.with_options(retries=retries)
+    workers = min(ctx.plan.limits.concurrency, len(pending))
+    backends = Counter(agent_for(ctx, ctx.plan.cluster(name).agent).name for name in pending)
+    runner: ThreadPoolTaskRunner[Any]
+    with interrupt.stopping(lambda: stop_agents(ctx)), \
+            run_slots(str(runtime_flow_run.id), {b: min(n, workers) for b, n in backends.items()},
+                      ctx.runs_dir / "slots.json") as released, \
+            ThreadPoolTaskRunner(max_workers=workers) as runner:
+        prepared.notes.extend(released)
+        # cast: mypy picks the coroutine overload of map() for a sync task
+        futures: list[Any] = runner.map(cast(Any, agent_task), {"ctx": unmapped(ctx), "cluster": pending})
+        names = {id(f): name for name, f in zip(pending, futures, strict=True)}
+        try:
+            for future in as_completed(futures):  # after its retries; a failure never stops the others
+                name = names[id(future)]
+                records[name] = _outcome(ctx, name, future, records[name])
+                progress.settle(name, records[name].status, records[name].cost_usd)
+        except TerminationSignal:
+            # Prefect turns a SIGTERM during a flow run into this exception, in this thread; the
+            # pool's exit would wait for every agent. Stop them and end as an interrupted run.
+            interrupt.request()
+    if interrupt.requested():
+        records.update({n: load_record(ctx, n) or records[n] for n in pending if records[n].status == "pending"})
 
 
 def _outcome(ctx: RunContext, name: str, future: Any, before: ClusterRecord) -> ClusterRecord:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -73,7 +74,9 @@ def ensure_base(ctx: RunContext) -> tuple[str, str, list[str]]:
     return wanted, base_ref_sha, notes
 
 
-def _sparse_dirs(ctx: RunContext, paths: list[str]) -> list[str] | None:
+def sparse_dirs(ctx: RunContext, paths: Sequence[str]) -> list[str] | None:
+    """The folders a sparse worktree holding ``paths`` has (with the shared and contract paths, the
+    plan file and the top-level files); None in a plan of full checkouts."""
     if ctx.plan.worktree.checkout != "sparse":
         return None
     return cone_dirs([*paths, *ctx.plan.shared, *ctx.plan.contracts, plan_path_in_repo(ctx)])
@@ -98,7 +101,7 @@ def prepare_cluster(ctx: RunContext, cluster: str, base_sha: str, *,
     them when many clusters are prepared at once."""
     paths = ctx.plan.cluster(cluster).paths
     branch = ctx.branch(cluster)
-    wt = gitworktrees.ensure_worktree(ctx.repo, ctx.worktree(cluster), branch, base_sha, _sparse_dirs(ctx, paths),
+    wt = gitworktrees.ensure_worktree(ctx.repo, ctx.worktree(cluster), branch, base_sha, sparse_dirs(ctx, paths),
                                 listed=listed, branch_exists_hint=None if branches is None else branch in branches)
     previous = load_record(ctx, cluster)
     start = base_sha if wt.created or previous is None else previous.base_sha

@@ -190,13 +190,17 @@ def test_the_progress_artifact_follows_the_clusters() -> None:
     seen: list[tuple[float, str]] = []
 
     def read() -> None:
+        assert progress.flush()  # the artifact is written by a thread of its own
         with get_client(sync_client=True) as client:
             art = client.read_latest_artifacts()
         match = [a for a in art if a.key == "progress-demo"]
         seen.append((float(match[0].data), match[0].description or ""))  # type: ignore[arg-type]
 
+    progress: ClusterProgress
+
     @flow
     def progress_flow() -> None:
+        nonlocal progress
         progress = ClusterProgress("run", "demo", ["ui", "db"], ["api"])
         progress.started("ui", 1)
         progress.started("db", 1)
@@ -208,8 +212,10 @@ def test_the_progress_artifact_follows_the_clusters() -> None:
         read()
         progress.ended("db", "succeeded", 1, None, retrying=False)
         read()
+        progress.close()
 
     progress_flow()
+    assert not progress._writer.is_alive()
     assert [pct for pct, _ in seen] == [33.3, 33.3, 66.7, 100.0]
     assert "1 of 3 clusters done: ✅ 1 succeeded · ⏳ 2 running" in seen[0][1]
     assert "| ui | ⏳ running | 1 | 0 s |  |" in seen[0][1] and "| api | ✅ succeeded (earlier run) |" in seen[0][1]
@@ -217,6 +223,23 @@ def test_the_progress_artifact_follows_the_clusters() -> None:
     assert "2 of 3 clusters done: ❌ 1 failed · ✅ 1 succeeded · ⏳ 1 running" in seen[2][1]
     assert "| ui | ❌ failed | 2 |" in seen[2][1] and "| $0.50 |" in seen[2][1]
     assert "3 of 3 clusters done: ❌ 1 failed · ✅ 2 succeeded" in seen[-1][1]
+
+
+@harness
+def test_an_artifact_the_api_refuses_costs_a_warning_never_an_agent(caplog: pytest.LogCaptureFixture) -> None:
+    @flow
+    def refused_flow() -> bool:
+        progress = ClusterProgress("run", "refused", ["ui"], [])
+        progress.artifact_id = uuid4()  # no such artifact: every update is refused (404)
+        progress.started("ui", 1)  # in the agent's thread: must not raise
+        progress.ended("ui", "succeeded", 1, None, retrying=False)
+        flushed = progress.flush()
+        progress.close()
+        return flushed
+
+    assert refused_flow()
+    warned = [r for r in caplog.records if "progress artifact could not be updated" in r.getMessage()]
+    assert len(warned) == 1  # once, not per update
 
 
 @harness

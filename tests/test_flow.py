@@ -108,6 +108,12 @@ files = sorted(str(p) for p in pathlib.Path(".").rglob("*") if ".git" not in p.p
     assert "api/__init__.py" in files and "README.md" in files and "contracts/api.py" in files
     assert not any(f.startswith(("ui/", "db/", "tests/")) for f in files)
     assert _report(repo)["ok"] is True
+    # The integration worktree is sparse too: every cluster's folders (its verify imported all
+    # three), none of the rest, and nothing shows as deleted.
+    wt = repo.parent / "repo.clusters/shop/integration"
+    assert all((wt / c / "impl.py").is_file() for c in ("api", "ui", "db")) and (wt / "app/registry.py").is_file()
+    assert not (wt / "tests").exists() and git(repo, "ls-tree", "-r", "--name-only", "HEAD", "tests") != ""
+    assert git(wt, "status", "--porcelain") == ""
 
 
 def test_conflict_stops_integration_with_instructions(tmp_path: Path, records: Path) -> None:

@@ -6,10 +6,17 @@ its description says how many run, retry, failed and succeeded, then one row per
 attempt, elapsed time and cost. A run with a failed cluster never reads as a plain "100 %": the
 headline leads with the failures. Only names, statuses and numbers go in: never output, which
 could hold anything an agent printed.
+
+The artifact is written by a thread of its own, the latest picture at most every ``INTERVAL``
+seconds: an agent's thread never waits on the API (each update is an HTTP call; 100 instant
+agents made 200 of them, one after another, while their agents waited), and an API that fails
+costs a warning, never an agent. Watchers in this process see every change at once.
 """
 
 from __future__ import annotations
 
+import contextvars
+import logging
 import threading
 import time
 from collections.abc import Callable
@@ -19,6 +26,7 @@ from uuid import UUID
 
 from prefect.artifacts import create_progress_artifact, update_progress_artifact
 
+INTERVAL = 0.5  # seconds between two updates of the artifact
 ACTIVE = ("pending", "running", "retrying")
 MARKS = {"succeeded": "✅", "failed": "❌", "timed_out": "❌", "cost_exceeded": "❌", "interrupted": "⚠️",
          "running": "⏳", "retrying": "🔁", "pending": "…"}
@@ -91,6 +99,8 @@ class ClusterProgress:
         """Publish the artifact: ``pending`` clusters will run, ``earlier`` ones finished before."""
         self.flow_run = flow_run
         self._lock, self._publishing = threading.Lock(), threading.Lock()
+        # ``_changed`` counts pictures, ``_written`` the last one the artifact shows.
+        self._wake, self._changed, self._written, self._closing = threading.Condition(), 0, 0, False
         self._rows = {n: Row(n, "succeeded", earlier=True) for n in earlier} | {n: Row(n, "pending") for n in pending}
         self._started: dict[str, float] = {}
         # cast: the sync/async dispatching decorator types the result as either
@@ -98,6 +108,10 @@ class ClusterProgress:
             progress=self.percent(), key=f"progress-{plan}", description=describe(self.rows())))
         _runs[flow_run] = self
         self._notify(self.rows())
+        # The writer runs in this context: the flow run's client settings, as the first write had.
+        self._writer = threading.Thread(target=contextvars.copy_context().run, args=(self._write_loop,),
+                                        name=f"progress-{plan}", daemon=True)
+        self._writer.start()
 
     def rows(self) -> list[Row]:
         return list(self._rows.values())
@@ -132,14 +146,52 @@ class ClusterProgress:
             self._rows[cluster] = replace(row, state=status, cost_usd=cost_usd)
         self._publish()
 
+    def flush(self, timeout: float = 30.0) -> bool:
+        """Wait until the artifact shows the latest picture; False when ``timeout`` passed first."""
+        deadline = time.monotonic() + timeout
+        with self._wake:
+            self._wake.notify_all()  # no waiting out the interval
+            while self._written < self._changed and self._writer.is_alive():
+                if not self._wake.wait(max(0.0, deadline - time.monotonic())):
+                    return False
+        return True
+
     def close(self) -> None:
+        """The last picture written, the writer stopped."""
         _runs.pop(self.flow_run, None)
+        self.flush()
+        with self._wake:
+            self._closing = True
+            self._wake.notify_all()
+        self._writer.join(timeout=5)
 
     def _publish(self) -> None:
-        with self._publishing:  # in order: an older picture never overwrites a newer one
-            rows = self.rows()
-            update_progress_artifact(self.artifact_id, progress=self.percent(), description=describe(rows))
-            self._notify(rows)
+        with self._publishing:  # in order: an older picture never reaches a watcher after a newer one
+            self._notify(self.rows())
+        with self._wake:
+            self._changed += 1
+            self._wake.notify_all()
+
+    def _write_loop(self) -> None:
+        warned = False
+        while True:
+            with self._wake:
+                while self._written == self._changed and not self._closing:
+                    self._wake.wait()
+                if self._written == self._changed:
+                    return
+                picture = self._changed
+            try:  # rows read after the count: the artifact shows at least that picture
+                update_progress_artifact(self.artifact_id, progress=self.percent(), description=describe(self.rows()))
+            except Exception as exc:  # the API is down or refused: the run goes on without its artifact
+                if not warned:
+                    logging.getLogger(__name__).warning("the progress artifact could not be updated: %s", exc)
+                    warned = True
+            with self._wake:
+                self._written = picture
+                self._wake.notify_all()
+                if not self._closing:  # later changes wait out the interval, unless flushed
+                    self._wake.wait(INTERVAL)
 
     @staticmethod
     def _notify(rows: list[Row]) -> None:

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -100,17 +101,51 @@ def ensure_worktree(repo: Path, path: Path, branch: str, start: str,
             run(repo, "worktree", "add", "--no-checkout", str(path), branch)
         else:
             run(repo, "worktree", "add", "--no-checkout", "-b", branch, str(path), start)
-        if sparse_dirs is not None:
-            run(path, "sparse-checkout", "set", "--cone", "--sparse-index", "--", *sparse_dirs)
+        # The first sparse worktree turns extensions.worktreeConfig on in the shared config; after
+        # that, setting the cone writes this worktree's own files only, and needs no lock.
+        sparse_later = sparse_dirs is not None and _worktree_config_on(repo)
+        if sparse_dirs is not None and not sparse_later:
+            _sparse_set(path, sparse_dirs)
+    if sparse_later and sparse_dirs is not None:
+        _sparse_set(path, sparse_dirs)
     if checkout:
         run(path, *PARALLEL_CHECKOUT, "checkout", "-q")
     return WorktreeInfo(path, branch, out(path, "rev-parse", "HEAD"), created=True,
                         sparse_dirs=list(sparse_dirs or []), new_branch=not exists)
 
 
+_worktree_config_seen: set[Path] = set()
+
+
+def _worktree_config_on(repo: Path) -> bool:
+    """Whether the repository's own config has ``extensions.worktreeConfig`` on (kept once seen)."""
+    common = common_dir(repo)
+    if common not in _worktree_config_seen:
+        found = run(repo, "config", "--file", str(common / "config"), "--type=bool", "--get",
+                    "extensions.worktreeConfig", check=False).stdout.strip()
+        if found != "true":
+            return False
+        _worktree_config_seen.add(common)
+    return True
+
+
+def _sparse_set(path: Path, dirs: Sequence[str]) -> None:
+    run(path, "sparse-checkout", "set", "--cone", "--sparse-index", "--", *dirs)
+
+
 def remove_worktree(repo: Path, path: Path, force: bool = False) -> None:
-    with worktree_lock(repo):
+    remove_worktrees(repo, [path], force)
+
+
+def remove_worktrees(repo: Path, paths: Sequence[Path], force: bool = False) -> None:
+    """Remove worktrees, several at once: each removal deletes its own files and admin dir and
+    writes nothing shared, and deleting files waits on the disk (100 worktrees of 250 files: 8 s
+    one after another at load). The lock keeps any ``worktree add`` out meanwhile."""
+    def remove(path: Path) -> None:
         run(repo, "worktree", "remove", *(["--force"] if force else []), str(path))
+
+    with worktree_lock(repo), ThreadPoolExecutor(max_workers=max(1, min(4, len(paths)))) as pool:
+        list(pool.map(remove, paths))  # list(): the first failure is raised, after all have run
 
 
 def prune_worktrees(repo: Path) -> None:

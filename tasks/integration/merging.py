@@ -36,6 +36,7 @@ from prefect_work_clusters.tasks.integration.ladder import Ladder, merge_message
 from prefect_work_clusters.tasks.integration.models import MergeStep
 from prefect_work_clusters.tasks.integration.preflight import Preflight
 from prefect_work_clusters.tasks.integration.tip import record_tip
+from prefect_work_clusters.tasks.worktrees import sparse_dirs
 
 ATTRIBUTES = ".gitattributes"
 
@@ -89,11 +90,15 @@ def start_integration(ctx: RunContext, base_sha: str, files: WorktreeFiles) -> N
     """The integration worktree on our integration branch. The branch is kept when it grew from
     the recorded base; it is reset to the base only when it did not (and then the decisions that
     explained old resolutions go too). A merge left half-done, or uncommitted edits, stop
-    us: they may be a person's work in progress. A new worktree is not checked out yet."""
+    us: they may be a person's work in progress. A new worktree is not checked out yet; in a sparse
+    plan it is sparse, holding every cluster's folders."""
     if not (ctx.integration_worktree / ".git").exists():
         files.mark(None, new=True)
+    # In a sparse plan it holds every cluster's cone: verification sees what the clusters saw, and
+    # the one checkout at the end writes those folders, not the whole repository.
+    cones = sparse_dirs(ctx, [p for c in ctx.plan.clusters for p in c.paths])
     wt = gitworktrees.ensure_worktree(ctx.repo, ctx.integration_worktree, ctx.integration_branch, base_sha,
-                                      checkout=False)
+                                      cones, checkout=False)
     if files.lagging() and files.at() is not None:  # a run stopped before the files caught up
         files.must_catch_up()
     if not files.lagging() and (gitchanges.merge_in_progress(wt.path) or gitchanges.tracked_changes(wt.path)):
