@@ -18,10 +18,10 @@ from prefect_work_clusters.tasks.git import core as gitops
 from prefect_work_clusters.tasks.git import merge as gitmerge
 
 
-def record_tip(ctx: RunContext, merging: str | None = None) -> None:
+def record_tip(ctx: RunContext, merging: str | None = None, tip: str | None = None) -> None:
     """Record the integration branch's tip as ours; ``merging`` is the commit of a merge we left
-    for a person to finish."""
-    tip = gitops.resolve_ref(ctx.repo, f"refs/heads/{ctx.integration_branch}")
+    for a person to finish; ``tip`` the commit the caller has just moved the branch to itself."""
+    tip = tip or gitops.resolve_ref(ctx.repo, f"refs/heads/{ctx.integration_branch}")
     write_json_atomic(ctx.runs_dir / "integration-tip.json",
                       {"branch": ctx.integration_branch, "tip": tip, "merging": merging})
 
