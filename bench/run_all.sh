@@ -28,6 +28,7 @@ runs=(
   "overhead-20k|bench_overhead.py|--files 20000 --rounds 3"
   "parallel|bench_parallel.py|"
   "scale|bench_scale.py|"
+  "scale-server|bench_scale.py|--server"
   "resume|bench_resume.py|"
   "integration|bench_integration.py|--files 100000 --branches 100 --repeat 2"
   "scope|bench_scope.py|"
