@@ -20,6 +20,7 @@ This module imports nothing of ours but the error types.
 from __future__ import annotations
 
 import os
+import re
 import stat
 import tempfile
 import threading
@@ -281,3 +282,10 @@ def identity_env(repo: Path) -> dict[str, str]:
 
 def head(worktree: Path) -> str:
     return out(worktree, "rev-parse", "HEAD")
+
+
+OBJECT_NAME = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")  # SHA-1 or SHA-256, as git prints it
+
+
+def is_object_name(text: str) -> bool:
+    return OBJECT_NAME.fullmatch(text) is not None

@@ -11,7 +11,15 @@ from pathlib import Path
 
 from filelock import FileLock
 
-from prefect_work_clusters.tasks.git.core import PARALLEL_CHECKOUT, GitError, branch_exists, common_dir, out, run
+from prefect_work_clusters.tasks.git.core import (
+    PARALLEL_CHECKOUT,
+    GitError,
+    branch_exists,
+    common_dir,
+    is_object_name,
+    out,
+    run,
+)
 
 
 @contextmanager
@@ -110,7 +118,9 @@ def ensure_worktree(repo: Path, path: Path, branch: str, start: str,
         _sparse_set(path, sparse_dirs)
     if checkout:
         run(path, *PARALLEL_CHECKOUT, "checkout", "-q")
-    return WorktreeInfo(path, branch, out(path, "rev-parse", "HEAD"), created=True,
+    # A branch made here sits at ``start``: when that is an object name already, no git is asked.
+    head = start if not exists and is_object_name(start) else out(path, "rev-parse", "HEAD")
+    return WorktreeInfo(path, branch, head, created=True,
                         sparse_dirs=list(sparse_dirs or []), new_branch=not exists)
 
 
