@@ -3,7 +3,10 @@ options, and the one way to say a line to a person and to end with an exit statu
 
 from __future__ import annotations
 
+import os
 import sys
+import tempfile
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Annotated, NoReturn
 
@@ -27,6 +30,15 @@ CredentialsOpt = Annotated[str | None, typer.Option(
     help="With a remote --repo: the Secret block holding its token (default: $GITHUB_TOKEN and the like).")]
 
 
+# The .runs/ folder of the run this process works on, once known: where a crash's traceback goes.
+_runs_dir: Path | None = None
+
+
+def remember_runs_dir(path: Path) -> None:
+    global _runs_dir
+    _runs_dir = path
+
+
 def say(line: str) -> None:
     """One line for the person at the terminal (stderr), as it is: no markup, no highlighting."""
     err.print(line, markup=False, highlight=False)
@@ -36,3 +48,17 @@ def fail(line: str, code: int) -> NoReturn:
     """Say ``line`` and end the command with exit status ``code`` (see ``flows.cli``)."""
     say(line)
     sys.exit(code)
+
+
+def crash_log(text: str) -> Path:
+    """The traceback, kept in the run's .runs/ folder when there is one, else in a private temp
+    file of its own (never a fixed shared path that other runs overwrite)."""
+    if _runs_dir is not None and _runs_dir.is_dir():
+        stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S")
+        path = _runs_dir / f"crash-{stamp}-{os.getpid()}.log"
+        path.write_text(text)
+        return path
+    fd, name = tempfile.mkstemp(prefix="work-clusters-crash-", suffix=".log")
+    with os.fdopen(fd, "w") as fh:
+        fh.write(text)
+    return Path(name)
