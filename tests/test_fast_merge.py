@@ -7,6 +7,9 @@ from __future__ import annotations
 import json
 import subprocess
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 from prefect_work_clusters.tasks.git import changes as gitchanges
 from prefect_work_clusters.tasks.git import core as gitops
@@ -23,13 +26,38 @@ def _merges(ctx_repo: Path, branch: str, base: str) -> list[tuple[list[str], str
     return [(p.split(), s) for p, s in (line.split("\t") for line in text.splitlines())]
 
 
-def test_clean_merges_are_the_commits_git_merge_makes_and_the_worktree_is_checked_out_once(tmp_path: Path) -> None:
+def _counting_merge_trees(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The ``git merge-tree`` processes started from here on (their cwd), every git call of ours
+    going through ``core.run``."""
+    seen: list[str] = []
+    real = gitops.run
+
+    def counted(cwd: Path, *args: str, **kwargs: Any) -> Any:
+        if "merge-tree" in args:
+            seen.append(str(cwd))
+        return real(cwd, *args, **kwargs)
+
+    monkeypatch.setattr(gitops, "run", counted)
+    return seen
+
+
+def test_clean_merges_are_the_commits_git_merge_makes_and_the_worktree_is_checked_out_once(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     ctx, base = setup(tmp_path)
     for name in ("api", "ui", "db"):
         commit_cluster(ctx, name, {f"{name}/impl.py": f"NAME = {name!r}\n", "README.md": f"# shop\n{name}\n"
                                    if name == "api" else "# shop\n"})
+    merge_trees = _counting_merge_trees(monkeypatch)
     result = integrate(ctx, base)
     assert result.ok and [s.status for s in result.steps] == ["merged"] * 3
+    # Each merge is computed once, by the preflight in the integration worktree; the merges take
+    # its commits (a second merge-tree per cluster before).
+    assert merge_trees == [str(ctx.integration_worktree)] * 3
+    assert result.preflight is not None
+    made = [s.commit for s in result.steps]
+    ours = [base, *made[:-1]]
+    assert [result.preflight.merged_commit(s.cluster, o or "", s.checked or "")
+            for s, o in zip(result.steps, ours, strict=True)] == made
 
     tips = [gitops.resolve_ref(ctx.repo, f"refs/heads/{ctx.branch(n)}") or "" for n in ("api", "ui", "db")]
     heads = [base] + [s.commit or "" for s in result.steps]
@@ -109,4 +137,23 @@ def test_a_merge_driver_planted_in_the_config_does_not_run_in_merge_tree(tmp_pat
     assert result.ok and not ran.exists()
     settings = (ctx.integration_worktree / "app/settings.py").read_text()
     assert settings.startswith("S0 = 'api'\n") and settings.endswith("S19 = 'ui'\n")
+
+
+def test_a_merge_after_a_branch_changed_the_attributes_is_computed_again(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    notes = [f"note {n}\n" for n in range(10)]
+    ctx, base = setup(tmp_path, extra={"app/notes.txt": "".join(notes)})
+    commit_cluster(ctx, "api", {".gitattributes": "app/notes.txt merge=binary\n", "api/impl.py": "NAME = 'api'\n"})
+    commit_cluster(ctx, "ui", {"app/notes.txt": "".join(["note 0 by ui\n", *notes[1:]])})
+    commit_cluster(ctx, "db", {"app/notes.txt": "".join([*notes[:9], "note 9 by db\n"])})
+    merge_trees = _counting_merge_trees(monkeypatch)
+
+    result = integrate(ctx, base)
+
+    # Predicted without api's attributes, db's merge is clean; with them (a binary merge of a file
+    # both sides changed) git stops on it, and so do we: its predicted commit is not taken.
+    assert result.preflight is not None and result.preflight.conflict_count == 0
+    assert [s.status for s in result.steps[:2]] == ["merged", "merged"]
+    assert result.steps[2].status != "merged" and result.steps[2].conflicts == ["app/notes.txt"]
+    assert len(merge_trees) > 3  # the merges after api were computed again
 

@@ -36,7 +36,7 @@ from prefect_work_clusters.tasks.integration.agent import (
     run_integration_agent,
 )
 from prefect_work_clusters.tasks.integration.decisions import AgentDecision, load_decisions
-from prefect_work_clusters.tasks.integration.ladder import Ladder
+from prefect_work_clusters.tasks.integration.ladder import Ladder, merge_message
 from prefect_work_clusters.tasks.integration.merging import WorktreeFiles, merge_clusters, start_integration
 from prefect_work_clusters.tasks.integration.models import Decision, IntegrationResult, MergeStep, VerifyRound
 from prefect_work_clusters.tasks.integration.preflight import predict
@@ -74,12 +74,6 @@ def conflict_instructions(ctx: RunContext, step: MergeStep) -> str:
         f"the reason under it); otherwise the change accounting fails the run.\n"
         f"To give up on this merge instead:\n  git -C {wt} merge --abort\n"
     )
-
-
-def prediction_start(ctx: RunContext, base_sha: str) -> str:
-    """Where the merges will start: the integration branch if it grew from the base, else the base."""
-    tip = gitops.resolve_ref(ctx.repo, f"refs/heads/{ctx.integration_branch}")
-    return tip if tip and gitops.is_ancestor(ctx.repo, base_sha, tip) else base_sha
 
 
 def _failure_text(result: CommandResult) -> str:
@@ -205,12 +199,15 @@ def integrate_branches(ctx: RunContext, base_sha: str, checks: list[ClusterCheck
     order = ctx.plan.merge_order()
     checked = {c.cluster: c.head_sha for c in checks if c.mergeable and c.head_sha}
     mergeable = [(c.name, ctx.branch(c.name)) for c in order if c.name in checked]
-    preflight = predict(ctx.repo, prediction_start(ctx, base_sha), mergeable, touched, commits=checked)
-    if on_step:  # said as it happens, before any verify output
-        on_step(f"preflight: {preflight.conflict_count} conflict(s) predicted in {preflight.seconds:.2f} s")
     files = WorktreeFiles(ctx)
     start_integration(ctx, base_sha, files)
     wt = ctx.integration_worktree
+    # Predicted in the integration worktree (its attributes) with the merges' own messages: each
+    # clean predicted merge is the very commit the merge below takes instead of merging again.
+    preflight = predict(wt, gitops.head(wt), mergeable, touched, commits=checked,
+                        message=lambda cluster, branch, commit: merge_message(ctx, cluster, branch, commit))
+    if on_step:  # said as it happens, before any verify output
+        on_step(f"preflight: {preflight.conflict_count} conflict(s) predicted in {preflight.seconds:.2f} s")
     ladder = Ladder(ctx, integration_backend(ctx), on_line)
     t0 = time.monotonic()
     steps, stopped = merge_clusters(ctx, base_sha, checks, ladder, files, preflight)

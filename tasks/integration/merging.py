@@ -152,7 +152,8 @@ def merge_clusters(ctx: RunContext, base_sha: str, checks: Sequence[ClusterCheck
     earlier = gitmerge.contained_commits(ctx.repo, head, list(checked.values()))
     # ``fast``: clean merges as objects (off for good once the files could not catch up);
     # ``now_slow``: this cluster conflicted as objects, so the ladder takes it in the worktree.
-    fast, now_slow, attributes_moved = True, False, False
+    # ``attributes_seen``: a merged branch changed a .gitattributes, which the preflight did not read.
+    fast, now_slow, attributes_moved, attributes_seen = True, False, False, False
     point = _Point(0, 0, 0, head)
     # Every branch's diffstat side by side, before the merges (each is a git process of its own).
     with ThreadPoolExecutor(max_workers=max(1, min(4, len(checked)))) as pool:
@@ -196,7 +197,10 @@ def merge_clusters(ctx: RunContext, base_sha: str, checks: Sequence[ClusterCheck
             merged.append(cluster.name)
             continue
         message = merge_message(ctx, cluster.name, branch, commit)
-        made = gitmerge.merge_commit(wt, head, commit, message) if fast and not now_slow else None
+        made = None
+        if fast and not now_slow:  # the preflight's commit while it read the attributes the files hold
+            made = (None if attributes_seen else preflight.merged_commit(cluster.name, head, commit)) \
+                or gitmerge.merge_commit(wt, head, commit, message)
         if made:
             if not files.lagging():
                 point = _Point(i - 1, len(steps), len(merged), head)
@@ -204,6 +208,7 @@ def merge_clusters(ctx: RunContext, base_sha: str, checks: Sequence[ClusterCheck
             githistory.move_branch(ctx.repo, branch_name, made, head, message)
             step = MergeStep(cluster=cluster.name, branch=branch, status="merged", commit=made)
             attributes_moved = _attributes(touched.get(cluster.name, ()))
+            attributes_seen = attributes_seen or attributes_moved
         else:
             if files.lagging() and not now_slow:  # the ladder works in the worktree: it must hold ``head``
                 i, now_slow = i - 1, True

@@ -16,11 +16,11 @@ Example::
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, PrivateAttr
 
 from prefect_work_clusters.tasks.git import merge as gitmerge
 
@@ -45,6 +45,15 @@ class Preflight(BaseModel):
     start: str
     merges: list[PredictedMerge]
     seconds: float = 0.0
+    # cluster -> (ours, theirs, commit) of each clean predicted merge: commit objects as real as
+    # the integration's own, which it takes instead of merging again (``merged_commit``).
+    _commits: dict[str, tuple[str, str, str]] = PrivateAttr(default_factory=dict)
+
+    def merged_commit(self, cluster: str, ours: str, theirs: str) -> str | None:
+        """The predicted merge of ``theirs`` onto ``ours``, when the prediction made exactly that
+        merge cleanly (same two parents; its message is the caller's when ``predict`` was given one)."""
+        found = self._commits.get(cluster)
+        return found[2] if found and found[:2] == (ours, theirs) else None
 
     @property
     def conflict_count(self) -> int:
@@ -56,10 +65,13 @@ class Preflight(BaseModel):
 
 def predict(repo: Path, start: str, branches: Sequence[tuple[str, str]],
             touched: Mapping[str, Sequence[str]] | None = None,
-            commits: Mapping[str, str] | None = None) -> Preflight:
+            commits: Mapping[str, str] | None = None,
+            message: Callable[[str, str, str], str] | None = None) -> Preflight:
     """Predict merging ``branches`` ((cluster, branch) in merge order) one by one onto ``start``.
     ``touched`` (cluster -> files its branch changed) names the clusters on our side of a conflict;
-    ``commits`` (cluster -> SHA) is what is merged instead of the branch's current head."""
+    ``commits`` (cluster -> SHA) is what is merged instead of the branch's current head;
+    ``message(cluster, branch, commit)`` the message of each predicted merge commit. ``repo`` is
+    where git runs: the integration worktree, so merge-tree reads the attributes its merges will."""
     t0 = time.monotonic()
     touched = touched or {}
     revs = {cluster: (commits or {}).get(cluster, branch) for cluster, branch in branches}
@@ -67,6 +79,7 @@ def predict(repo: Path, start: str, branches: Sequence[tuple[str, str]],
     merged: list[str] = []
     conflicted: set[str] = set()
     merges: list[PredictedMerge] = []
+    made: dict[str, tuple[str, str, str]] = {}
     # A branch not contained in the start cannot be contained in a prediction built from it
     # before it is merged itself, so one look-up serves the whole chain.
     earlier = (gitmerge.contained_commits(repo, start, list(revs.values())) if commits
@@ -84,6 +97,11 @@ def predict(repo: Path, start: str, branches: Sequence[tuple[str, str]],
         merges.append(PredictedMerge(cluster=cluster, branch=branch, status="conflict" if conflicts else "clean",
                                      conflicts=conflicts, approximate=approximate))
         conflicted.update(pred.conflicts)
-        current = gitmerge.commit_tree(repo, pred.tree, [current, revs[cluster]], f"work-clusters preflight: {cluster}")
+        text = message(cluster, branch, revs[cluster]) if message else f"work-clusters preflight: {cluster}"
+        ours, current = current, gitmerge.commit_tree(repo, pred.tree, [current, revs[cluster]], text)
+        if pred.clean:  # as the integration's own merge_commit judges it
+            made[cluster] = (ours, revs[cluster], current)
         merged.append(cluster)
-    return Preflight(start=start, merges=merges, seconds=round(time.monotonic() - t0, 4))
+    found = Preflight(start=start, merges=merges, seconds=round(time.monotonic() - t0, 4))
+    found._commits = made
+    return found
