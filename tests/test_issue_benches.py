@@ -34,9 +34,10 @@ def test_bench_scope_smoke(tmp_path: Path) -> None:
 
 def test_bench_integration_smoke(tmp_path: Path) -> None:
     stdout, data = run_bench(tmp_path, "bench_integration.py", "--branches", "3", "--files", "200", "--repeat", "1")
-    assert "preflight of 3 branches" in stdout and "merge of 3 branches" in stdout
+    assert "sparse plan: preflight of 3 branches" in stdout and "full plan: preflight and merges of 3" in stdout
     assert data["branches"] == 3 and data["all_merged_and_kept"] is True
-    assert data["preflight_seconds_median"] > 0 and data["merge_seconds_median"] > 0
+    for plan in ("sparse", "full"):
+        assert data[plan]["preflight_seconds_median"] > 0 and data[plan]["merge_seconds_median"] > 0
 
 
 def test_bench_accounting_smoke(tmp_path: Path) -> None:
