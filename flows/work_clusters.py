@@ -15,6 +15,7 @@ from prefect.exceptions import TerminationSignal
 from prefect.futures import as_completed
 from prefect.runtime import flow_run as runtime_flow_run
 from prefect.task_runners import ThreadPoolTaskRunner
+from prefect.utilities.annotations import quote
 
 from prefect_work_clusters.flows import review
 from prefect_work_clusters.flows.dispatch import run_dispatched
@@ -91,8 +92,9 @@ def _map_agents(ctx: RunContext, prepared: Prepared, pending: list[str], records
                       ctx.runs_dir / "slots.json") as released, \
             ThreadPoolTaskRunner(max_workers=workers) as runner:
         prepared.notes.extend(released)
-        # cast: mypy picks the coroutine overload of map() for a sync task
-        futures: list[Any] = runner.map(cast(Any, agent_task), {"ctx": unmapped(ctx), "cluster": pending})
+        # cast: mypy picks the coroutine overload of map() for a sync task. quote(): Prefect would
+        # otherwise walk the whole context (the plan, every cluster) looking for futures, per task run.
+        futures: list[Any] = runner.map(cast(Any, agent_task), {"ctx": quote(unmapped(ctx)), "cluster": pending})
         names = {id(f): name for name, f in zip(pending, futures, strict=True)}
         try:
             for future in as_completed(futures):  # after its retries; a failure never stops the others
