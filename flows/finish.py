@@ -71,7 +71,7 @@ def finish(ctx: RunContext, prepared: Prepared, records: list[ClusterRecord], ph
         prepared.notes.extend(pushed)
         refused = pushed[0] if pushed and "refused" in pushed[0] else None
     if not ctx.keep_worktrees:
-        gitworktrees.remove_worktrees(ctx.repo, [rec.worktree for rec in records], force=True)
+        gitworktrees.remove_worktrees(ctx.repo, [rec.worktree for rec in records])
 
     report = build_report(ctx, prepared, records, phases, started, result.ok and contract_ok and refused is None,
                           prepared.notes, checks=checks, tree_checks=tree_checks, integration=result)

@@ -38,7 +38,7 @@ def finish_investigation(ctx: RunContext, prepared: Prepared, records: list[Clus
     phases["synthesis"] = time.monotonic() - t
 
     if not ctx.keep_worktrees:
-        gitworktrees.remove_worktrees(ctx.repo, [rec.worktree for rec in records], force=True)
+        gitworktrees.remove_worktrees(ctx.repo, [rec.worktree for rec in records])
     notes = list(prepared.notes)
     if ctx.land:
         notes.append("land was asked for, but an investigation changes nothing: there is nothing to land")
