@@ -5,7 +5,8 @@ folder first on ``sys.path``, ``__main__``, its arguments in ``sys.argv``), so t
 pay a fresh interpreter's import of Prefect and of this package (2-4 s a script on 2 cores): the
 processes a script starts itself (``work-clusters``, ``floor.py``, git, mypy) are still separate
 processes, exactly as in the full benchmark. What a script changes in the process (``sys.path``,
-``os.environ``, its ``bench/`` modules) is put back afterwards.
+``os.environ``, its ``bench/`` modules) is put back afterwards; a script that patches the package
+itself (``bench_attempt_calls.py`` wraps ``tasks.git.core.run``) must not be run this way.
 """
 
 from __future__ import annotations
