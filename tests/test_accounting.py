@@ -11,7 +11,7 @@ from prefect_work_clusters.tasks.git import core as gitops
 from prefect_work_clusters.tasks.git import history as githistory
 from prefect_work_clusters.tasks.integration.accounting import Accounting, account
 from prefect_work_clusters.tasks.integration.decisions import parse_decisions
-from prefect_work_clusters.tasks.integration.pychecks import findings_for
+from prefect_work_clusters.tasks.integration.pychecks import duplicates, findings_for
 from tests.conftest import make_repo
 
 BASE = {"notes.txt": "alpha\nbeta\ngamma\n"}
@@ -118,6 +118,11 @@ def test_python_checks_flag_what_the_merge_introduced_and_not_what_a_side_wrote(
     assert findings_for("m.pyi", overloads + "@overload\ndef f(x: bytes) -> bytes: ...\n", [overloads]) == []
     assert [f.message for f in findings_for("m.py", "x = (\n", [base])] == [
         "does not parse as Python: '(' was never closed (<unknown>, line 1)"]
+    # Each text is scanned once and the scan shared (pychecks._scan): asked again, the same answer,
+    # and no caller can change what the next one reads.
+    assert findings_for("m.py", final, [base]) == findings_for("m.py", final, [base]) != []
+    with pytest.raises(TypeError):
+        duplicates(final)[("bound", "LIMIT")] = (0, 0)  # type: ignore[index]
 
 
 def test_decisions_are_read_as_models_write_them() -> None:

@@ -1,29 +1,18 @@
 """The contract-check and integration benchmarks still run and still check their own results
-(tiny sizes; no timing asserted)."""
+(tiny sizes; no timing asserted), each in the test's process (tests/bench_helpers.py)."""
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-BENCH = Path(__file__).resolve().parent.parent / "bench"
-
-
-def run_bench(tmp_path: Path, script: str, *args: str) -> tuple[str, dict[str, Any]]:
-    out = tmp_path / "result.json"
-    res = subprocess.run([sys.executable, str(BENCH / script), *args, "--out", str(out)],
-                         capture_output=True, text=True, timeout=300)
-    assert res.returncode == 0, res.stderr
-    return res.stdout, json.loads(out.read_text())
+from tests.bench_helpers import run_bench
 
 
 def test_bench_scope_smoke(tmp_path: Path) -> None:
-    stdout, data = run_bench(tmp_path, "bench_scope.py", "--files", "300", "--clusters", "4", "--changed", "3")
+    stdout, data = run_bench("bench_scope.py", tmp_path / "r.json",
+                             "--files", "300", "--clusters", "4", "--changed", "3")
     assert "scope check, 4 clusters" in stdout
     assert data["files"] >= 300 and data["kept_out"] == ["c003"]
     assert data["outside_found"] == {"c003": ["lib/moved_c003.py", "lib/outside_c003.py"]}
@@ -33,7 +22,8 @@ def test_bench_scope_smoke(tmp_path: Path) -> None:
 
 
 def test_bench_integration_smoke(tmp_path: Path) -> None:
-    stdout, data = run_bench(tmp_path, "bench_integration.py", "--branches", "3", "--files", "200", "--repeat", "1")
+    stdout, data = run_bench("bench_integration.py", tmp_path / "r.json",
+                             "--branches", "3", "--files", "200", "--repeat", "1")
     assert "sparse plan: preflight of 3 branches" in stdout and "full plan: preflight and merges of 3" in stdout
     assert data["branches"] == 3 and data["all_merged_and_kept"] is True
     for plan in ("sparse", "full"):
@@ -41,14 +31,15 @@ def test_bench_integration_smoke(tmp_path: Path) -> None:
 
 
 def test_bench_accounting_smoke(tmp_path: Path) -> None:
-    stdout, data = run_bench(tmp_path, "bench_accounting.py", "--clusters", "3", "--files", "200", "--repeat", "1")
+    stdout, data = run_bench("bench_accounting.py", tmp_path / "r.json",
+                             "--clusters", "3", "--files", "200", "--repeat", "1")
     assert "accounting of 3 clusters in 200 files" in stdout
     assert data["all_accounted"] is True and data["files_accounted"] == 7  # 2 per cluster and the registry
 
 
 @pytest.mark.slow
 def test_bench_fidelity_smoke(tmp_path: Path) -> None:
-    stdout, data = run_bench(tmp_path, "bench_fidelity.py", "--splits", "by-author")
+    stdout, data = run_bench("bench_fidelity.py", tmp_path / "r.json", "--splits", "by-author")
     assert "by-author: 5 clusters" in stdout
     split = data["by-author"]
     assert split["met"] is True and split["ok"] is False  # this split differs from upstream, and says so

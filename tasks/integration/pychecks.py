@@ -13,8 +13,10 @@ side already did on purpose is not the merge's doing.
 from __future__ import annotations
 
 import ast
+import functools
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
+from types import MappingProxyType
 
 from pydantic import BaseModel, Field
 
@@ -71,12 +73,25 @@ def _literals(tree: ast.Module) -> Iterator[tuple[str, ast.List | ast.Tuple | as
                 yield owner or "a literal", node
 
 
-def duplicates(text: str) -> dict[Key, tuple[int, int]]:
+def duplicates(text: str) -> Mapping[Key, tuple[int, int]]:
     """Key -> (surplus copies, line of the last copy) for one module's source; {} if it does not parse."""
+    return _scan(text) or {}
+
+
+def _parses(text: str) -> bool:
+    return _scan(text) is not None
+
+
+# One accounting asks about the same texts again and again (the integrated file and each side of
+# every suspect file, and all of it again after the integration agent's fix): measured, 32 scans
+# of 13 texts of a 3,500-line module in one replayed run, 3.4 s of its 3.8 s of Python checks.
+@functools.lru_cache(maxsize=32)
+def _scan(text: str) -> Mapping[Key, tuple[int, int]] | None:
+    """:func:`duplicates` of ``text``, read-only as it is shared; None if it does not parse."""
     try:
         tree = ast.parse(text)
     except (SyntaxError, ValueError):
-        return {}
+        return None
     found: dict[Key, tuple[int, int]] = {}
 
     def seen(key: Key, line: int) -> None:
@@ -98,7 +113,7 @@ def duplicates(text: str) -> dict[Key, tuple[int, int]]:
             if len(at) > 1:
                 count, _ = surplus.get(("entry", owner, value), (0, 0))
                 surplus[("entry", owner, value)] = (count + len(at) - 1, at[-1])
-    return surplus
+    return MappingProxyType(surplus)
 
 
 def _message(key: Key, copies: int) -> str:
@@ -126,14 +141,6 @@ def findings_for(path: str, final: str | None, sides: Sequence[str | None]) -> l
         if copies > max((d.get(key, (0, 0))[0] for d in before), default=0):
             out.append(PyFinding(path=path, line=line, message=_message(key, copies)))
     return out
-
-
-def _parses(text: str) -> bool:
-    try:
-        ast.parse(text)
-    except (SyntaxError, ValueError):
-        return False
-    return True
 
 
 def python_findings(repo: Path, base: str, final: str, paths: Sequence[str], branches: Mapping[str, str],
