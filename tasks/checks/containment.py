@@ -33,7 +33,7 @@ from pathlib import Path
 from prefect_work_clusters.tasks.context import RunContext
 from prefect_work_clusters.tasks.git import changes as gitchanges
 from prefect_work_clusters.tasks.git import core as gitops
-from prefect_work_clusters.tasks.git import gitdir
+from prefect_work_clusters.tasks.git import events, gitdir
 from prefect_work_clusters.tasks.git import refs as gitrefs
 from prefect_work_clusters.tasks.git import worktrees as gitworktrees
 
@@ -204,7 +204,8 @@ def _check(watch: Watch, label: str | None, closing: bool) -> list[str]:
 
 
 def _names(state: gitdir.GitDirState) -> set[str]:
-    return {rel.split(os.sep)[1] for rel in state.files if rel.startswith("worktrees" + os.sep)}
+    prefix = "worktrees" + os.sep
+    return {rel[len(prefix):].partition(os.sep)[0] for rel in state.files if rel.startswith(prefix)}
 
 
 def _worktree_writes(watch: Watch, cluster: str, worktree: Path, when: str) -> str | None:
@@ -303,6 +304,7 @@ def finish(ctx: RunContext) -> list[str]:
         return []
     with watch.lock:
         _check(watch, None, closing=False)
+    events.close(str(gitops.common_dir(ctx.repo)))
     # One git status per worktree and one of your checkout: side by side, git waits on the disk too.
     with ThreadPoolExecutor(max_workers=FINISH_WORKERS) as pool:
         user = pool.submit(_user_state, ctx.repo)
