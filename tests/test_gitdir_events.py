@@ -12,6 +12,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from prefect_work_clusters.tasks.git import core as gitops
 from prefect_work_clusters.tasks.git import events, gitdir
@@ -166,3 +168,45 @@ def test_an_overflowing_queue_and_a_spent_watch_budget_read_everything(repo: Pat
     (hooks / "planted").unlink()
     _agree(repo, monkeypatch, [])
     assert gitrefs.read(repo)["refs/heads/made-then"] == git(repo, "rev-parse", "HEAD")
+
+
+_NAMES = ("a", "b", "sub/c")
+_OPS = ("write", "same-size", "chmod", "link-write", "rename-over", "delete", "rmdir", "ref")
+
+
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(st.tuples(st.sampled_from(_OPS), st.sampled_from(_NAMES), st.binary(min_size=1, max_size=3)),
+                min_size=1, max_size=8))
+def test_random_sequences_agree_with_a_full_read(tmp_path: Path, repo: Path, monkeypatch: pytest.MonkeyPatch,
+                                                  ops: list[tuple[str, str, bytes]]) -> None:
+    """Any sequence of those changes, each one checked, over one warm watch set."""
+    common = gitops.common_dir(repo)
+    outside = tmp_path / "outside"
+    outside.mkdir(exist_ok=True)
+    for op, name, data in ops:
+        path = common / "hooks" / name
+        path.parent.mkdir(exist_ok=True)
+        if op == "ref":
+            git(repo, "update-ref", f"refs/heads/{name}", "HEAD")
+        elif op == "rmdir":
+            shutil.rmtree(common / "hooks" / "sub", ignore_errors=True)
+        elif op == "delete" or not path.exists() and op != "write" and op != "rename-over":
+            path.unlink(missing_ok=True)
+        elif op == "write":
+            path.write_bytes(data)
+        elif op == "same-size":
+            before = os.lstat(path)
+            path.write_bytes(bytes(reversed(path.read_bytes())))
+            os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+        elif op == "chmod":
+            path.chmod(path.stat().st_mode ^ 0o100)
+        elif op == "link-write":
+            link = outside / f"link-{name.replace('/', '-')}"
+            link.unlink(missing_ok=True)
+            os.link(path, link)
+            with open(link, "r+b") as fh:
+                fh.write(data[:1])
+        else:
+            (outside / "new").write_bytes(data)
+            os.replace(outside / "new", path)
+        _agree(repo, monkeypatch, [])
