@@ -171,7 +171,7 @@ def _check(watch: Watch, label: str | None, closing: bool) -> list[str]:
     running = set(watch.running) | ({label} if label else set())
     now = gitdir.snapshot(ctx.repo, labels)
     # An admin dir that appeared since (a worktree made by us) is adopted, not reported.
-    trusted_admin = _names(watch.trusted)
+    trusted_admin = watch.trusted.admin_names()
     known = {name for name, lab in labels.items() if lab not in running and name in trusted_admin}
     own_refs = {f"refs/heads/{ctx.branch(lab)}" for lab in running if lab != INTEGRATION}
     if INTEGRATION in running:
@@ -201,11 +201,6 @@ def _check(watch: Watch, label: str | None, closing: bool) -> list[str]:
     watch.trusted = now
     watch.since_check = set(watch.running)
     return blamed
-
-
-def _names(state: gitdir.GitDirState) -> set[str]:
-    prefix = "worktrees" + os.sep
-    return {rel[len(prefix):].partition(os.sep)[0] for rel in state.files if rel.startswith(prefix)}
 
 
 def _worktree_writes(watch: Watch, cluster: str, worktree: Path, when: str) -> str | None:

@@ -41,6 +41,14 @@ Content = tuple[int, bytes | str]
 class GitDirState:
     files: dict[str, Content] = field(default_factory=dict)  # path relative to the shared git dir
     refs: dict[str, str] = field(default_factory=dict)  # full ref name -> object name
+    admin: set[str] | None = field(default=None, compare=False, repr=False)  # ``admin_names``, once known
+
+    def admin_names(self) -> set[str]:
+        """The ``worktrees/<name>`` admin dirs that have a watched file here."""
+        if self.admin is None:
+            prefix = "worktrees" + os.sep
+            self.admin = {rel[len(prefix):].partition(os.sep)[0] for rel in self.files if rel.startswith(prefix)}
+        return self.admin
 
 
 @dataclass
@@ -96,30 +104,35 @@ def _admin_root(name: str) -> events.Root:
     return events.Root(f"worktrees/{name}", skip=frozenset(ADMIN_SKIP))
 
 
-def _files(common: str, roots: list[events.Root]) -> dict[str, Content]:
+def _files(common: str, roots: list[events.Root], present: set[str] | None = None) -> dict[str, Content]:
     """Every watched file's content under ``roots``: a root the kernel saw unchanged since the
     last call costs nothing, a changed one reads again only files whose stamp moved. A symlinked
     folder counts as a file (its target), never followed: following it would list, and a
-    restore would then delete, files of the folder outside .git it points to."""
+    restore would then delete, files of the folder outside .git it points to. ``present``
+    collects the roots that hold a file."""
     files: dict[str, Content] = {}
     for root, tree in zip(roots, events.trees(common, roots), strict=True):
         key = (common, root.rel)
         seen = _contents_seen.get(key)
         if tree.version is not None and seen is not None and seen[0] == tree.version:
-            files.update(seen[1])
-            continue
-        found = {rel: c for rel, (st, _) in tree.files.items() if (c := _read(f"{common}/{rel}", st)) is not None}
-        if tree.version is not None:
-            _contents_seen[key] = (tree.version, found)
+            found = seen[1]
+        else:
+            found = {rel: c for rel, (st, _) in tree.files.items() if (c := _read(f"{common}/{rel}", st)) is not None}
+            if tree.version is not None:
+                _contents_seen[key] = (tree.version, found)
         files.update(found)
+        if found and present is not None:
+            present.add(root.rel)
     return files
 
 
 def snapshot(repo: Path, admin: Iterable[str] = ()) -> GitDirState:
     """The watched state now; ``admin`` names the ``worktrees/<name>`` admin dirs to include."""
     common = str(gitops.common_dir(repo))
-    files = _files(common, [*FILE_ROOTS, *FOLDER_ROOTS, *map(_admin_root, admin)])
-    return GitDirState(files=files, refs=gitrefs.read(repo))
+    present: set[str] = set()
+    files = _files(common, [*FILE_ROOTS, *FOLDER_ROOTS, *map(_admin_root, admin)], present)
+    names = {rel.partition("/")[2] for rel in present if rel.startswith("worktrees/")}
+    return GitDirState(files=files, refs=gitrefs.read(repo), admin=names)
 
 
 def admin_files(repo: Path, names: Iterable[str]) -> dict[str, Content]:

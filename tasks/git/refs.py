@@ -97,8 +97,9 @@ def _updated(common: str, seen: _Refs, packed: Token | None, loose: dict[str, To
 
 def _keep(common: str, trees: list[events.Tree], tokens: tuple[Token | None, dict[str, Token]],
           found: dict[str, str], symbolic: dict[str, str]) -> None:
-    """Recorded after the files were read: a stamp still racy then is not trusted next time."""
-    loose = {name: None if stamps.racy(token[0]) else token for name, token in tokens[1].items()}
+    """Recorded after the files were read: a stamp still racy then is not trusted next time,
+    unless the kernel's events stand for it (a mark: any later write gives the file a new one)."""
+    loose = {name: None if not token[1] and stamps.racy(token[0]) else token for name, token in tokens[1].items()}
     with _refs_lock:
         _refs_seen[common] = _Refs(tokens[0], loose, found, symbolic, tuple(t.version for t in trees),
                                    None not in loose.values())
