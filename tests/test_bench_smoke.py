@@ -63,7 +63,7 @@ def test_resume_smoke(tmp_path: Path, api_url: str) -> None:
 def test_guard_smoke(tmp_path: Path) -> None:
     _, data = run_bench("bench_guard.py", tmp_path / "g.json", "--files", "40", "--clusters", "3", "--rounds", "3")
     assert data["attacks_caught_and_blamed"] is True and data["unexpected_notes"] == []
-    assert data["attempt_ms_median"] > 0
+    assert data["attempt_ms_median"] > 0 and data["attempt_full_read_ms_median"] > 0
     assert data["run_guard_s"] > 0 and data["run_accounting_s"] > 0
 
 

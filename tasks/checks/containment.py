@@ -33,7 +33,7 @@ from pathlib import Path
 from prefect_work_clusters.tasks.context import RunContext
 from prefect_work_clusters.tasks.git import changes as gitchanges
 from prefect_work_clusters.tasks.git import core as gitops
-from prefect_work_clusters.tasks.git import gitdir
+from prefect_work_clusters.tasks.git import events, gitdir
 from prefect_work_clusters.tasks.git import refs as gitrefs
 from prefect_work_clusters.tasks.git import worktrees as gitworktrees
 
@@ -171,7 +171,7 @@ def _check(watch: Watch, label: str | None, closing: bool) -> list[str]:
     running = set(watch.running) | ({label} if label else set())
     now = gitdir.snapshot(ctx.repo, labels)
     # An admin dir that appeared since (a worktree made by us) is adopted, not reported.
-    trusted_admin = _names(watch.trusted)
+    trusted_admin = watch.trusted.admin_names()
     known = {name for name, lab in labels.items() if lab not in running and name in trusted_admin}
     own_refs = {f"refs/heads/{ctx.branch(lab)}" for lab in running if lab != INTEGRATION}
     if INTEGRATION in running:
@@ -201,10 +201,6 @@ def _check(watch: Watch, label: str | None, closing: bool) -> list[str]:
     watch.trusted = now
     watch.since_check = set(watch.running)
     return blamed
-
-
-def _names(state: gitdir.GitDirState) -> set[str]:
-    return {rel.split(os.sep)[1] for rel in state.files if rel.startswith("worktrees" + os.sep)}
 
 
 def _worktree_writes(watch: Watch, cluster: str, worktree: Path, when: str) -> str | None:
@@ -303,6 +299,7 @@ def finish(ctx: RunContext) -> list[str]:
         return []
     with watch.lock:
         _check(watch, None, closing=False)
+    events.close(str(gitops.common_dir(ctx.repo)))
     # One git status per worktree and one of your checkout: side by side, git waits on the disk too.
     with ThreadPoolExecutor(max_workers=FINISH_WORKERS) as pool:
         user = pool.submit(_user_state, ctx.repo)

@@ -8,21 +8,27 @@ and ``info/`` (attributes, exclude, sparse-checkout); ``objects/info/alternates`
 ``logs/`` and ``COMMIT_EDITMSG``, which git itself rewrites on every status and commit (the last
 is only ever written: every commit of ours passes its message); an index changed behind a
 cluster's back is found by that cluster's own worktree check instead (``tasks.agents.containment``).
+
+A snapshot costs what changed since the last one: ``tasks.git.events`` says which watched files
+the kernel saw written (inotify), only those are read again, and a root with none is taken
+whole from the last snapshot; without inotify each file's stat stamp says it.
 """
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import stat
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from prefect_work_clusters.tasks.git import core as gitops
+from prefect_work_clusters.tasks.git import events
 from prefect_work_clusters.tasks.git import refs as gitrefs
-from prefect_work_clusters.tasks.git.stamps import Stamp, listing, settled, stamp_of
+from prefect_work_clusters.tasks.git.stamps import Stamp, settled, stamp_of
 
 FILES = ("config", "config.worktree", "objects/info/alternates", "objects/info/http-alternates", "shallow")
 FOLDERS = ("hooks", "info")
@@ -35,6 +41,14 @@ Content = tuple[int, bytes | str]
 class GitDirState:
     files: dict[str, Content] = field(default_factory=dict)  # path relative to the shared git dir
     refs: dict[str, str] = field(default_factory=dict)  # full ref name -> object name
+    admin: set[str] | None = field(default=None, compare=False, repr=False)  # ``admin_names``, once known
+
+    def admin_names(self) -> set[str]:
+        """The ``worktrees/<name>`` admin dirs that have a watched file here."""
+        if self.admin is None:
+            prefix = "worktrees" + os.sep
+            self.admin = {rel[len(prefix):].partition(os.sep)[0] for rel in self.files if rel.startswith(prefix)}
+        return self.admin
 
 
 @dataclass
@@ -80,51 +94,55 @@ def _read(path: str, st: os.stat_result | None = None) -> Content | None:
     return content
 
 
-def _scan(common: str, rel: str, skip: Iterable[str] = ()) -> Iterator[tuple[str, Content]]:
-    """Every file under ``common/rel`` and its content; a symlinked folder counts as a file (its
-    target), never followed. One ``lstat`` a file and a folder when nothing changed."""
-    top = f"{common}{os.sep}{rel}"
-    try:
-        st = os.lstat(top)
-    except OSError:
-        return
-    if not stat.S_ISDIR(st.st_mode):
-        # ``hooks`` made a symlink (or a file): recorded as itself. Following it would list, and a
-        # restore would then delete, files of the folder outside .git it points to.
-        content = _read(top, st)
-        if content is not None:
-            yield rel, content
-        return
-    for name, is_dir in listing(top, st) or ():
-        if name in skip:
-            continue
-        child = f"{rel}{os.sep}{name}"
-        if is_dir:
-            yield from _scan(common, child)
-        elif (content := _read(f"{top}{os.sep}{name}")) is not None:
-            yield child, content
+FILE_ROOTS = tuple(events.Root(rel, deep=False) for rel in FILES)
+FOLDER_ROOTS = tuple(events.Root(rel) for rel in FOLDERS)
+_contents_seen: dict[tuple[str, str], tuple[int, dict[str, Content]]] = {}
+
+
+@functools.lru_cache(maxsize=4096)
+def _admin_root(name: str) -> events.Root:
+    return events.Root(f"worktrees/{name}", skip=frozenset(ADMIN_SKIP))
+
+
+def _files(common: str, roots: list[events.Root], present: set[str] | None = None) -> dict[str, Content]:
+    """Every watched file's content under ``roots``: a root the kernel saw unchanged since the
+    last call costs nothing, a changed one reads again only files whose stamp moved. A symlinked
+    folder counts as a file (its target), never followed: following it would list, and a
+    restore would then delete, files of the folder outside .git it points to. ``present``
+    collects the roots that hold a file."""
+    files: dict[str, Content] = {}
+    for root, tree in zip(roots, events.trees(common, roots), strict=True):
+        key = (common, root.rel)
+        seen = _contents_seen.get(key)
+        if tree.version is not None and seen is not None and seen[0] == tree.version:
+            found = seen[1]
+        else:
+            found = {rel: c for rel, (st, _) in tree.files.items() if (c := _read(f"{common}/{rel}", st)) is not None}
+            if tree.version is not None:
+                _contents_seen[key] = (tree.version, found)
+        files.update(found)
+        if found and present is not None:
+            present.add(root.rel)
+    return files
 
 
 def snapshot(repo: Path, admin: Iterable[str] = ()) -> GitDirState:
     """The watched state now; ``admin`` names the ``worktrees/<name>`` admin dirs to include."""
     common = str(gitops.common_dir(repo))
-    files = {rel: content for rel in FILES if (content := _read(os.path.join(common, rel))) is not None}
-    for folder in FOLDERS:
-        files.update(_scan(common, folder))
-    for name in admin:
-        files.update(_scan(common, os.path.join("worktrees", name), ADMIN_SKIP))
-    return GitDirState(files=files, refs=gitrefs.read(repo))
+    present: set[str] = set()
+    files = _files(common, [*FILE_ROOTS, *FOLDER_ROOTS, *map(_admin_root, admin)], present)
+    names = {rel.partition("/")[2] for rel in present if rel.startswith("worktrees/")}
+    return GitDirState(files=files, refs=gitrefs.read(repo), admin=names)
 
 
 def admin_files(repo: Path, names: Iterable[str]) -> dict[str, Content]:
     """The watched files of the admin dirs ``names`` alone (a worktree's own, after our commit)."""
-    common = str(gitops.common_dir(repo))
-    return {rel: c for name in names for rel, c in _scan(common, os.path.join("worktrees", name), ADMIN_SKIP)}
+    return _files(str(gitops.common_dir(repo)), list(map(_admin_root, names)))
 
 
 def compare(before: GitDirState, after: GitDirState, admin: Iterable[str] = ()) -> list[Change]:
     """Every difference; files under ``worktrees/`` count only for the ``admin`` dirs named."""
-    watched = tuple(os.path.join("worktrees", name) + os.sep for name in admin)
+    watched = tuple(f"worktrees{os.sep}{name}{os.sep}" for name in admin)
 
     def counts(rel: str) -> bool:
         return not rel.startswith("worktrees" + os.sep) or rel.startswith(watched)

@@ -3,7 +3,8 @@
 Asked of git (``for-each-ref``, ~5 ms) only when ``packed-refs`` changed, a ref was deleted (a
 packed value may show through), or a name or a file is not a plain ref; a branch moved or made
 (every commit of ours and of an agent) is read from its own loose file, and nothing changed costs
-one ``stat`` a ref file and folder. The shared-git-dir guard reads the refs around every attempt.
+nothing: which ref files changed is told by ``tasks.git.events`` (inotify; else one ``stat`` a
+ref file and folder). The shared-git-dir guard reads the refs around every attempt.
 """
 
 from __future__ import annotations
@@ -16,18 +17,25 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from prefect_work_clusters.tasks.git import core as gitops
-from prefect_work_clusters.tasks.git import stamps
+from prefect_work_clusters.tasks.git import events, stamps
+
+# A ref file's stamp and its read mark (``tasks.git.events``: a new one each time an event names
+# it); None for a stamp too young when recorded to tell a second write within its tick from none.
+Token = tuple[stamps.Stamp, int]
+_ROOTS = (events.Root("reftable", deep=False), events.Root("packed-refs", deep=False), events.Root("refs"))
 
 
 @dataclass
 class _Refs:
-    """What ``read`` last found: the ``packed-refs`` stamp, each loose ref file's stamp, the refs,
+    """What ``read`` last found: the ``packed-refs`` token, each loose ref file's token, the refs,
     and the symbolic refs' targets (``refs/remotes/origin/HEAD``: its object moves with them)."""
 
-    packed: stamps.Stamp | None
-    loose: dict[str, stamps.Stamp]
+    packed: Token | None
+    loose: dict[str, Token | None]
     found: dict[str, str]
     symbolic: dict[str, str]
+    versions: tuple[int | None, ...]  # of the watched trees: all the same, nothing was written
+    settled: bool  # no token None
 
 
 _refs_seen: dict[str, _Refs] = {}
@@ -43,37 +51,23 @@ def _plain(name: str) -> bool:
         part.endswith(".lock") for part in name.split("/"))
 
 
-def _loose(common: str) -> tuple[stamps.Stamp | None, dict[str, stamps.Stamp]] | None:
-    """The ``packed-refs`` stamp and every loose ref file's stamp (git's lock files left out: git
-    lists no ref for them). None for a reftable repository, or a racy ``packed-refs``."""
-    if os.path.exists(os.path.join(common, "reftable")):
+def _loose(trees: list[events.Tree]) -> tuple[Token | None, dict[str, Token]] | None:
+    """The ``packed-refs`` token and every loose ref file's token (git's lock files left out: git
+    lists no ref for them). None for a reftable repository, or a racy or odd ``packed-refs``."""
+    reftable, packed_refs, loose_refs = trees
+    if reftable.files:
         return None
-    try:
-        st = os.stat(os.path.join(common, "packed-refs"))
-        if not stamps.settled(st):
+    packed: Token | None = None
+    if packed_refs.files:
+        st, mark = packed_refs.files["packed-refs"]
+        if not stat.S_ISREG(st.st_mode) or not stamps.settled(st):
             return None
-        packed: stamps.Stamp | None = stamps.stamp_of(st)
-    except OSError:
-        packed = None
-    loose: dict[str, stamps.Stamp] = {}
-
-    def walk(rel: str) -> None:
-        try:
-            st = os.lstat(os.path.join(common, rel))
-        except OSError:
-            return
-        if stat.S_ISDIR(st.st_mode):
-            for name, _ in stamps.listing(os.path.join(common, rel), st) or ():
-                walk(f"{rel}/{name}")
-        elif not rel.endswith(".lock"):
-            loose[rel] = stamps.stamp_of(st)
-
-    walk("refs")
-    return packed, loose
+        packed = (stamps.stamp_of(st), mark)
+    return packed, {rel: (stamps.stamp_of(st), mark) for rel, (st, mark) in loose_refs.files.items()
+                    if not rel.endswith(".lock")}
 
 
-def _updated(common: str, seen: _Refs, packed: stamps.Stamp | None,
-             loose: dict[str, stamps.Stamp]) -> dict[str, str] | None:
+def _updated(common: str, seen: _Refs, packed: Token | None, loose: dict[str, Token]) -> dict[str, str] | None:
     """The refs after only loose refs were written or added (as every commit and branch move of
     ours and of an agent does): those files read alone, and the racy ones again. None when git
     must list them: packed-refs changed, a loose ref was removed (a packed one may show through),
@@ -81,8 +75,8 @@ def _updated(common: str, seen: _Refs, packed: stamps.Stamp | None,
     if packed != seen.packed or not set(seen.loose) <= set(loose):
         return None
     found = dict(seen.found)
-    for name, stamp in loose.items():
-        if seen.loose.get(name) == stamp and not stamps.racy(stamp):
+    for name, token in loose.items():
+        if seen.loose.get(name) == token:
             continue
         if not _plain(name):
             return None
@@ -101,19 +95,32 @@ def _updated(common: str, seen: _Refs, packed: stamps.Stamp | None,
     return found
 
 
+def _keep(common: str, trees: list[events.Tree], tokens: tuple[Token | None, dict[str, Token]],
+          found: dict[str, str], symbolic: dict[str, str]) -> None:
+    """Recorded after the files were read: a stamp still racy then is not trusted next time,
+    unless the kernel's events stand for it (a mark: any later write gives the file a new one)."""
+    loose = {name: None if not token[1] and stamps.racy(token[0]) else token for name, token in tokens[1].items()}
+    with _refs_lock:
+        _refs_seen[common] = _Refs(tokens[0], loose, found, symbolic, tuple(t.version for t in trees),
+                                   None not in loose.values())
+
+
 def read(repo: Path) -> dict[str, str]:
     """Every ref (``refs/...``) and the object it names, as ``git for-each-ref`` lists them."""
     common = str(gitops.common_dir(repo))
-    found_stamps = _loose(common)
+    trees = events.trees(common, _ROOTS)
     with _refs_lock:
         seen = _refs_seen.get(common)
-    # Each stamp is taken before its file is read (or git lists the refs): a file written in
-    # between has another stamp on the next call, so it is read again then.
-    if found_stamps is not None and seen is not None:
-        found = _updated(common, seen, *found_stamps)
+    if seen is not None and seen.settled and None not in seen.versions and seen.versions == tuple(
+            t.version for t in trees):
+        return dict(seen.found)  # the kernel saw no ref file written since
+    tokens = _loose(trees)
+    # Each token is taken before its file is read (or git lists the refs): a file written in
+    # between has another stamp or mark on the next call, so it is read again then.
+    if tokens is not None and seen is not None:
+        found = _updated(common, seen, *tokens)
         if found is not None:
-            with _refs_lock:
-                _refs_seen[common] = _Refs(found_stamps[0], found_stamps[1], found, seen.symbolic)
+            _keep(common, trees, tokens, found, seen.symbolic)
             return dict(found)
     text = gitops.out(repo, "for-each-ref", "--format=%(objectname) %(refname) %(symref)")
     found, symbolic = {}, {}
@@ -123,9 +130,8 @@ def read(repo: Path) -> dict[str, str]:
         found[name] = sha
         if target:
             symbolic[name] = target
-    if found_stamps is not None:
-        with _refs_lock:
-            _refs_seen[common] = _Refs(found_stamps[0], found_stamps[1], found, symbolic)
+    if tokens is not None:
+        _keep(common, trees, tokens, found, symbolic)
     return dict(found)
 
 
