@@ -8,17 +8,22 @@ from __future__ import annotations
 import os
 import shutil
 import stat
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from prefect_work_clusters.tasks.agents import guard
 from prefect_work_clusters.tasks.git import core as gitops
 from prefect_work_clusters.tasks.git import events, gitdir
 from prefect_work_clusters.tasks.git import refs as gitrefs
 from tests.conftest import git, make_repo
+
+T = TypeVar("T")
 
 
 def _content(path: Path) -> gitdir.Content | None:
@@ -210,3 +215,51 @@ def test_random_sequences_agree_with_a_full_read(tmp_path: Path, repo: Path, mon
             (outside / "new").write_bytes(data)
             os.replace(outside / "new", path)
         _agree(repo, monkeypatch, [])
+
+
+def _soon(fn: Callable[[], T], seconds: float = 30) -> T:
+    """``fn()``, failing the test instead of hanging it when ``fn`` waits for ever."""
+    box: list[T] = []
+    raised: list[BaseException] = []
+
+    def call() -> None:
+        try:
+            box.append(fn())
+        except BaseException as exc:  # noqa: BLE001 - raised again in the test's thread
+            raised.append(exc)
+
+    thread = threading.Thread(target=call, daemon=True)
+    thread.start()
+    thread.join(seconds)
+    assert not thread.is_alive(), f"{fn} hung"
+    if raised:
+        raise raised[0]
+    return box[0]
+
+
+def test_a_fifo_planted_where_git_keeps_a_file_never_hangs_the_guard(tmp_path: Path) -> None:
+    """Opening a FIFO to read waits for a writer; git itself hangs on one in refs/ (measured)."""
+    repo = make_repo(tmp_path, {"README.md": "# r\n"})
+    wt = tmp_path / "wt"
+    git(repo, "worktree", "add", "-q", "-b", "wt", str(wt))
+    common = gitops.common_dir(repo)
+    before = gitdir.snapshot(repo, ["wt"])
+    os.mkfifo(common / "hooks" / "post-commit")
+    after = _soon(lambda: gitdir.snapshot(repo, ["wt"]))
+    changes = gitdir.compare(before, after, ["wt"])
+    assert [c.describe() for c in changes] == [".git/hooks/post-commit added"]
+    gitdir.restore(repo, changes)
+    assert not os.path.lexists(common / "hooks" / "post-commit")
+
+    os.mkfifo(common / "refs" / "heads" / "evil")  # a ref file git cannot read
+    with pytest.raises(gitops.GitError, match="refs/heads/evil is not a file git can read"):
+        _soon(lambda: gitrefs.read(repo))
+    os.unlink(common / "refs" / "heads" / "evil")
+
+    link = guard.git_link(wt)
+    assert link and link.startswith("gitdir:")
+    (wt / ".git").unlink()
+    os.mkfifo(wt / ".git")  # the worktree's link to its git dir
+    assert _soon(lambda: guard.git_link(wt)) is None
+    assert _soon(lambda: gitops.run(wt, "status", check=False)).status == 128  # git is not started on it
+    assert _soon(lambda: gitops.head_ref(wt)) == ""

@@ -8,6 +8,7 @@ branch's head is recorded after every attempt and restored when something else m
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 from prefect_work_clusters.tasks.context import ClusterRecord, RunContext, save_record
@@ -18,11 +19,13 @@ from prefect_work_clusters.tasks.git import refs as gitrefs
 
 
 def git_link(worktree: Path) -> str | None:
-    """The content of the worktree's ``.git`` file (the link to its git dir)."""
+    """The content of the worktree's ``.git`` file (the link to its git dir); a FIFO or the like
+    there (git would hang reading it) is never opened to wait, and reads as no link."""
     try:
-        return (worktree / ".git").read_text()
+        data = gitops.read_nowait(str(worktree / ".git"), follow=False)[1]
     except OSError:
         return None
+    return None if data is None else data.decode("utf-8", errors="surrogateescape")
 
 
 def check_attempt(ctx: RunContext, record: ClusterRecord, link_before: str | None,
@@ -33,7 +36,12 @@ def check_attempt(ctx: RunContext, record: ClusterRecord, link_before: str | Non
     wt, branch = record.worktree, record.branch
     reasons: list[str] = []
     if link_before is not None and git_link(wt) != link_before:
-        (wt / ".git").write_text(link_before)
+        dotgit = wt / ".git"
+        if dotgit.is_dir() and not dotgit.is_symlink():
+            shutil.rmtree(dotgit)
+        else:
+            dotgit.unlink(missing_ok=True)  # never written through: a symlink, or a FIFO that blocks a writer
+        dotgit.write_text(link_before)
         reasons.append("the agent changed the worktree's .git link (restored); agents must not touch .git")
     # The refs as the comparison just before this read them: no git call unless a ref moved.
     tip = gitrefs.read(ctx.repo).get(f"refs/heads/{branch}")

@@ -141,6 +141,8 @@ def run(cwd: Path, *args: str, env: Mapping[str, str] | None = None, check: bool
     reading the config itself)."""
     if not os.path.isdir(cwd):
         res = Result(128, "", f"fatal: cannot change to '{cwd}': No such file or directory")
+    elif _odd_git_link(cwd):  # git would read it and wait for ever
+        res = Result(128, "", f"fatal: {os.path.join(cwd, '.git')} is a FIFO, socket or device, not a git link")
     else:
         extra = {**HARDENED_ENV, **(env or {})}
         overrides = _driver_overrides(os.path.abspath(cwd)) if drivers else ()
@@ -178,6 +180,28 @@ _common_dirs: dict[tuple[str, str], Path] = {}
 _common_dirs_lock = threading.Lock()
 
 
+def read_nowait(path: str, limit: int = -1, *, follow: bool = True) -> tuple[os.stat_result, bytes | None]:
+    """A file's stat and up to ``limit`` bytes, None for the bytes when it is not a regular file.
+    Never waits: an agent can put a FIFO where git keeps a file (``.git``, ``HEAD``, a hook, a ref),
+    and opening a FIFO to read waits for a writer. Opened without blocking and judged on the open
+    file itself, so one swapped in after a caller's ``lstat`` is caught too; ``follow=False``
+    refuses a symlink (OSError). Raises OSError when the file cannot be opened."""
+    flags = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0) | (0 if follow else os.O_NOFOLLOW)
+    with os.fdopen(os.open(path, flags), "rb") as fh:
+        st = os.fstat(fh.fileno())
+        return st, (fh.read(limit) if stat.S_ISREG(st.st_mode) else None)
+
+
+def _odd_git_link(cwd: Path | str) -> bool:
+    """Whether ``cwd/.git`` (followed, as git follows it) is neither a folder nor a file: an
+    agent's FIFO, say."""
+    try:
+        mode = os.stat(os.path.join(cwd, ".git")).st_mode
+    except OSError:
+        return False
+    return not (stat.S_ISDIR(mode) or stat.S_ISREG(mode))
+
+
 def _git_link(path: str) -> str | None:
     """What ``<path>/.git`` names: itself when it is a folder, the target of a ``gitdir:`` file
     (a linked worktree), or None (a subfolder, or no repository)."""
@@ -185,10 +209,10 @@ def _git_link(path: str) -> str | None:
     if os.path.isdir(dotgit):
         return dotgit
     try:
-        with open(dotgit, encoding="utf-8", errors="surrogateescape") as fh:
-            text = fh.read(4096)
+        data = read_nowait(dotgit, 4096)[1]
     except OSError:
         return None
+    text = (data or b"").decode("utf-8", errors="surrogateescape")
     return text.removeprefix("gitdir:").strip() if text.startswith("gitdir:") else None
 
 
@@ -235,11 +259,10 @@ def head_ref(worktree: Path) -> str:
     if link:
         head = os.path.join(worktree, link, "HEAD")  # a relative link is relative to the worktree
         try:
-            with open(head, "rb") as fh:
-                text = fh.read(1024).decode("utf-8", errors="replace")
-            plain = stat.S_ISREG(os.lstat(head).st_mode)
+            data = read_nowait(head, 1024, follow=False)[1]
         except OSError:
-            plain, text = False, ""
+            data = None
+        plain, text = data is not None, (data or b"").decode("utf-8", errors="replace")
         if plain and text.startswith("ref: refs/") and text.count("\n") == 1 and text.endswith("\n"):
             return text[5:-1]
     return run(worktree, "symbolic-ref", "--quiet", "HEAD", check=False).stdout.strip()

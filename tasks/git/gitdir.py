@@ -72,6 +72,14 @@ _files_seen: dict[str, tuple[Stamp, Content]] = {}
 _files_lock = threading.Lock()
 
 
+def _regular(path: str) -> Content:
+    """A file's permission bits and bytes. A FIFO, socket or device (an agent can plant one in
+    ``hooks/``) is never read (``core.read_nowait``): it is recorded as its whole mode, which no
+    regular file's bits equal, and no content."""
+    st, data = gitops.read_nowait(path, follow=False)
+    return (stat.S_IMODE(st.st_mode), data) if data is not None else (st.st_mode, b"")
+
+
 def _read(path: str, st: os.stat_result | None = None) -> Content | None:
     """A file's content; read again only when its stat changed since the last snapshot."""
     try:
@@ -80,11 +88,7 @@ def _read(path: str, st: os.stat_result | None = None) -> Content | None:
             seen = _files_seen.get(path)
         if seen is not None and seen[0] == stamp_of(st):
             return seen[1]
-        if stat.S_ISLNK(st.st_mode):
-            content: Content = (0o777, os.readlink(path))
-        else:
-            with open(path, "rb") as fh:
-                content = (stat.S_IMODE(st.st_mode), fh.read())
+        content: Content = (0o777, os.readlink(path)) if stat.S_ISLNK(st.st_mode) else _regular(path)
         if os.lstat(path).st_ctime_ns != st.st_ctime_ns or not settled(st):  # changing now: not kept
             return content
     except OSError:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 import stat
 import threading
 from dataclasses import dataclass
@@ -81,11 +82,10 @@ def _updated(common: str, seen: _Refs, packed: Token | None, loose: dict[str, To
         if not _plain(name):
             return None
         try:
-            with open(os.path.join(common, name), "rb") as fh:
-                data = fh.read(100)
+            data = gitops.read_nowait(os.path.join(common, name), 100, follow=False)[1]
         except OSError:
             return None
-        if not _OBJECT_NAME.fullmatch(data):
+        if data is None or not _OBJECT_NAME.fullmatch(data):  # a FIFO, say: git is asked
             return None
         found[name] = data.decode().strip()
     for name, target in seen.symbolic.items():
@@ -122,6 +122,7 @@ def read(repo: Path) -> dict[str, str]:
         if found is not None:
             _keep(common, trees, tokens, found, seen.symbolic)
             return dict(found)
+    _refuse_odd(common, trees)
     text = gitops.out(repo, "for-each-ref", "--format=%(objectname) %(refname) %(symref)")
     found, symbolic = {}, {}
     for line in text.splitlines():
@@ -133,6 +134,19 @@ def read(repo: Path) -> dict[str, str]:
     if tokens is not None:
         _keep(common, trees, tokens, found, symbolic)
     return dict(found)
+
+
+def _refuse_odd(common: str, trees: list[events.Tree]) -> None:
+    """A FIFO, socket or device among the ref files: git would wait on it for ever (measured:
+    ``git for-each-ref`` hangs on a FIFO in refs/heads/). No git is run; the run stops with the
+    file to remove."""
+    for tree in trees[1:]:
+        for rel, (st, _) in tree.files.items():
+            if not (stat.S_ISREG(st.st_mode) or stat.S_ISLNK(st.st_mode)):
+                path = os.path.join(common, rel)
+                raise gitops.GitError(["for-each-ref"], 1, f"{path} is not a file git can read (a FIFO, socket or "
+                                      "device: git would wait on it for ever); remove it "
+                                      f"(rm {shlex.quote(path)}) and run again")
 
 
 def head(repo: Path, worktree: Path) -> str:
