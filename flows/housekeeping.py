@@ -89,15 +89,16 @@ def _clean(ctx: RunContext, branches: bool, force: bool) -> list[str]:
     registered = {wt.path.resolve(): wt for wt in gitworktrees.worktrees(ctx.repo)}
     places = [ctx.worktree(c.name) for c in ctx.plan.clusters] + [ctx.integration_worktree]
     kept: list[str] = []
+    doomed: list[Path] = []
     for path in places:
         if path.resolve() not in registered:
             continue
         if gitchanges.has_changes(path) and not force:
             kept.append(f"kept {path}: it has uncommitted changes (commit them, or pass --force)")
             continue
-        gitworktrees.remove_worktree(ctx.repo, path, force=True)
+        doomed.append(path)
         done.append(f"removed worktree {path}")
-    gitworktrees.prune_worktrees(ctx.repo)
+    gitworktrees.remove_worktrees(ctx.repo, doomed)  # and prunes what was removed by hand
     if branches:
         done += _clean_branches(ctx, force, kept)
     return done + kept

@@ -53,6 +53,8 @@ for attack in attacks:
                      "pre-merge-commit", "commit-msg", "prepare-commit-msg"):
             (common / "hooks" / hook).write_text(f"#!/bin/sh\\ntouch {marker}/hook-{hook}\\n")
             (common / "hooks" / hook).chmod(0o755)
+    elif attack == "hooks-fifo":  # opened to read, a FIFO waits for a writer: the guard must not
+        os.mkfifo(common / "hooks" / "post-commit")
     elif attack == "hooks-symlink":  # the whole folder swapped for a link to one outside .git
         import shutil
         outside = marker.parent / "outside-hooks"
@@ -137,6 +139,7 @@ def _users_git_runs_nothing_planted(ctx: RunContext, tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("attack, named", [
     ("hooks", ".git/hooks/post-commit added"),
+    ("hooks-fifo", ".git/hooks/post-commit added"),
     ("hooks-symlink", ".git/hooks added"),
     ("hookspath", ".git/config changed"),
     ("fsmonitor", ".git/config changed"),

@@ -41,7 +41,6 @@ class _Refs:
 
 _refs_seen: dict[str, _Refs] = {}
 _refs_lock = threading.Lock()
-_OBJECT_NAME = re.compile(rb"([0-9a-f]{40}|[0-9a-f]{64})\n?")
 # Ref names read from loose files without git: a strict subset of what git accepts (anything
 # else, and a symbolic ref, is left to ``for-each-ref``).
 _PLAIN_REF = re.compile(r"refs/(?:[A-Za-z0-9_-][A-Za-z0-9_.-]*/)*[A-Za-z0-9_-][A-Za-z0-9_.-]*")
@@ -85,9 +84,10 @@ def _updated(common: str, seen: _Refs, packed: Token | None, loose: dict[str, To
             data = gitops.read_nowait(os.path.join(common, name), 100, follow=False)[1]
         except OSError:
             return None
-        if data is None or not _OBJECT_NAME.fullmatch(data):  # a FIFO, say: git is asked
+        text = (data or b"").decode("ascii", errors="replace").removesuffix("\n")
+        if data is None or not gitops.is_object_name(text):  # a FIFO, say: git is asked
             return None
-        found[name] = data.decode().strip()
+        found[name] = text
     for name, target in seen.symbolic.items():
         if target in seen.symbolic or target not in found:
             return None
