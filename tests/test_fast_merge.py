@@ -72,9 +72,11 @@ def test_clean_merges_are_the_commits_git_merge_makes_and_the_worktree_is_checke
     assert git(scratch, "rev-parse", "HEAD^{tree}") == git(ctx.repo, "rev-parse", f"{result.final_sha}^{{tree}}")
     git(ctx.repo, "worktree", "remove", "--force", str(scratch))
 
-    # No merge ran in the worktree (git merge writes "merge ..." to the reflog), and it ends in step.
+    # No merge ran in the worktree (git merge writes "merge ..." to the reflog); the branch moved
+    # once over the three merges made as objects, and the worktree ends in step.
     reflog = git(ctx.repo, "reflog", "show", "--format=%gs", f"refs/heads/{ctx.integration_branch}")
-    assert "Merge made by" not in reflog and reflog.count("work-clusters: merge ") == 3
+    assert "Merge made by" not in reflog and reflog.count("work-clusters: merge ") == 1
+    assert "work-clusters: merge 3 clusters into" in reflog
     wt = ctx.integration_worktree
     assert gitops.head(wt) == result.final_sha and not gitchanges.has_changes(wt)
     assert (wt / "db/impl.py").read_text() == "NAME = 'db'\n" and (wt / "README.md").read_text() == "# shop\napi\n"
@@ -113,6 +115,25 @@ def test_a_run_stopped_while_the_files_lagged_catches_them_up_before_anything_el
     assert result.ok and result.steps[0].reason == "merged earlier" and result.final_sha == made
     wt = ctx.integration_worktree
     assert (wt / "api/impl.py").read_text() == "NAME = 'api'\n" and not gitchanges.has_changes(wt)
+
+
+def test_a_run_stopped_while_a_new_integration_worktree_was_written_writes_it_whole(tmp_path: Path) -> None:
+    ctx, base = setup(tmp_path)
+    commit_cluster(ctx, "api", {"api/impl.py": "NAME = 'api'\n"})
+    # What a run killed while its new integration worktree was being filled leaves: the worktree
+    # made without a checkout, part of its files written (one not as the base has it), no index.
+    wt = ctx.integration_worktree
+    git(ctx.repo, "worktree", "add", "-q", "--no-checkout", "-b", ctx.integration_branch, str(wt), base)
+    record_tip(ctx)
+    (wt / "README.md").write_text("half-written\n")
+    (ctx.runs_dir / "integration-files.json").write_text(json.dumps({"at": None}))
+
+    result = integrate(ctx, base)
+
+    assert result.ok and {s.status for s in result.steps} == {"merged"}
+    assert (wt / "README.md").read_text() == "# shop\n" and (wt / "api/impl.py").read_text() == "NAME = 'api'\n"
+    assert gitops.head(wt) == result.final_sha and not gitchanges.has_changes(wt)
+    assert not (ctx.runs_dir / "integration-files.json").exists()
 
 
 def test_a_merge_driver_planted_in_the_config_does_not_run_in_merge_tree(tmp_path: Path) -> None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import shlex
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from prefect import get_run_logger, task
@@ -28,6 +29,7 @@ from prefect_work_clusters.tasks.errors import WorkClustersError
 from prefect_work_clusters.tasks.failures import failed
 from prefect_work_clusters.tasks.git import changes as gitchanges
 from prefect_work_clusters.tasks.git import core as gitops
+from prefect_work_clusters.tasks.git import history as githistory
 from prefect_work_clusters.tasks.git import merge as gitmerge
 from prefect_work_clusters.tasks.integration.accounting import Accounting, account
 from prefect_work_clusters.tasks.integration.agent import (
@@ -204,13 +206,17 @@ def integrate_branches(ctx: RunContext, base_sha: str, checks: list[ClusterCheck
     wt = ctx.integration_worktree
     # Predicted in the integration worktree (its attributes) with the merges' own messages: each
     # clean predicted merge is the very commit the merge below takes instead of merging again.
-    preflight = predict(wt, gitops.head(wt), mergeable, touched, commits=checked,
-                        message=lambda cluster, branch, commit: merge_message(ctx, cluster, branch, commit))
+    with ThreadPoolExecutor(max_workers=max(1, min(4, len(checked)))) as pool:
+        # Every branch's diffstat on the side (a git process each) while the preflight's chain runs.
+        stats = {name: pool.submit(githistory.diffstat, ctx.repo, base_sha, sha) for name, sha in checked.items()}
+        preflight = predict(wt, gitops.head(wt), mergeable, touched, commits=checked,
+                            message=lambda cluster, branch, commit: merge_message(ctx, cluster, branch, commit))
     if on_step:  # said as it happens, before any verify output
         on_step(f"preflight: {preflight.conflict_count} conflict(s) predicted in {preflight.seconds:.2f} s")
     ladder = Ladder(ctx, integration_backend(ctx), on_line)
     t0 = time.monotonic()
-    steps, stopped = merge_clusters(ctx, base_sha, checks, ladder, files, preflight)
+    steps, stopped = merge_clusters(ctx, base_sha, checks, ladder, files, preflight,
+                                    {name: found.result() for name, found in stats.items()})
     if on_step:  # before any verify output
         for step in steps:
             on_step(f"merge {step.cluster}: {step.status} {step.reason}".rstrip())
