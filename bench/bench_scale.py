@@ -2,9 +2,15 @@
 
 The repo is written with `git fast-import` (seconds for 100,000 files), each cluster owning one
 folder (a quarter of the files between them; the rest lie in lib/, outside every cone). One
-`work-clusters run` in Prefect's local mode, timed whole, on a PREFECT_HOME whose database was
+`work-clusters run` in Prefect's local mode, timed whole, as a user runs it (the worktrees are
+kept, the default; removing them afterwards, as ``--no-keep-worktrees`` or ``work-clusters clean``
+would, is timed apart), on a PREFECT_HOME whose database was
 created before (``prefect server database upgrade``, timed apart: a user pays it once, not per
-run); worktree creation per cluster is
+run). Beside it, the file system's own pace: writing as many small files as the cluster worktrees
+hold (25,000 of 100,000) in the same folder just before the run; on this machine's ext4, which has no
+journal, that swings from 4 to 11 s with the files deleted in the minutes before (perf: the
+kernel's inode allocation, ``recently_deleted``), and the run's figure swings with it. Worktree
+creation per cluster is
 phases.worktrees / clusters from report.json; the memory of the whole process tree (the CLI,
 its temporary Prefect server, git and the agents) is sampled every 0.2 s with psutil: its PSS
 summed is the target's figure (a page shared by several processes counts once in all; the RSS
@@ -20,6 +26,7 @@ from __future__ import annotations
 import contextlib
 import shutil
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -27,9 +34,23 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import common as c  # noqa: E402
 
+from prefect_work_clusters.tasks.git import worktrees as gitworktrees  # noqa: E402
+
 TARGET_WALL = 30.0  # issue 16 (it was 90 s)
 TARGET_PER_WORKTREE = 0.3
 TARGET_MB = 600.0  # issue 16 target 5: the whole process tree, PSS summed
+
+
+def writing_pace(folder: Path, files: int) -> float:
+    """Seconds to write ``files`` small files under ``folder`` (100 a folder) from Python, now.
+    They stay until the bench's folder goes: deleting them would slow the run that follows."""
+    t0 = time.monotonic()
+    for n in range(files):
+        sub = folder / f"d{n // 100:04d}"
+        if n % 100 == 0:
+            sub.mkdir(parents=True)
+        (sub / f"f{n % 100:02d}").write_bytes(b"x\n")
+    return round(time.monotonic() - t0, 3)
 
 
 def main() -> None:
@@ -58,11 +79,15 @@ def main() -> None:
         plan = c.write_plan(root / "scale.yaml", "scale", args.clusters, checkout="sparse",
                             concurrency=args.concurrency)
         ws = root / "ws"
-        res = c.timed(c.work_clusters_argv(plan, repo, "--workspace", str(ws), "--no-keep-worktrees"), env, root,
-                      sample_memory=True)
+        pace_files = int(args.files * c.OWNED_SHARE)  # what the cluster worktrees hold between them
+        pace = writing_pace(root / "pace", pace_files)
+        res = c.timed(c.work_clusters_argv(plan, repo, "--workspace", str(ws)), env, root, sample_memory=True)
         c.check(res, "work-clusters run")
         report = c.report(ws)
         merged = sum(1 for s in report["integration"]["steps"] if s["status"] == "merged")
+        t0 = time.monotonic()  # what --no-keep-worktrees adds to a run (and `clean` takes after one)
+        gitworktrees.remove_worktrees(repo, [Path(r["worktree"]) for r in report["clusters"]])
+        removal = round(time.monotonic() - t0, 3)
         shutil.rmtree(ws, ignore_errors=True)
 
     phases: dict[str, float] = report["phases"]
@@ -74,6 +99,7 @@ def main() -> None:
         "phases": phases, "worktree_per_cluster": round(per_worktree, 4), "peak_rss_mb": rss,
         "peak_pss_mb": res.peak_pss_mb, "processes_at_peak": res.at_peak, "merged": merged,
         "fresh_home_migrations": migrated.seconds if migrated else None,
+        "write_pace_seconds": pace, "worktree_removal_seconds": removal,
     }
     rows = [
         (f"whole run, {args.clusters} clusters, {args.files:,} files, {results['mode']} (s)", f"{res.seconds:.2f}",
@@ -87,6 +113,10 @@ def main() -> None:
         ("peak RSS summed (MB; shared pages counted in each process)", f"{rss:.0f}", "-", "-"),
         ("phases (s)", " ".join(f"{k} {v:.1f}" for k, v in phases.items()), "-", "-"),
         ("branches merged", f"{merged} of {args.clusters}", "-", "-"),
+        (f"beside it: the file system writing {pace_files:,} small files just before the run (s)", f"{pace:.2f}",
+         "-", "-"),
+        (f"after it: removing the {args.clusters} cluster worktrees (--no-keep-worktrees, or clean) (s)",
+         f"{removal:.2f}", "-", "-"),
         *([("once per PREFECT_HOME, before the run and not in it: database migrations (s)",
             f"{migrated.seconds:.2f}", "-", "-")] if migrated else []),
         *[(f"  at the peak: {name}", f"{mb:.0f} MB PSS", "-", "-") for name, mb in res.at_peak[:4]],

@@ -4,6 +4,7 @@ with it."""
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
@@ -131,6 +132,9 @@ def execute(plan: str, repo: str, options: RunOptions, runs_dir: Path,
     from prefect_work_clusters.flows.live import hide_prefect_console, live_view
     from prefect_work_clusters.flows.work_clusters import work_clusters
 
+    # What the imports made lives as long as the process: out of the collector's way, a full
+    # collection walks only what the run makes (they took ~2% of a 100-cluster run's CPU).
+    gc.freeze()
     remember_runs_dir(runs_dir)
     err.print(f"[bold]work-clusters[/bold]: running {plan}"
               + (" (Prefect logs follow)" if verbose else " (Prefect's log lines: --verbose, or the Prefect UI)"))

@@ -50,6 +50,7 @@ def test_scale_smoke(tmp_path: Path, api_url: str) -> None:
     assert data["merged"] == 3
     assert data["peak_pss_mb"] > 0 and data["peak_rss_mb"] >= data["peak_pss_mb"]
     assert data["worktree_per_cluster"] > 0
+    assert data["write_pace_seconds"] > 0 and data["worktree_removal_seconds"] > 0
 
 
 def test_resume_smoke(tmp_path: Path, api_url: str) -> None:

@@ -9,6 +9,7 @@ import pytest
 
 from prefect_work_clusters.tasks.checks.symlinks import bad_symlinks
 from prefect_work_clusters.tasks.errors import PlanError
+from prefect_work_clusters.tasks.git import history as githistory
 from prefect_work_clusters.tasks.plan.load import load_plan
 from prefect_work_clusters.tasks.plan.paths import PathSet
 from tests.conftest import git, make_repo, rebaseline
@@ -48,12 +49,17 @@ def test_committed_symlinks_out_of_the_repo_or_into_another_cluster_are_flagged(
     git(repo, "commit", "-q", "-m", "links")
     rebaseline(repo)
     changed = git(repo, "diff", "--name-only", f"{base}..HEAD").split()
-    problems = bad_symlinks(repo, "HEAD", changed, {"ui": PathSet(["ui/"])})
-    assert sorted(problems) == [
+    expected = [
         "api/passwd is a symlink to /etc/passwd, outside the repository",
         "api/peek.py is a symlink to ../ui/b.py, inside cluster ui's paths",
         "api/up is a symlink to ../../../outside, outside the repository",
     ]
+    assert sorted(bad_symlinks(repo, "HEAD", changed, {"ui": PathSet(["ui/"])})) == expected
+    # The same from the changed files as an attempt finds them: their diff says which are symlinks.
+    found = githistory.changed_files(repo, base, "HEAD")
+    assert sorted(found) == sorted(changed) and sorted(found.symlinks) == ["api/fine.py", *sorted(
+        e.split(" ")[0] for e in expected)]
+    assert sorted(bad_symlinks(repo, "HEAD", found, lambda: {"ui": PathSet(["ui/"])})) == expected
 
 
 def test_a_cluster_committing_an_escaping_symlink_is_not_merged(tmp_path: Path) -> None:

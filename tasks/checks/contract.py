@@ -126,8 +126,8 @@ def cluster_rows(ctx: RunContext, record: ClusterRecord, tip: str, changed: list
     which changed ``changed`` since the cluster's base (``at_head``: ``tip`` is its worktree's HEAD)."""
     name = record.cluster
     rows = scope_rows(ctx, name, changed)
-    others = {c.name: PathSet(c.paths) for c in ctx.plan.clusters if c.name != name}
-    links = bad_symlinks(ctx.repo, tip, changed, others)
+    links = bad_symlinks(ctx.repo, tip, changed,
+                         lambda: {c.name: PathSet(c.paths) for c in ctx.plan.clusters if c.name != name})
     if links:
         rows.append(_row(name, "symlinks", Outcome("violation", links, "symlinks that leave the repository "
                                                                     "or reach into another cluster's paths")))

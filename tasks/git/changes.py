@@ -47,11 +47,15 @@ def stage_all(worktree: Path, exclude: Sequence[str] = (), keep: Iterable[str] =
 
 def commit_staged(worktree: Path, message: str) -> bool:
     """Commit the index; whether there was anything staged to commit. The new SHA is not read
-    back (a git process each commit): ``head`` it, or read the branch's ref, when needed."""
+    back (a git process each commit): ``head`` it, or read the branch's ref, when needed. The
+    commit is tried first: only when git refuses is it asked whether the index held nothing."""
+    res = core.run(worktree, "commit", "--no-verify", "-q", "-m", message, env=core.identity_env(worktree),
+                   check=False)
+    if res.status == 0:
+        return True
     if core.run(worktree, "diff", "--cached", "--quiet", check=False).status == 0:
-        return False
-    core.run(worktree, "commit", "--no-verify", "-q", "-m", message, env=core.identity_env(worktree))
-    return True
+        return False  # nothing staged: git's "nothing to commit"
+    raise core.GitError(["commit", "-m", message], res.status, res.stderr or res.stdout)
 
 
 def commit_all(worktree: Path, message: str, exclude: Sequence[str] = (), keep: Iterable[str] = (),

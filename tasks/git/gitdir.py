@@ -151,10 +151,12 @@ def compare(before: GitDirState, after: GitDirState, admin: Iterable[str] = ()) 
     def counts(rel: str) -> bool:
         return not rel.startswith("worktrees" + os.sep) or rel.startswith(watched)
 
-    changes = [] if before.files == after.files else [  # equal, the common case: one comparison in C
+    # Equal, the common case: one comparison in C. Otherwise only what differs is sorted (the
+    # other worktrees' admin files change all the time while agents commit).
+    changes = [] if before.files == after.files else [
         Change("file", rel, before.files.get(rel), after.files.get(rel))
-        for rel in sorted(set(before.files) | set(after.files))
-        if counts(rel) and before.files.get(rel) != after.files.get(rel)]
+        for rel in sorted(rel for rel in before.files.keys() | after.files.keys()
+                          if before.files.get(rel) != after.files.get(rel)) if counts(rel)]
     changes += [] if before.refs == after.refs else [
         Change("ref", name, before.refs.get(name), after.refs.get(name))
         for name in sorted(set(before.refs) | set(after.refs)) if before.refs.get(name) != after.refs.get(name)]

@@ -12,10 +12,27 @@ from pathlib import Path
 from prefect_work_clusters.tasks.git import core
 
 
-def changed_files(repo: Path, base: str, head: str) -> list[str]:
+class ChangedFiles(list[str]):
+    """Files a commit changed, in git's order; ``symlinks``: those that are a symlink in the commit,
+    with the blob of each (its target), read from the same ``git diff``."""
+
+    symlinks: dict[str, str]
+
+
+def changed_files(repo: Path, base: str, head: str) -> ChangedFiles:
     """Files ``head`` changed since it left ``base``; renames count as delete + add."""
-    text = core.out(repo, "diff", "--name-only", "--no-renames", "-z", f"{base}...{head}")
-    return [p for p in text.split("\0") if p]
+    fields = core.out(repo, "diff", "--raw", "--no-abbrev", "--no-renames", "-z", f"{base}...{head}").split("\0")
+    found = ChangedFiles()
+    found.symlinks = {}
+    # --raw -z: ":<old mode> <new mode> <old blob> <new blob> <status>" NUL <path> NUL, per file.
+    for meta, path in zip(fields[0::2], fields[1::2], strict=False):
+        if not path:
+            continue
+        found.append(path)
+        parts = meta.split()
+        if len(parts) == 5 and parts[1] == "120000":
+            found.symlinks[path] = parts[3]
+    return found
 
 
 def changed_in_worktree(worktree: Path, base: str) -> list[str]:

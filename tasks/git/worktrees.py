@@ -19,6 +19,7 @@ from prefect_work_clusters.tasks.git.core import (
     common_dir,
     is_object_name,
     out,
+    remember_common_dir,
     run,
 )
 
@@ -110,6 +111,7 @@ def ensure_worktree(repo: Path, path: Path, branch: str, start: str,
             run(repo, "worktree", "add", "--no-checkout", str(path), branch)
         else:
             run(repo, "worktree", "add", "--no-checkout", "-b", branch, str(path), start)
+        remember_common_dir(path, common_dir(repo))
         # The first sparse worktree turns extensions.worktreeConfig on in the shared config; after
         # that, setting the cone writes this worktree's own files only, and needs no lock.
         sparse_later = sparse_dirs is not None and _worktree_config_on(repo)
