@@ -9,7 +9,9 @@ merge-tree --write-tree`` and ``commit-tree`` per branch, in the integration wor
 (each clean one takes the preflight's commit; the worktree is checked out once), the change
 accounting. A sparse plan's integration worktree holds the clusters' folders (a quarter of the
 files), a full plan's all of them; ``--checkout both`` (the default) measures one after the other.
-Each repetition starts from a fresh integration branch; medians are reported.
+Each repetition starts from a fresh integration branch and worktree (the last one moved aside, not
+deleted: files written minutes after many were deleted are slower to write on this machine's ext4,
+and the file system's own pace is reported beside the figures); medians are reported.
 Targets: the preflight in at most 1 s, the merges in at most 5 s (issue 16: 100 branches in a
 100,000-file repo, as ``run_all.sh`` runs it).
 """
@@ -19,17 +21,17 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
+import uuid
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from common import base_parser, cluster_names, emit, layout, make_repo, verdict, workdir
+from common import OWNED_SHARE, base_parser, cluster_names, emit, layout, make_repo, verdict, workdir, writing_pace
 
 from prefect_work_clusters.tasks.checks.rows import ClusterCheck
 from prefect_work_clusters.tasks.context import RunContext
 from prefect_work_clusters.tasks.git import core as gitops
 from prefect_work_clusters.tasks.git import history as githistory
-from prefect_work_clusters.tasks.git import worktrees as gitworktrees
 from prefect_work_clusters.tasks.integration.integrate import integrate_branches
 from prefect_work_clusters.tasks.plan.models import Cluster, Plan, WorktreeOptions
 
@@ -61,9 +63,14 @@ def run(files: int, count: int, repeat: int, tmp: Path,
     setup = time.monotonic() - t0
     plan_file = tmp / "bench.yaml"
     plan_file.write_text("name: bench\n")
+    # The file system's pace now, writing as many files as a sparse plan's integration worktree.
+    pace_files = int(files * OWNED_SHARE)
+    pace = writing_pace(tmp / "pace", pace_files)
     results: dict[str, Any] = {"files": files, "branches": count, "repeat": repeat, "setup_seconds": round(setup, 3),
-                               **made, "all_merged_and_kept": True}
-    rows: list[tuple[str, str, str, str]] = []
+                               **made, "write_pace_seconds": pace, "all_merged_and_kept": True}
+    rows: list[tuple[str, str, str, str]] = [
+        (f"beside it: the file system writing {pace_files:,} small files before the integrations (s)",
+         f"{pace:.2f}", "-", "-")]
     for checkout in checkouts:
         # A sparse plan's integration worktree holds the clusters' folders only (a quarter of the files).
         plan = Plan(name="bench", clusters=[Cluster(name=c.cluster, paths=[f"{c.cluster}/"]) for c in checks],
@@ -97,7 +104,13 @@ def _repeat(ctx: RunContext, base: str, checks: list[ClusterCheck], repeat: int)
     ok = True
     for _ in range(repeat):
         if gitops.branch_exists(repo, ctx.integration_branch):
-            gitworktrees.remove_worktree(repo, ctx.integration_worktree, force=True)
+            # The last repetition's worktree is moved aside, not deleted: on this machine's ext4 (no
+            # journal) files written minutes after many were deleted take up to 3x as long (the
+            # kernel skips recently freed inodes; bench_scale.py prints the pace), and the next
+            # repetition writes as many. The bench's folder goes at the end.
+            gitops.detach(ctx.integration_worktree)
+            aside = ctx.integration_worktree.with_name(f"{ctx.integration_worktree.name}-{uuid.uuid4().hex[:8]}")
+            gitops.run(repo, "worktree", "move", str(ctx.integration_worktree), str(aside))
             githistory.delete_branch(repo, ctx.integration_branch)
         result = integrate_branches(ctx, base, checks)
         assert result.preflight is not None

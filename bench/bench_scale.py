@@ -41,18 +41,6 @@ TARGET_PER_WORKTREE = 0.3
 TARGET_MB = 600.0  # issue 16 target 5: the whole process tree, PSS summed
 
 
-def writing_pace(folder: Path, files: int) -> float:
-    """Seconds to write ``files`` small files under ``folder`` (100 a folder) from Python, now.
-    They stay until the bench's folder goes: deleting them would slow the run that follows."""
-    t0 = time.monotonic()
-    for n in range(files):
-        sub = folder / f"d{n // 100:04d}"
-        if n % 100 == 0:
-            sub.mkdir(parents=True)
-        (sub / f"f{n % 100:02d}").write_bytes(b"x\n")
-    return round(time.monotonic() - t0, 3)
-
-
 def main() -> None:
     parser = c.base_parser(__doc__.splitlines()[0], files=100_000, clusters=100)
     parser.add_argument("--concurrency", type=int, default=8, help="agents at once (default 8)")
@@ -80,7 +68,7 @@ def main() -> None:
                             concurrency=args.concurrency)
         ws = root / "ws"
         pace_files = int(args.files * c.OWNED_SHARE)  # what the cluster worktrees hold between them
-        pace = writing_pace(root / "pace", pace_files)
+        pace = c.writing_pace(root / "pace", pace_files)
         res = c.timed(c.work_clusters_argv(plan, repo, "--workspace", str(ws)), env, root, sample_memory=True)
         c.check(res, "work-clusters run")
         report = c.report(ws)

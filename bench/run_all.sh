@@ -9,7 +9,9 @@
 # Each run writes bench/results/<name>.json (with the machine, the date and the load average when
 # it finished), and the README's table shows every benchmark with its cores, date and load; the
 # scripts written for other issues are run the same way when present. Run it on an
-# otherwise idle machine: the figures are wall times.
+# otherwise idle machine: the figures are wall times. The 100-cluster run against a running
+# server goes first: a file system that deleted many files minutes before writes new ones slower
+# (bench_scale.py prints its pace beside the run), and each benchmark deletes its own folder.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # The Python of the environment work-clusters is installed in (its work-clusters and prefect
@@ -27,8 +29,8 @@ runs=(
   "overhead|bench_overhead.py|"
   "overhead-20k|bench_overhead.py|--files 20000 --rounds 3"
   "parallel|bench_parallel.py|"
-  "scale|bench_scale.py|"
   "scale-server|bench_scale.py|--server"
+  "scale|bench_scale.py|"
   "resume|bench_resume.py|"
   "integration|bench_integration.py|--files 100000 --branches 100 --repeat 2"
   "scope|bench_scope.py|"
