@@ -117,6 +117,32 @@ def test_a_run_stopped_while_the_files_lagged_catches_them_up_before_anything_el
     assert (wt / "api/impl.py").read_text() == "NAME = 'api'\n" and not gitchanges.has_changes(wt)
 
 
+def test_an_untracked_file_in_the_way_sends_the_merges_back_the_slow_way(tmp_path: Path) -> None:
+    """Clean merges made as objects whose files cannot catch up (an untracked file of someone's in
+    the integration worktree, where a cluster adds one): the branch goes back to what the files hold,
+    and from there the merges run in the worktree, where git names the file in the way."""
+    ctx, base = setup(tmp_path)
+    assert integrate(ctx, base).ok  # the integration worktree exists, its files at the base
+    commit_cluster(ctx, "api", {"api/impl.py": "NAME = 'api'\n"})
+    commit_cluster(ctx, "ui", {"ui/impl.py": "NAME = 'ui'\n"})
+    wt = ctx.integration_worktree
+    (wt / "ui" / "impl.py").write_text("someone's own work\n")
+
+    result = integrate(ctx, base)
+
+    assert [s.status for s in result.steps] == ["merged", "conflict", "not-reached"]
+    assert "git refused to merge" in result.steps[1].reason and result.instructions
+    # The branch holds the api merge, made in the worktree the slow way, and the files are in step
+    # with it; the untracked file is untouched.
+    tip = gitops.resolve_ref(ctx.repo, f"refs/heads/{ctx.integration_branch}")
+    assert tip == gitops.head(wt) == result.steps[0].commit and tip != base
+    assert (wt / "api/impl.py").read_text() == "NAME = 'api'\n"
+    assert (wt / "ui/impl.py").read_text() == "someone's own work\n"
+    assert not (ctx.runs_dir / "integration-files.json").exists()
+    reflog = git(ctx.repo, "reflog", "show", "--format=%gs", f"refs/heads/{ctx.integration_branch}")
+    assert "back to the merges the integration worktree holds" in reflog
+
+
 def test_a_run_stopped_while_a_new_integration_worktree_was_written_writes_it_whole(tmp_path: Path) -> None:
     ctx, base = setup(tmp_path)
     commit_cluster(ctx, "api", {"api/impl.py": "NAME = 'api'\n"})

@@ -14,6 +14,7 @@ from pathlib import Path
 from prefect_work_clusters.tasks.context import ClusterRecord, RunContext, save_record
 from prefect_work_clusters.tasks.git import changes as gitchanges
 from prefect_work_clusters.tasks.git import core as gitops
+from prefect_work_clusters.tasks.git import files as gitfiles
 from prefect_work_clusters.tasks.git import history as githistory
 from prefect_work_clusters.tasks.git import refs as gitrefs
 
@@ -22,7 +23,7 @@ def git_link(worktree: Path) -> str | None:
     """The content of the worktree's ``.git`` file (the link to its git dir); a FIFO or the like
     there (git would hang reading it) is never opened to wait, and reads as no link."""
     try:
-        data = gitops.read_nowait(str(worktree / ".git"), follow=False)[1]
+        data = gitfiles.read_nowait(str(worktree / ".git"), follow=False)[1]
     except OSError:
         return None
     return None if data is None else data.decode("utf-8", errors="surrogateescape")

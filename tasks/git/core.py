@@ -14,14 +14,12 @@ dir, and an agent can write its config, hooks and refs; nothing it planted may r
 The user's own hooks do not run in our git either. Filters, merge drivers and signing
 programs the user's config did not hold when the run started are overridden (``tasks.git.drivers``).
 
-This module imports nothing of ours but the error types.
+This module imports nothing of ours but the error types, the driver guard and ``files``.
 """
 
 from __future__ import annotations
 
 import os
-import re
-import stat
 import tempfile
 import threading
 from collections.abc import Iterator, Mapping, Sequence
@@ -35,6 +33,7 @@ import git
 
 from prefect_work_clusters.tasks.errors import WorkClustersError
 from prefect_work_clusters.tasks.git.drivers import GUARD as DRIVERS
+from prefect_work_clusters.tasks.git.files import git_link, odd_git_link, read_nowait
 
 # Variables that tie git to one repository (`git rev-parse --local-env-vars`). A hook or a test
 # runner may have set them; if they leaked into our git calls every command would act on the
@@ -115,7 +114,7 @@ def _common_or_none(cwd: str) -> Path | None:
 def _driver_overrides(cwd: str) -> tuple[str, ...]:
     if not DRIVERS.active():
         return ()
-    return DRIVERS.args(cwd, lambda: _common_or_none(cwd), _git_link(cwd), lambda: _config_listing(cwd))
+    return DRIVERS.args(cwd, lambda: _common_or_none(cwd), git_link(cwd), lambda: _config_listing(cwd))
 
 
 def trust_config(repo: Path) -> None:
@@ -145,7 +144,7 @@ def run(cwd: Path, *args: str, env: Mapping[str, str] | None = None, check: bool
     reading the config itself)."""
     if not os.path.isdir(cwd):
         res = Result(128, "", f"fatal: cannot change to '{cwd}': No such file or directory")
-    elif _odd_git_link(cwd):  # git would read it and wait for ever
+    elif odd_git_link(cwd):  # git would read it and wait for ever
         res = Result(128, "", f"fatal: {os.path.join(cwd, '.git')} is a FIFO, socket or device, not a git link")
     else:
         extra = {**HARDENED_ENV, **(env or {})}
@@ -184,48 +183,12 @@ _common_dirs: dict[tuple[str, str], Path] = {}
 _common_dirs_lock = threading.Lock()
 
 
-def read_nowait(path: str, limit: int = -1, *, follow: bool = True) -> tuple[os.stat_result, bytes | None]:
-    """A file's stat and up to ``limit`` bytes, None for the bytes when it is not a regular file.
-    Never waits: an agent can put a FIFO where git keeps a file (``.git``, ``HEAD``, a hook, a ref),
-    and opening a FIFO to read waits for a writer. Opened without blocking and judged on the open
-    file itself, so one swapped in after a caller's ``lstat`` is caught too; ``follow=False``
-    refuses a symlink (OSError). Raises OSError when the file cannot be opened."""
-    flags = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0) | (0 if follow else os.O_NOFOLLOW)
-    with os.fdopen(os.open(path, flags), "rb") as fh:
-        st = os.fstat(fh.fileno())
-        return st, (fh.read(limit) if stat.S_ISREG(st.st_mode) else None)
-
-
-def _odd_git_link(cwd: Path | str) -> bool:
-    """Whether ``cwd/.git`` (followed, as git follows it) is neither a folder nor a file: an
-    agent's FIFO, say."""
-    try:
-        mode = os.stat(os.path.join(cwd, ".git")).st_mode
-    except OSError:
-        return False
-    return not (stat.S_ISDIR(mode) or stat.S_ISREG(mode))
-
-
-def _git_link(path: str) -> str | None:
-    """What ``<path>/.git`` names: itself when it is a folder, the target of a ``gitdir:`` file
-    (a linked worktree), or None (a subfolder, or no repository)."""
-    dotgit = os.path.join(path, ".git")
-    if os.path.isdir(dotgit):
-        return dotgit
-    try:
-        data = read_nowait(dotgit, 4096)[1]
-    except OSError:
-        return None
-    text = (data or b"").decode("utf-8", errors="surrogateescape")
-    return text.removeprefix("gitdir:").strip() if text.startswith("gitdir:") else None
-
-
 def common_dir(repo: Path) -> Path:
     """The repository's shared git dir (the same for all its worktrees). Every lock, identity
     and worktree call needs it, so it is asked of git once per path and per ``.git`` link: a
     folder re-made as a worktree of another repository is asked again."""
     key = os.path.abspath(repo)
-    link = _git_link(key)
+    link = git_link(key)
     with _common_dirs_lock:
         known = _common_dirs.get((key, link)) if link else None
     if known is not None:
@@ -242,7 +205,7 @@ def remember_common_dir(worktree: Path, common: Path) -> None:
     """Record ``common`` as the shared git dir of a worktree just made from it (by its ``.git``
     link as it is now), so that no git is asked again: one process less per new worktree."""
     key = os.path.abspath(worktree)
-    link = _git_link(key)
+    link = git_link(key)
     if link:
         with _common_dirs_lock:
             _common_dirs[(key, link)] = common
@@ -269,7 +232,7 @@ def attach(worktree: Path, branch: str) -> None:
 def head_ref(worktree: Path) -> str:
     """What ``git symbolic-ref --quiet HEAD`` prints (empty when HEAD is detached), read from the
     worktree's HEAD file; git is asked only when that is not a plain file holding one ``ref:`` line."""
-    link = _git_link(os.path.abspath(worktree))
+    link = git_link(os.path.abspath(worktree))
     if link:
         head = os.path.join(worktree, link, "HEAD")  # a relative link is relative to the worktree
         try:
@@ -319,10 +282,3 @@ def identity_env(repo: Path) -> dict[str, str]:
 
 def head(worktree: Path) -> str:
     return out(worktree, "rev-parse", "HEAD")
-
-
-OBJECT_NAME = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")  # SHA-1 or SHA-256, as git prints it
-
-
-def is_object_name(text: str) -> bool:
-    return OBJECT_NAME.fullmatch(text) is not None

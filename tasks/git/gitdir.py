@@ -27,6 +27,7 @@ from pathlib import Path
 
 from prefect_work_clusters.tasks.git import core as gitops
 from prefect_work_clusters.tasks.git import events
+from prefect_work_clusters.tasks.git import files as gitfiles
 from prefect_work_clusters.tasks.git import refs as gitrefs
 from prefect_work_clusters.tasks.git.stamps import Stamp, settled, stamp_of
 
@@ -74,9 +75,9 @@ _files_lock = threading.Lock()
 
 def _regular(path: str) -> Content:
     """A file's permission bits and bytes. A FIFO, socket or device (an agent can plant one in
-    ``hooks/``) is never read (``core.read_nowait``): it is recorded as its whole mode, which no
+    ``hooks/``) is never read (``files.read_nowait``): it is recorded as its whole mode, which no
     regular file's bits equal, and no content."""
-    st, data = gitops.read_nowait(path, follow=False)
+    st, data = gitfiles.read_nowait(path, follow=False)
     return (stat.S_IMODE(st.st_mode), data) if data is not None else (st.st_mode, b"")
 
 

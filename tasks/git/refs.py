@@ -19,6 +19,7 @@ from pathlib import Path
 
 from prefect_work_clusters.tasks.git import core as gitops
 from prefect_work_clusters.tasks.git import events, stamps
+from prefect_work_clusters.tasks.git import files as gitfiles
 
 # A ref file's stamp and its read mark (``tasks.git.events``: a new one each time an event names
 # it); None for a stamp too young when recorded to tell a second write within its tick from none.
@@ -81,11 +82,11 @@ def _updated(common: str, seen: _Refs, packed: Token | None, loose: dict[str, To
         if not _plain(name):
             return None
         try:
-            data = gitops.read_nowait(os.path.join(common, name), 100, follow=False)[1]
+            data = gitfiles.read_nowait(os.path.join(common, name), 100, follow=False)[1]
         except OSError:
             return None
         text = (data or b"").decode("ascii", errors="replace").removesuffix("\n")
-        if data is None or not gitops.is_object_name(text):  # a FIFO, say: git is asked
+        if data is None or not gitfiles.is_object_name(text):  # a FIFO, say: git is asked
             return None
         found[name] = text
     for name, target in seen.symbolic.items():

@@ -17,11 +17,11 @@ from prefect_work_clusters.tasks.git.core import (
     GitError,
     branch_exists,
     common_dir,
-    is_object_name,
     out,
     remember_common_dir,
     run,
 )
+from prefect_work_clusters.tasks.git.files import is_object_name
 
 
 @contextmanager
