@@ -1,4 +1,5 @@
-"""The git side of integration: conflict prediction, merges with rerere, marker checks, blobs.
+"""The git side of integration: conflict prediction, merges with rerere, marker checks, blobs
+(the mergiraf driver is in ``mergiraf``).
 
 Split from ``core`` (which holds repository facts and commits) to keep both small;
 every call still goes through ``gitops.run``, so the environment rules hold here too. Options
@@ -11,14 +12,9 @@ This module imports nothing of ours but ``gitops``.
 from __future__ import annotations
 
 import re
-import shlex
-import tempfile
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-
-from filelock import FileLock
 
 from prefect_work_clusters.tasks.git import changes as gitchanges
 from prefect_work_clusters.tasks.git import core as gitops
@@ -31,8 +27,6 @@ RERERE = ("-c", "rerere.enabled=true", "-c", "rerere.autoupdate=true")
 DIFF3 = ("-c", "merge.conflictStyle=diff3")
 _REPLAYED = re.compile(r"^(?:Staged|Resolved) '(.+)' using previous resolution\.$", re.M)
 _MARKER = re.compile(r"^(.+):(\d+): leftover conflict marker$", re.M)
-_ATTR_BEGIN = "# >>> work-clusters: temporary merge driver (removed after the merge)\n"
-_ATTR_END = "# <<< work-clusters\n"
 
 
 def contained_commits(repo: Path, commit: str, commits: Sequence[str]) -> set[str]:
@@ -252,57 +246,6 @@ def read_blobs(repo: Path, specs: Sequence[str]) -> dict[str, str | None]:
         found[spec] = data[pos:pos + size].decode("utf-8", "replace")
         pos += size + 1
     return found
-
-
-def mergiraf_driver(executable: str, failures: Path) -> list[str]:
-    """``-c`` options that define the mergiraf driver for one git command. ``checkout -m`` ignores a
-    driver's exit status and keeps whatever is in ``%A`` (ours, if the driver died), so the driver
-    line also appends the path (``%P``, quoted by git) to ``failures`` when mergiraf fails.
-    ``%S/%X/%Y`` (marker labels) are left out: git 2.39 passes them through unexpanded."""
-    line = (f"{shlex.quote(executable)} merge --git %O %A %B -p %P -l %L"
-            f" || {{ echo %P >> {shlex.quote(str(failures))}; exit 1; }}")
-    return ["-c", "merge.mergiraf.name=mergiraf (work-clusters)", "-c", f"merge.mergiraf.driver={line}"]
-
-
-def _attr_pattern(path: str) -> str:
-    escaped = re.sub(r"([\\*?\[])", r"\\\1", path)
-    anchored = "/" + escaped  # a pattern without a slash would match the name in every folder
-    return '"' + anchored.replace('"', '\\"') + '"' if re.search(r'[\s"]', anchored) else anchored
-
-
-@contextmanager
-def merge_attributes(repo: Path, paths: Sequence[str], driver: str) -> Iterator[None]:
-    """``merge=<driver>`` for exactly ``paths``, through the common dir's ``info/attributes``
-    (never a tracked ``.gitattributes``); the file is put back as it was afterwards."""
-    info = gitops.common_dir(repo) / "info"
-    info.mkdir(exist_ok=True)
-    attributes = info / "attributes"
-    with FileLock(str(info / "work-clusters-attributes.lock")):
-        original = attributes.read_bytes() if attributes.exists() else None
-        body = "".join(f"{_attr_pattern(p)} merge={driver}\n" for p in paths)
-        prefix = (original or b"").decode("utf-8", "surrogateescape")
-        if prefix and not prefix.endswith("\n"):
-            prefix += "\n"
-        attributes.write_text(prefix + _ATTR_BEGIN + body + _ATTR_END, errors="surrogateescape")
-        try:
-            yield
-        finally:
-            if original is None:
-                attributes.unlink(missing_ok=True)
-            else:
-                attributes.write_bytes(original)
-
-
-def remerge_with_driver(worktree: Path, paths: Sequence[str], executable: str) -> set[str]:
-    """Merge ``paths`` again from their index stages with the mergiraf driver (``checkout -m``
-    runs the driver the attributes name); results land in the worktree, unstaged. Returns the
-    paths where mergiraf reported failure."""
-    with tempfile.TemporaryDirectory(prefix="wc-mergiraf-") as tmp, \
-            merge_attributes(worktree, paths, "mergiraf"):
-        failures = Path(tmp) / "failed"
-        gitops.run(worktree, *mergiraf_driver(executable, failures), *DIFF3, "checkout", "-m", "--", *paths,
-                   check=False)
-        return set(failures.read_text().splitlines()) if failures.exists() else set()
 
 
 def parents(repo: Path, rev: str) -> list[str]:

@@ -28,6 +28,7 @@ from difflib import SequenceMatcher
 from pathlib import Path
 
 from prefect_work_clusters.tasks.git import merge as gitmerge
+from prefect_work_clusters.tasks.git import mergiraf as gitmergiraf
 from prefect_work_clusters.tasks.integration.models import TierAttempt
 
 MARKER_SIZE = 7
@@ -257,7 +258,7 @@ def mergiraf_tier(worktree: Path, since: str, paths: list[str]) -> dict[str, Tie
         return {p: TierAttempt(tier="mergiraf", outcome="unavailable", detail="mergiraf is not on PATH")
                 for p in paths}
     present = [p for p in paths if (worktree / p).is_file()]
-    failed = gitmerge.remerge_with_driver(worktree, present, exe)
+    failed = gitmergiraf.remerge_with_driver(worktree, present, exe)
     attempts: dict[str, TierAttempt] = {}
     for path in paths:
         if path not in present:
