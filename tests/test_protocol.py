@@ -150,7 +150,8 @@ subprocess.run(["git", "commit", "-qm", "sneak"], check=True, env={**os.environ,
 
 def test_attempt_git_calls_and_a_verify_command_that_commits(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """An attempt reads its branch's tip from files and asks git for its changed files once (a
-    budget of git processes, measured 9 on a warm run), yet a verify command that commits
+    budget of git processes, measured 8 on a warm run: add, the worktree's config, ls-files, commit,
+    diff, the finished commit, ls-files, rev-parse), yet a verify command that commits
     outside the cluster's paths still fails it: the tip is read again after verify."""
     monkeypatch.setenv("RECORD_DIR", str(tmp_path))
     sneak = tmp_path / "sneak.py"
@@ -170,8 +171,10 @@ def test_attempt_git_calls_and_a_verify_command_that_commits(tmp_path: Path, mon
     monkeypatch.setattr(gitops, "run", counted)
     record = run_attempt(ctx, "api", 1)
     assert record.status == "succeeded" and record.head_sha == gitops.head(record.worktree)
-    assert len(calls) <= 11, calls
-    assert sum(a[0] == "diff" and "--name-only" in a for a in calls) == 1, calls
+    assert len(calls) <= 9, calls
+    # The changed files once, their diff saying which are symlinks (no ls-tree).
+    assert sum(a[0] == "diff" and "--raw" in a for a in calls) == 1, calls
+    assert not any(a[0] == "ls-tree" for a in calls), calls
     with pytest.raises(AgentFailed, match="contract check failed") as failed:
         run_attempt(ctx, "ui", 1)
     assert "db/sneak.py" in (failed.value.record.attempts[-1].output_tail or "")
