@@ -31,6 +31,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import common as c  # noqa: E402
+import server as benchserver  # noqa: E402
 
 # Issue 16: above the critical path (the slowest agent, then the git work), a run costs at most
 # Prefect's own floor (a process running a one-task flow) and this much more.
@@ -133,7 +134,7 @@ def main() -> None:
         if not args.no_server and not args.api_url:
             server_home = root / "server-home"
             server_home.mkdir()
-            server = c.start_server(server_home, root / "server.log")
+            server = benchserver.start_server(server_home, root / "server.log")
             try:
                 server_env = {**c.clean_env(home, server.api_url), "BENCH_AGENT_SLEEP": f"{args.sleep:g}"}
                 run_tool(root, base, server_env, next(iter(plans.values())), "server-warmup")
@@ -141,7 +142,7 @@ def main() -> None:
                                            baseline_env=local_env, clusters=args.clusters)
                 results["floor_server"] = floor(server_env, root)
             finally:
-                c.stop_server(server)
+                benchserver.stop_server(server)
             results["server"] = server_runs
             results["server_started_in"] = server.started_in
 

@@ -33,6 +33,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import common as c  # noqa: E402
+import server as benchserver  # noqa: E402
 
 from prefect_work_clusters.tasks.git import worktrees as gitworktrees  # noqa: E402
 
@@ -56,8 +57,8 @@ def main() -> None:
         home.mkdir()
         api_url = args.api_url
         if args.server and not api_url:
-            server = c.start_server(root / "server-home", root / "server.log")
-            stack.callback(c.stop_server, server)
+            server = benchserver.start_server(root / "server-home", root / "server.log")
+            stack.callback(benchserver.stop_server, server)
             api_url = server.api_url
         env = c.clean_env(home, api_url)
         migrated = None

@@ -87,6 +87,7 @@ from pathlib import Path  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import common as c  # noqa: E402
+import server as benchserver  # noqa: E402
 from bench_overhead import floor as floor_of  # noqa: E402
 
 from prefect_work_clusters.flows.startup import PATIENT_SECONDS, SETTING  # noqa: E402
@@ -140,7 +141,7 @@ def main() -> None:
         if not args.no_server:
             server_home = root / "server-home"
             server_home.mkdir()
-            server = c.start_server(server_home, root / "server.log")
+            server = benchserver.start_server(server_home, root / "server.log")
             try:
                 server_env = {**env, "PREFECT_API_URL": server.api_url}
                 results["running_server"] = _medians([floor_of(server_env, root) for _ in range(args.rounds)])
@@ -148,7 +149,7 @@ def main() -> None:
                     results["cli_server"] = round(c.median([_cli(server_env, root, plan, repo)
                                                             for _ in range(args.rounds)]), 3)
             finally:
-                c.stop_server(server)
+                benchserver.stop_server(server)
     c.emit("startup: local mode", results, rows(results), args.out)
 
 

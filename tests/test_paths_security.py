@@ -54,7 +54,7 @@ def test_committed_symlinks_out_of_the_repo_or_into_another_cluster_are_flagged(
         "api/peek.py is a symlink to ../ui/b.py, inside cluster ui's paths",
         "api/up is a symlink to ../../../outside, outside the repository",
     ]
-    assert sorted(bad_symlinks(repo, "HEAD", changed, {"ui": PathSet(["ui/"])})) == expected
+    assert sorted(bad_symlinks(repo, "HEAD", changed, lambda: {"ui": PathSet(["ui/"])})) == expected
     # The same from the changed files as an attempt finds them: their diff says which are symlinks.
     found = githistory.changed_files(repo, base, "HEAD")
     assert sorted(found) == sorted(changed) and sorted(found.symlinks) == ["api/fine.py", *sorted(

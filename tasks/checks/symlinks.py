@@ -26,14 +26,13 @@ def symlink_targets(repo: Path, head: str, paths: list[str]) -> dict[str, str]:
     return {path: gitops.out(repo, "cat-file", "blob", blob) for path, blob in blobs.items()}
 
 
-def bad_symlinks(repo: Path, head: str, changed: list[str],
-                 others: Mapping[str, PathSet] | Callable[[], Mapping[str, PathSet]]) -> list[str]:
+def bad_symlinks(repo: Path, head: str, changed: list[str], others: Callable[[], Mapping[str, PathSet]]) -> list[str]:
     """One message per changed symlink that leaves the repo or points into another cluster
-    (``others``: the other clusters' paths, or what builds them, asked only when a symlink changed:
-    99 clusters' patterns built for each of 100 clusters took about a second)."""
+    (``others`` builds the other clusters' paths, called only when a symlink changed: 99
+    clusters' patterns built for each of 100 clusters took about a second)."""
     problems: list[str] = []
     links = symlink_targets(repo, head, changed)
-    owners = (others() if callable(others) else others) if links else {}
+    owners = others() if links else {}
     for link, target in links.items():
         resolved = posixpath.normpath(posixpath.join(posixpath.dirname(link), target))
         if posixpath.isabs(target) or resolved == ".." or resolved.startswith("../"):

@@ -5,7 +5,7 @@ where another writer may race. Every git process through ``tasks.git.core``."""
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 # core.run, not a copy of it: the one place every git process starts (a counter wraps it)
@@ -16,14 +16,15 @@ class ChangedFiles(list[str]):
     """Files a commit changed, in git's order; ``symlinks``: those that are a symlink in the commit,
     with the blob of each (its target), read from the same ``git diff``."""
 
-    symlinks: dict[str, str]
+    def __init__(self, paths: Iterable[str] = (), symlinks: Mapping[str, str] | None = None) -> None:
+        super().__init__(paths)
+        self.symlinks = dict(symlinks or {})
 
 
 def changed_files(repo: Path, base: str, head: str) -> ChangedFiles:
     """Files ``head`` changed since it left ``base``; renames count as delete + add."""
     fields = core.out(repo, "diff", "--raw", "--no-abbrev", "--no-renames", "-z", f"{base}...{head}").split("\0")
     found = ChangedFiles()
-    found.symlinks = {}
     # --raw -z: ":<old mode> <new mode> <old blob> <new blob> <status>" NUL <path> NUL, per file.
     for meta, path in zip(fields[0::2], fields[1::2], strict=False):
         if not path:

@@ -173,11 +173,9 @@ class _Branch:
         """Move the branch to ``head`` when it lags, with one reflog line for the merges it passes."""
         if head == self.at:
             return
-        if len(self.pending) > 1:
-            reason = (f"work-clusters: merge {len(self.pending)} clusters into {self.ctx.plan.name} "
-                      f"(clean merges made as objects)")
-        else:
-            reason = self.pending[0] if self.pending else "work-clusters: integration"
+        reason = self.pending[0] if len(self.pending) == 1 else (
+            f"work-clusters: merge {len(self.pending)} clusters into {self.ctx.plan.name} "
+            "(clean merges made as objects)")
         githistory.move_branch(self.ctx.repo, self.ctx.integration_branch, head, self.at, reason)
         record_tip(self.ctx, tip=head)
         self.at, self.pending = head, []
