@@ -36,6 +36,7 @@ from prefect_work_clusters.tasks.failures import (
     quiet_expected_failures,
 )
 from prefect_work_clusters.tasks.identify import identify
+from prefect_work_clusters.tasks.integration.merging import write_ahead
 from prefect_work_clusters.tasks.investigation import check as investigate
 from prefect_work_clusters.tasks.options import (
     Count,
@@ -210,6 +211,8 @@ def _run(ctx: RunContext, phases: dict[str, float], started: datetime) -> State[
     prepared.notes.extend(restarted + caught_up)
     if ctx.remote:  # every cluster, here or in its own flow run, starts from the remote's base branch
         prepared.notes.extend(remote.push_base(ctx))
+    # A build's integration worktree is written while the agents work; waiting for it counts here.
+    ahead = None if ctx.plan.investigates else write_ahead(ctx, prepared.base_sha)
     phases["worktrees"] = time.monotonic() - t
 
     t = time.monotonic()
@@ -220,6 +223,10 @@ def _run(ctx: RunContext, phases: dict[str, float], started: datetime) -> State[
         if ctx.remote:
             prepared.notes.extend(remote.push(ctx, [r.branch for r in records]))
     phases["agents"] = time.monotonic() - t
+    if ahead:
+        t = time.monotonic()
+        ahead.wait()
+        phases["worktrees"] += time.monotonic() - t
     if interrupt.requested():
         return _interrupted(ctx, prepared, records, phases, started)
     return finish(ctx, prepared, records, phases, started)

@@ -21,6 +21,8 @@ from prefect_work_clusters.tasks.errors import WorkClustersError
 from prefect_work_clusters.tasks.git import changes as gitchanges
 from prefect_work_clusters.tasks.git import core as gitops
 from prefect_work_clusters.tasks.identify import resolve_run
+from prefect_work_clusters.tasks.integration.merging import write_ahead
+from prefect_work_clusters.tasks.integration.tip import foreign_tip
 from prefect_work_clusters.tasks.options import RunOptions
 from prefect_work_clusters.tasks.worktrees import prepare
 from tests.conftest import CLI, git, user_changes_expected, write_agent
@@ -97,6 +99,8 @@ for attack in attacks:
         gitc("replace", base, fake)
     elif attack == "move-other":
         gitc("update-ref", "refs/heads/clusters/shop/db", gitc("rev-parse", "clusters/shop/base^"))
+    elif attack == "move-integration":  # made before the agents start, its files written while they work
+        gitc("update-ref", "refs/heads/clusters/shop/integration", gitc("rev-parse", "clusters/shop/base^"))
     elif attack == "user-checkout":
         (pathlib.Path(os.environ["USER_REPO"]) / "planted.txt").write_text("by an agent\\n")
     elif attack == "other-worktree":
@@ -148,13 +152,16 @@ def _users_git_runs_nothing_planted(ctx: RunContext, tmp_path: Path) -> None:
     ("exclude", ".git/info/exclude"),
     ("replace", "ref refs/replace/"),
     ("move-other", "ref refs/heads/clusters/shop/db changed"),
+    ("move-integration", "ref refs/heads/clusters/shop/integration changed"),
 ])
 def test_a_planted_attack_never_runs_is_restored_and_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                             attack: str, named: str) -> None:
     ctx = _ctx(tmp_path, monkeypatch, {"api": [attack]}, extra="")
     ctx = ctx.model_copy(update={"plan": ctx.plan.model_copy(update={"limits": ctx.plan.limits.model_copy(
         update={"retries": 1})})})
-    prepare(ctx)
+    base = prepare(ctx).base_sha
+    ahead = write_ahead(ctx, base)  # as a run does: the integration worktree is there while agents work
+    assert ahead is not None
     common = gitops.common_dir(ctx.repo)
     config_before = (common / "config").read_bytes()
     db = run_attempt(ctx, "db", 1)  # honest, before the attack: its branch must survive it
@@ -172,6 +179,7 @@ def test_a_planted_attack_never_runs_is_restored_and_named(tmp_path: Path, monke
     assert "ui/" not in (common / "info" / "exclude").read_text()
     assert not git(ctx.repo, "for-each-ref", "refs/replace/")
     assert gitops.resolve_ref(ctx.repo, ctx.branch("db")) == db.head_sha
+    assert gitops.resolve_ref(ctx.repo, ctx.integration_branch) == base and foreign_tip(ctx) is None
     ui = run_attempt(ctx, "ui", 1)
     assert "ui/impl.py" in git(ctx.repo, "show", "--name-only", "--format=", ui.head_sha + "~1")
     api = run_attempt(ctx, "api", 2)  # the retry, honest: it succeeds and the row stays in the check
@@ -181,6 +189,8 @@ def test_a_planted_attack_never_runs_is_restored_and_named(tmp_path: Path, monke
     assert any(named in e for e in rows["git-dir"].evidence)
     assert "EDITED" not in git(ctx.repo, "show", f"{ctx.base_branch}:contracts/api.py")
     assert containment.finish(ctx) == []
+    ahead.wait()  # the integration worktree's files, written at the base with nothing planted run
+    assert not gitchanges.has_changes(ctx.integration_worktree)
     assert _markers(tmp_path) == []
     _users_git_runs_nothing_planted(ctx, tmp_path)
 
@@ -487,3 +497,30 @@ def test_refs_read_from_their_files_agree_with_git(tmp_path: Path, monkeypatch: 
     (refs_dir / "heads" / "odd..name").write_text(second + "\n")  # git lists no such ref
     (refs_dir / "heads" / "c.lock").write_text(second + "\n")
     agrees()
+
+
+def test_a_config_planted_while_the_guard_reads_it_is_read_again_before_our_git_runs(tmp_path: Path) -> None:
+    """An agent plants a filter one ``git config`` at a time: the guard's read sees the first
+    command, the second lands while it reads. The call's overrides must cover both, or that very
+    git call would run the smudge command planted under the read."""
+    from prefect_work_clusters.tasks.git.drivers import DriverGuard
+
+    repo = tmp_path / "repo"
+    git(tmp_path, "init", "-q", str(repo))
+    common = gitops.common_dir(repo)
+    guard = DriverGuard()
+    guard.trust(common, "")
+    git(repo, "config", "filter.ev.clean", "/tmp/evil")
+    reads: list[str] = []
+
+    def read() -> str:
+        listing = gitops.run(repo, "config", "--list", "--show-origin", "-z", drivers=False).stdout
+        if not reads:  # the agent's next `git config`, while this read was under way
+            git(repo, "config", "filter.ev.smudge", "/tmp/evil")
+        reads.append(listing)
+        return listing
+
+    args = guard.args(str(repo), lambda: common, None, read)
+    pairs = dict(a.split("=", 1) for a in args[1::2])
+    assert len(reads) == 2
+    assert pairs == {"filter.ev.clean": "", "filter.ev.smudge": "", "filter.ev.required": "false"}

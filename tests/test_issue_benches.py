@@ -24,10 +24,13 @@ def test_bench_scope_smoke(tmp_path: Path) -> None:
 def test_bench_integration_smoke(tmp_path: Path) -> None:
     stdout, data = run_bench("bench_integration.py", tmp_path / "r.json",
                              "--branches", "3", "--files", "200", "--repeat", "1")
-    assert "sparse plan: preflight of 3 branches" in stdout and "full plan: preflight and merges of 3" in stdout
+    assert "sparse plan, in a run: preflight of 3 branches" in stdout
+    assert "full plan, integrate alone: preflight and merges of 3" in stdout
+    assert "full plan, in a run: its worktree written at the base while the agents worked" in stdout
     assert data["branches"] == 3 and data["all_merged_and_kept"] is True
-    for plan in ("sparse", "full"):
+    for plan in ("sparse", "full", "sparse_ahead", "full_ahead"):
         assert data[plan]["preflight_seconds_median"] > 0 and data[plan]["merge_seconds_median"] > 0
+    assert data["full_ahead"]["ahead_seconds_median"] > 0 and data["full"]["ahead_seconds_median"] < 0.01
 
 
 def test_bench_accounting_smoke(tmp_path: Path) -> None:

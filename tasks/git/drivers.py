@@ -26,6 +26,7 @@ from pathlib import Path
 # Config keys whose value is a command git runs without being asked to on the command line.
 COMMAND_KEY = re.compile(r"^(filter\..+\.(clean|smudge|process)|merge\..+\.driver|gpg(\..+)?\.program)$")
 MERGE_FILE = "git merge-file --marker-size=%L %A %O %B"
+READS = 5  # times the config is read for one call while it keeps changing under the read
 
 Entry = tuple[str, str]
 Stamp = tuple[tuple[int, int, int] | None, ...]
@@ -128,15 +129,21 @@ class DriverGuard:
                       os.path.join(xdg, "git", "config")}
         if gitdir:
             candidates.add(os.path.join(gitdir, "config.worktree"))
-        before = _stamp(sorted(candidates))
-        entries, origins = command_entries(read())
-        files = tuple(sorted(candidates | {os.path.join(cwd, o) for o in origins}))
-        seen = _Seen(files, _stamp(files), overrides_for(entries - trusted, trusted))
-        if _stamp(sorted(candidates)) != before:  # changed while read: read again on the next call
-            seen.stamp = ()
+        # A config written while it was read (an agent planting a filter one ``git config`` at a
+        # time) is read again at once: overrides from the half-written one would let this very call
+        # run the command planted after it. Still changing after a few reads: read again next call.
+        for _ in range(READS):
+            before = _stamp(sorted(candidates))
+            entries, origins = command_entries(read())
+            files = tuple(sorted(candidates | {os.path.join(cwd, o) for o in origins}))
+            read_now = _Seen(files, _stamp(files), overrides_for(entries - trusted, trusted))
+            if _stamp(sorted(candidates)) == before:
+                break
+        else:
+            read_now.stamp = ()
         with self._lock:
-            self._seen[cwd] = seen
-        return seen.args
+            self._seen[cwd] = read_now
+        return read_now.args
 
 
 GUARD = DriverGuard()

@@ -14,6 +14,10 @@ import stat
 from pathlib import Path
 
 OBJECT_NAME = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")  # SHA-1 or SHA-256, as git prints it
+# The index a worktree's files are written whole into, in its admin dir, and moved over its
+# ``index`` once whole: a fill runs beside the agents, and the containment guard, which compares the
+# admin dirs while they work, would see git's ``index.lock`` come and go.
+WHOLE_INDEX = "work-clusters-index"
 
 
 def is_object_name(text: str) -> bool:

@@ -6,7 +6,8 @@ and ``info/`` (attributes, exclude, sparse-checkout); ``objects/info/alternates`
 ``worktrees/<name>/`` of the worktrees the caller names (HEAD, their own ``config.worktree`` and
 ``info/sparse-checkout``, ORIG_HEAD, MERGE_HEAD...). Not watched in an admin dir: ``index``,
 ``logs/`` and ``COMMIT_EDITMSG``, which git itself rewrites on every status and commit (the last
-is only ever written: every commit of ours passes its message); an index changed behind a
+is only ever written: every commit of ours passes its message), and the index a whole write of
+the files goes into before it becomes ``index`` (``files.WHOLE_INDEX``); an index changed behind a
 cluster's back is found by that cluster's own worktree check instead (``tasks.agents.containment``).
 
 A snapshot costs what changed since the last one: ``tasks.git.events`` says which watched files
@@ -33,7 +34,7 @@ from prefect_work_clusters.tasks.git.stamps import Stamp, settled, stamp_of
 
 FILES = ("config", "config.worktree", "objects/info/alternates", "objects/info/http-alternates", "shallow")
 FOLDERS = ("hooks", "info")
-ADMIN_SKIP = ("index", "logs", "COMMIT_EDITMSG")
+ADMIN_SKIP = ("index", "logs", "COMMIT_EDITMSG", gitfiles.WHOLE_INDEX, gitfiles.WHOLE_INDEX + ".lock")
 # A file's content, or a symlink's target as text; with its permission bits (a hook must be executable).
 Content = tuple[int, bytes | str]
 

@@ -11,6 +11,8 @@ This module imports nothing of ours but ``gitops``.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -19,6 +21,7 @@ from pathlib import Path
 from prefect_work_clusters.tasks.git import changes as gitchanges
 from prefect_work_clusters.tasks.git import core as gitops
 from prefect_work_clusters.tasks.git.core import GitError
+from prefect_work_clusters.tasks.git.files import WHOLE_INDEX, git_link
 
 # rerere replays a resolution recorded for the same conflict earlier; autoupdate stages it. It is
 # enabled for our merges and commits only, never in the user's config.
@@ -119,9 +122,25 @@ def catch_up(worktree: Path, files_at: str | None, to: str = "HEAD") -> str | No
     only the paths that differ; git's message when it refuses (an untracked file in the way, an
     edit it would lose), with nothing changed. ``files_at`` None: a worktree of ours never checked
     out, whose index and files are written whole (what a fill stopped half-way left is replaced)."""
-    args = ("read-tree", "--reset", "-u", to) if files_at is None else ("read-tree", "-m", "-u", files_at, to)
-    res = gitops.run(worktree, *gitops.PARALLEL_CHECKOUT, *args, check=False)
-    return None if res.status == 0 else (res.stderr or res.stdout).strip() or f"git {args[0]} failed"
+    if files_at is not None:
+        args = ("read-tree", "-m", "-u", files_at, to)
+        res = gitops.run(worktree, *gitops.PARALLEL_CHECKOUT, *args, check=False)
+        return None if res.status == 0 else (res.stderr or res.stdout).strip() or f"git {args[0]} failed"
+    # A whole write goes into an index of its own (``files.WHOLE_INDEX``), made anew and moved
+    # over the worktree's once every file is written.
+    link = git_link(str(worktree))
+    admin = os.path.join(worktree, link) if link else None  # relative to the worktree, when written so
+    private = os.path.join(admin, WHOLE_INDEX) if admin else None
+    if private:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(private)  # what a write stopped half-way left
+    res = gitops.run(worktree, *gitops.PARALLEL_CHECKOUT, "read-tree", "--reset", "-u", to, check=False,
+                     env={"GIT_INDEX_FILE": private} if private else None)
+    if res.status != 0:
+        return (res.stderr or res.stdout).strip() or "git read-tree failed"
+    if admin and private:
+        os.replace(private, os.path.join(admin, "index"))
+    return None
 
 
 @dataclass
