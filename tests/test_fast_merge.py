@@ -277,3 +277,28 @@ def test_an_edit_in_the_integration_worktree_written_ahead_stops_the_integration
 
     assert (wt / "app" / "config.py").read_text() == "PROFILE = 'prod'\n"
     assert gitops.resolve_ref(ctx.repo, f"refs/heads/{ctx.integration_branch}") == base
+
+
+def test_the_write_ahead_runs_at_the_lowest_cpu_priority(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Written beside the agents, the integration worktree's files must not slow them: that git
+    runs niced (as its checkout workers, which inherit it); the integration's own git does not."""
+    ctx, base = setup(tmp_path)
+    niceness = ("-c", "alias.niceness=!nice", "niceness")  # `nice` alone prints the niceness it runs at
+    usual = int(gitops.out(ctx.repo, *niceness))
+    assert usual < 19 and int(gitops.run(ctx.repo, *niceness, idle=True).stdout) == 19
+    idle: list[bool] = []
+    real = gitops.run
+
+    def recorded(cwd: Path, *args: str, **kwargs: Any) -> Any:
+        if "read-tree" in args:
+            idle.append(kwargs.get("idle", False))
+        return real(cwd, *args, **kwargs)
+
+    monkeypatch.setattr(gitops, "run", recorded)
+    ahead = write_ahead(ctx, base)
+    assert ahead is not None
+    ahead.wait()
+    assert idle == [True]
+    commit_cluster(ctx, "api", {"api/impl.py": "NAME = 'api'\n"})
+    assert integrate(ctx, base).ok
+    assert len(idle) > 1 and not any(idle[1:])

@@ -20,6 +20,7 @@ This module imports nothing of ours but the error types, the driver guard and ``
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 import threading
 from collections.abc import Iterator, Mapping, Sequence
@@ -58,6 +59,7 @@ HARDENED_ENV = {"GIT_NO_REPLACE_OBJECTS": "1", "GIT_TERMINAL_PROMPT": "0"}
 # one process writes them: a sparse cluster worktree's few hundred files do not repay starting the
 # workers, and worktrees are made several at once anyway (100 sparse worktrees: 0.6 s less CPU).
 PARALLEL_CHECKOUT = ("-c", "checkout.workers=0", "-c", "checkout.thresholdForParallelism=2000")
+NICE = shutil.which("nice")  # coreutils; without it, background git runs at the usual priority
 # No git call of ours may hang a run: the longest legitimate one (a checkout of a huge tree, a
 # merge) takes seconds.
 TIMEOUT_SECONDS = 600.0
@@ -91,12 +93,15 @@ class Result:
 # git's messages in English whatever the user's locale: some of them are parsed (rerere's).
 
 
-def _argv(args: Sequence[str], env: Mapping[str, str], overrides: Sequence[str] = ()) -> list[str]:
+def _argv(args: Sequence[str], env: Mapping[str, str], overrides: Sequence[str] = (),
+          idle: bool = False) -> list[str]:
     """The hardened git command line; inherited repository variables (not the ones ``env`` sets
-    on purpose, such as a private ``GIT_INDEX_FILE``) are unset for this call alone."""
+    on purpose, such as a private ``GIT_INDEX_FILE``) are unset for this call alone. ``idle``:
+    at the lowest CPU priority (``nice``), when there is one."""
     unset = [name for name in LOCAL_ENV_VARS if name in os.environ and name not in env]
     prefix = ["env", *(arg for name in unset for arg in ("-u", name))] if unset else []
-    return [*prefix, "git", *HARDENED, *overrides, *args]
+    lowest = [NICE, "-n", "19"] if idle and NICE else []
+    return [*lowest, *prefix, "git", *HARDENED, *overrides, *args]
 
 
 def _config_listing(cwd: str) -> str:
@@ -136,12 +141,14 @@ def _feed(stdin: str | None) -> Iterator[BinaryIO | None]:
 
 
 def run(cwd: Path, *args: str, env: Mapping[str, str] | None = None, check: bool = True,
-        timeout: float = TIMEOUT_SECONDS, stdin: str | None = None, drivers: bool = True) -> Result:
+        timeout: float = TIMEOUT_SECONDS, stdin: str | None = None, drivers: bool = True,
+        idle: bool = False) -> Result:
     """Run ``git args`` in ``cwd`` with ``env`` added to the environment (and ``stdin`` as its
     input); raise GitError on a non-zero exit when ``check``. A ``cwd`` that is not a folder fails
     as ``git -C`` would (status 128), never running git anywhere else; a call past ``timeout`` is
     killed. ``drivers=False`` leaves out the overrides of planted filters and drivers (only for
-    reading the config itself)."""
+    reading the config itself); ``idle`` runs it, and the processes it starts, at the lowest CPU
+    priority (work in the background that must not slow the agents)."""
     if not os.path.isdir(cwd):
         res = Result(128, "", f"fatal: cannot change to '{cwd}': No such file or directory")
     elif odd_git_link(cwd):  # git would read it and wait for ever
@@ -152,7 +159,7 @@ def run(cwd: Path, *args: str, env: Mapping[str, str] | None = None, check: bool
         try:
             with _feed(stdin) as feed:
                 status, stdout, stderr = git.Git(str(cwd)).execute(
-                    _argv(args, extra, overrides), with_extended_output=True, with_exceptions=False, env=extra,
+                    _argv(args, extra, overrides, idle), with_extended_output=True, with_exceptions=False, env=extra,
                     strip_newline_in_stdout=False, kill_after_timeout=timeout, istream=feed)
         except git.GitCommandNotFound as exc:
             raise GitError(args, 127, f"git is not installed or not on PATH ({exc})") from None

@@ -117,11 +117,12 @@ def merge_commit(worktree: Path, ours: str, theirs: str, message: str) -> str | 
     return commit_tree(worktree, pred.tree, [ours, theirs], message)
 
 
-def catch_up(worktree: Path, files_at: str | None, to: str = "HEAD") -> str | None:
+def catch_up(worktree: Path, files_at: str | None, to: str = "HEAD", *, idle: bool = False) -> str | None:
     """Bring the worktree's index and files, which hold ``files_at``, to ``to`` (its HEAD), touching
     only the paths that differ; git's message when it refuses (an untracked file in the way, an
     edit it would lose), with nothing changed. ``files_at`` None: a worktree of ours never checked
-    out, whose index and files are written whole (what a fill stopped half-way left is replaced)."""
+    out, whose index and files are written whole (what a fill stopped half-way left is replaced);
+    ``idle``: at the lowest CPU priority."""
     if files_at is not None:
         args = ("read-tree", "-m", "-u", files_at, to)
         res = gitops.run(worktree, *gitops.PARALLEL_CHECKOUT, *args, check=False)
@@ -135,7 +136,7 @@ def catch_up(worktree: Path, files_at: str | None, to: str = "HEAD") -> str | No
         with contextlib.suppress(FileNotFoundError):
             os.unlink(private)  # what a write stopped half-way left
     res = gitops.run(worktree, *gitops.PARALLEL_CHECKOUT, "read-tree", "--reset", "-u", to, check=False,
-                     env={"GIT_INDEX_FILE": private} if private else None)
+                     env={"GIT_INDEX_FILE": private} if private else None, idle=idle)
     if res.status != 0:
         return (res.stderr or res.stdout).strip() or "git read-tree failed"
     if admin and private:
