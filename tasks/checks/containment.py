@@ -16,8 +16,8 @@ the user's own (adopted and reported, never undone).
 What may change: a running window's own branch and its own worktree's admin dir; another plan's
 ``clusters/`` branches (its own run watches them); the user's side (remote-tracking refs, the
 stash, branches checked out in a worktree of the user's, refs created outside ``refs/replace/``
-and ``clusters/<plan>/``): reported as "changed while agents ran: by you or by an agent", never
-undone. Everything else in the snapshot is restored.
+and ``clusters/<plan>/``, as ``tasks.checks.user_side`` tells them): reported as "changed while
+agents ran: by you or by an agent", never undone. Everything else in the snapshot is restored.
 """
 
 from __future__ import annotations
@@ -30,14 +30,13 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from prefect_work_clusters.tasks.checks.user_side import USER_SIDE, checked_out_by_user, user_movable, user_state
 from prefect_work_clusters.tasks.context import RunContext
 from prefect_work_clusters.tasks.git import changes as gitchanges
 from prefect_work_clusters.tasks.git import core as gitops
 from prefect_work_clusters.tasks.git import events, gitdir
 from prefect_work_clusters.tasks.git import refs as gitrefs
-from prefect_work_clusters.tasks.git import worktrees as gitworktrees
 
-USER_SIDE = "changed while agents ran: by you or by an agent"
 FINISH_WORKERS = 4
 INTEGRATION = "integration"
 
@@ -95,22 +94,6 @@ _WATCHES: dict[tuple[str, str], Watch] = {}
 _WATCHES_LOCK = threading.Lock()
 
 
-def _user_state(repo: Path) -> dict[str, tuple[str, int, int]]:
-    """The user's checkout: each file git shows as changed or untracked, with its stat. Read with
-    ``--no-optional-locks`` so that looking never rewrites the user's index."""
-    text = gitops.out(repo, "--no-optional-locks", "status", "--porcelain=v1", "-z", "--untracked-files=all",
-                      "--no-renames")
-    state: dict[str, tuple[str, int, int]] = {}
-    for item in (i for i in text.split("\0") if i):
-        code, rel = item[:2], item[3:]
-        try:
-            st = os.lstat(repo / rel)
-            state[rel] = (code, st.st_mtime_ns, st.st_size)
-        except OSError:
-            state[rel] = (code, 0, 0)
-    return state
-
-
 def begin(ctx: RunContext, fresh: bool = False) -> Watch:
     """The run's watch; started (the config's commands trusted, the git dir snapshotted) when there
     is none yet, or with ``fresh`` (the flow, before the first agent: a watch a crashed earlier
@@ -121,7 +104,7 @@ def begin(ctx: RunContext, fresh: bool = False) -> Watch:
             return _WATCHES[key]
     # Your checkout's status (~1 s at 100,000 files, in git) beside our own reading of the git dir.
     with ThreadPoolExecutor(max_workers=1) as pool:
-        user = pool.submit(_user_state, ctx.repo)
+        user = pool.submit(user_state, ctx.repo)
         gitops.trust_config(ctx.repo)
         watch = Watch(ctx=ctx, trusted=gitdir.GitDirState(), user_before={})
         watch.trusted = gitdir.snapshot(ctx.repo, watch.labels())
@@ -149,21 +132,6 @@ def trusted_ignores(ctx: RunContext) -> list[Path]:
     return begin(ctx).ignores
 
 
-def _checked_out_by_user(ctx: RunContext) -> set[str]:
-    """The branches checked out in a worktree that is not this plan's (your checkout, mostly)."""
-    ours = {str(ctx.worktree(c.name)) for c in ctx.plan.clusters} | {str(ctx.integration_worktree)}
-    return {f"refs/heads/{w.branch}" for w in gitworktrees.worktrees(ctx.repo) if w.branch and str(w.path) not in ours}
-
-
-def _user_movable(ctx: RunContext, change: gitdir.Change, checked_out: set[str]) -> bool:
-    name = change.name
-    if name.startswith(("refs/remotes/", "refs/stash")):
-        return True
-    if change.before is None and not name.startswith(("refs/replace/", f"refs/heads/{ctx.prefix}/")):
-        return True  # a branch or tag you made; deleting it could lose your work
-    return name in checked_out
-
-
 def _check(watch: Watch, label: str | None, closing: bool) -> list[str]:
     """Compare with the trusted state, restore, report; what is blamed on ``label``. Holds the lock."""
     ctx = watch.ctx
@@ -179,8 +147,8 @@ def _check(watch: Watch, label: str | None, closing: bool) -> list[str]:
     # Another plan's run moves its own branches: its own watch looks after them.
     changes = [c for c in gitdir.compare(watch.trusted, now, known) if c.name not in own_refs and not (
         c.name.startswith("refs/heads/clusters/") and not c.name.startswith(f"refs/heads/{ctx.prefix}/"))]
-    checked_out = _checked_out_by_user(ctx) if any(c.kind == "ref" for c in changes) else set()
-    user = [c for c in changes if c.kind == "ref" and _user_movable(ctx, c, checked_out)]
+    checked_out = checked_out_by_user(ctx) if any(c.kind == "ref" for c in changes) else set()
+    user = [c for c in changes if c.kind == "ref" and user_movable(ctx, c, checked_out)]
     bad = [c for c in changes if c not in user]
     suspects = set(watch.since_check) | ({label} if label and closing else set())
     if user:
@@ -302,7 +270,7 @@ def finish(ctx: RunContext) -> list[str]:
     events.close(str(gitops.common_dir(ctx.repo)))
     # One git status per worktree and one of your checkout: side by side, git waits on the disk too.
     with ThreadPoolExecutor(max_workers=FINISH_WORKERS) as pool:
-        user = pool.submit(_user_state, ctx.repo)
+        user = pool.submit(user_state, ctx.repo)
         found = pool.map(lambda cluster: _worktree_writes(watch, cluster, ctx.worktree(cluster),
                                                           "after its agent finished"), list(watch.untracked))
         watch.notes += [note for note in found if note]

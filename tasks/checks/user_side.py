@@ -1,0 +1,48 @@
+"""What is the user's while agents run: the files of their checkout, and the refs a person may move
+(``tasks.checks.containment`` reports changes to them as "changed while agents ran: by you or by an
+agent" and never undoes them): remote-tracking refs, the stash, the branches checked out in a
+worktree that is not this plan's, and refs created outside ``refs/replace/`` and ``clusters/<plan>/``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from prefect_work_clusters.tasks.context import RunContext
+from prefect_work_clusters.tasks.git import core as gitops
+from prefect_work_clusters.tasks.git import gitdir
+from prefect_work_clusters.tasks.git import worktrees as gitworktrees
+
+USER_SIDE = "changed while agents ran: by you or by an agent"
+
+
+def user_state(repo: Path) -> dict[str, tuple[str, int, int]]:
+    """The user's checkout: each file git shows as changed or untracked, with its stat. Read with
+    ``--no-optional-locks`` so that looking never rewrites the user's index."""
+    text = gitops.out(repo, "--no-optional-locks", "status", "--porcelain=v1", "-z", "--untracked-files=all",
+                      "--no-renames")
+    state: dict[str, tuple[str, int, int]] = {}
+    for item in (i for i in text.split("\0") if i):
+        code, rel = item[:2], item[3:]
+        try:
+            st = os.lstat(repo / rel)
+            state[rel] = (code, st.st_mtime_ns, st.st_size)
+        except OSError:
+            state[rel] = (code, 0, 0)
+    return state
+
+
+def checked_out_by_user(ctx: RunContext) -> set[str]:
+    """The branches checked out in a worktree that is not this plan's (your checkout, mostly)."""
+    ours = {str(ctx.worktree(c.name)) for c in ctx.plan.clusters} | {str(ctx.integration_worktree)}
+    return {f"refs/heads/{w.branch}" for w in gitworktrees.worktrees(ctx.repo) if w.branch and str(w.path) not in ours}
+
+
+def user_movable(ctx: RunContext, change: gitdir.Change, checked_out: set[str]) -> bool:
+    name = change.name
+    if name.startswith(("refs/remotes/", "refs/stash")):
+        return True
+    if change.before is None and not name.startswith(("refs/replace/", f"refs/heads/{ctx.prefix}/")):
+        return True  # a branch or tag you made; deleting it could lose your work
+    return name in checked_out
