@@ -103,6 +103,9 @@ for attack in attacks:
         gitc("update-ref", "refs/heads/clusters/shop/integration", gitc("rev-parse", "clusters/shop/base^"))
     elif attack == "user-checkout":
         (pathlib.Path(os.environ["USER_REPO"]) / "planted.txt").write_text("by an agent\\n")
+    elif attack == "integration-worktree":  # made before the agents start; its verify would run this
+        skip_all = "import pytest\\npytest.skip('x', allow_module_level=True)\\n"
+        (wt.parent / "integration" / "conftest.py").write_text(skip_all)
     elif attack == "other-worktree":
         other = wt.parent / "db"
         (other / "db" / "injected.py").write_text("BACKDOOR = 1\\n")
@@ -241,6 +244,21 @@ def test_writes_into_the_users_checkout_and_another_worktree_are_reported(
     for rec in (db, ui):
         assert "injected" not in git(ctx.repo, "log", "--name-only", "--format=", rec.branch)
     assert not (ctx.worktree("db") / "db" / "injected.py").exists()
+
+
+def test_a_file_planted_in_the_integration_worktree_stops_the_run_before_any_merge(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A run makes its integration worktree before the agents start; a file an agent plants there
+    (a conftest.py that would skip the integration's tests) stops the integration, nothing merged."""
+    from prefect_work_clusters.flows.work_clusters import work_clusters
+
+    ctx = _ctx(tmp_path, monkeypatch, {"api": ["integration-worktree"]})
+    state = work_clusters(plan=str(ctx.plan_file), repo=str(ctx.repo), agent_cmd=write_agent(tmp_path, HOSTILE),
+                          return_state=True)
+    assert state.is_failed() and "did not write" in (state.message or "") and "conftest.py" in (state.message or "")
+    assert (ctx.integration_worktree / "conftest.py").is_file()
+    base = git(ctx.repo, "rev-parse", f"{ctx.prefix}/base")
+    assert git(ctx.repo, "rev-parse", ctx.integration_branch) == base
 
 
 def test_injected_files_are_removed_before_the_clusters_next_attempt(

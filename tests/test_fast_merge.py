@@ -261,21 +261,25 @@ def test_an_integration_branch_that_exists_before_a_run_is_not_made_ahead(tmp_pa
     assert foreign_tip(ctx) is not None
 
 
-def test_an_edit_in_the_integration_worktree_written_ahead_stops_the_integration(tmp_path: Path) -> None:
+@pytest.mark.parametrize("planted", ["app/config.py", "conftest.py", "build/conftest.py"])
+def test_a_file_written_into_the_integration_worktree_while_the_agents_ran_stops_the_integration(
+        tmp_path: Path, planted: str) -> None:
     """The worktree exists while the agents work, and an agent not in the sandbox can write in it:
-    an edit there stops the integration before any merge, the edit kept (it may be a person's)."""
-    ctx, base = setup(tmp_path)
+    an edit, a new file, or one git ignores (all three would run in a verify command) stops the
+    integration before any merge, the file kept for a person to see."""
+    ctx, base = setup(tmp_path, extra={".gitignore": "build/\n"})
     ahead = write_ahead(ctx, base)
     assert ahead is not None
     ahead.wait()
     wt = ctx.integration_worktree
-    (wt / "app" / "config.py").write_text("PROFILE = 'prod'\n")
+    (wt / planted).parent.mkdir(parents=True, exist_ok=True)
+    (wt / planted).write_text("import pytest\npytest.skip('all', allow_module_level=True)\n")
     commit_cluster(ctx, "api", {"api/impl.py": "NAME = 'api'\n"})
 
-    with pytest.raises(WorkClustersError, match="uncommitted changes"):
+    with pytest.raises(WorkClustersError, match=f"did not write.*{planted}"):
         integrate(ctx, base)
 
-    assert (wt / "app" / "config.py").read_text() == "PROFILE = 'prod'\n"
+    assert (wt / planted).read_text().startswith("import pytest")
     assert gitops.resolve_ref(ctx.repo, f"refs/heads/{ctx.integration_branch}") == base
 
 

@@ -21,6 +21,15 @@ def untracked(worktree: Path) -> set[str]:
     return {p for p in core.out(worktree, "ls-files", "--others", "--exclude-standard", "-z").split("\0") if p}
 
 
+def written(worktree: Path) -> list[str]:
+    """Every path that differs from the worktree's index and HEAD: edits, untracked files, and
+    ignored ones too (a ``conftest.py`` under an ignored folder runs in a verify command all the same)."""
+    # Not stripped: an entry starts with its two status letters, a space among them.
+    listed = core.run(worktree, "status", "--porcelain=v1", "-z", "--untracked-files=all", "--ignored",
+                      "--no-renames").stdout.split("\0")
+    return sorted({item[3:] for item in listed if item})
+
+
 def tracked_changes(worktree: Path) -> bool:
     """Edits to tracked files, staged or not. Untracked files do not count: a merge never loses
     them (git refuses to overwrite one), and verify commands leave such files behind."""

@@ -22,6 +22,7 @@ import time
 from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 
 from prefect_work_clusters.tasks.checks.rows import ClusterCheck
 from prefect_work_clusters.tasks.context import RunContext, write_json_atomic
@@ -146,6 +147,19 @@ def write_ahead(ctx: RunContext, base_sha: str) -> WorktreeFiles | None:
     return files
 
 
+def _nothing_planted(wt: Path) -> None:
+    """A worktree written ahead holds nothing but what we wrote; anything else was written while
+    the agents ran (one outside the sandbox can write there): a file planted for the verify
+    commands to run, a ``conftest.py`` say, stops the integration before any merge, kept for you to see."""
+    found = gitchanges.written(wt)
+    if found:
+        more = f" (+{len(found) - 10} more)" if len(found) > 10 else ""
+        raise WorkClustersError(
+            f"the integration worktree {wt} holds files this run did not write, written while the agents ran "
+            f"(an agent outside the sandbox?): {', '.join(found[:10])}{more}; nothing was merged. Look at them, "
+            f"then remove the worktree (git worktree remove --force {shlex.quote(str(wt))}) and re-run")
+
+
 def start_integration(ctx: RunContext, base_sha: str, files: WorktreeFiles) -> None:
     """The integration worktree on our integration branch. The branch is kept when it grew from
     the recorded base; it is reset to the base only when it did not (and then the decisions that
@@ -156,11 +170,14 @@ def start_integration(ctx: RunContext, base_sha: str, files: WorktreeFiles) -> N
         files.mark(None, new=True)
     wt = _worktree(ctx, base_sha)
     head = gitops.head(wt.path)
-    if files.lagging() and files.at() == head:  # written ahead, at the branch's tip
+    written_ahead = files.lagging() and files.at() == head
+    if written_ahead:  # at the branch's tip, by this run while its agents worked: it holds what we wrote
         files.record.unlink()
+        _nothing_planted(wt.path)
     elif files.lagging() and files.at() is not None:  # a run stopped before the files caught up
         files.must_catch_up()
-    if not files.lagging() and (gitchanges.merge_in_progress(wt.path) or gitchanges.tracked_changes(wt.path)):
+    if not files.lagging() and not written_ahead and (
+            gitchanges.merge_in_progress(wt.path) or gitchanges.tracked_changes(wt.path)):
         q = shlex.quote(str(wt.path))
         raise WorkClustersError(
             f"the integration worktree {wt.path} has a merge in progress or uncommitted changes; finish it "
