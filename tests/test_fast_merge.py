@@ -235,7 +235,7 @@ def test_an_integration_worktree_written_while_the_agents_worked_is_only_caught_
     ahead.wait()
     wt = ctx.integration_worktree
     assert gitops.head(wt) == base and not gitchanges.has_changes(wt)
-    assert json.loads((ctx.runs_dir / "integration-files.json").read_text()) == {"at": base}
+    assert json.loads((ctx.runs_dir / "integration-files.json").read_text()) == {"at": base, "ahead": True}
     untouched = (wt / "app" / "registry.py").stat().st_ino
     assert write_ahead(ctx, base) is None  # it exists: the integration takes it as it finds it
 
@@ -306,3 +306,18 @@ def test_the_write_ahead_runs_at_the_lowest_cpu_priority(tmp_path: Path, monkeyp
     commit_cluster(ctx, "api", {"api/impl.py": "NAME = 'api'\n"})
     assert integrate(ctx, base).ok
     assert len(idle) > 1 and not any(idle[1:])
+
+
+def test_a_resumed_worktree_whose_files_are_at_the_tip_keeps_its_leftovers(tmp_path: Path) -> None:
+    """Only a worktree written ahead must hold nothing else: one an earlier integration used (its
+    verify left ignored files) and whose run stopped right after marking its files is not refused."""
+    ctx, base = setup(tmp_path, extra={".gitignore": "build/\n"})
+    assert integrate(ctx, base).ok
+    wt = ctx.integration_worktree
+    (wt / "build").mkdir()
+    (wt / "build" / "cache.txt").write_text("a verify command's leftover\n")
+    (ctx.runs_dir / "integration-files.json").write_text(json.dumps({"at": gitops.head(wt)}))
+    commit_cluster(ctx, "api", {"api/impl.py": "NAME = 'api'\n"})
+
+    assert integrate(ctx, base).ok
+    assert (wt / "build" / "cache.txt").is_file() and (wt / "api" / "impl.py").is_file()

@@ -124,24 +124,19 @@ def catch_up(worktree: Path, files_at: str | None, to: str = "HEAD", *, idle: bo
     out, whose index and files are written whole (what a fill stopped half-way left is replaced);
     ``idle``: at the lowest CPU priority."""
     if files_at is not None:
-        args = ("read-tree", "-m", "-u", files_at, to)
-        res = gitops.run(worktree, *gitops.PARALLEL_CHECKOUT, *args, check=False)
-        return None if res.status == 0 else (res.stderr or res.stdout).strip() or f"git {args[0]} failed"
-    # A whole write goes into an index of its own (``files.WHOLE_INDEX``), made anew and moved
-    # over the worktree's once every file is written.
-    link = git_link(str(worktree))
-    admin = os.path.join(worktree, link) if link else None  # relative to the worktree, when written so
-    private = os.path.join(admin, WHOLE_INDEX) if admin else None
-    if private:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(private)  # what a write stopped half-way left
-    res = gitops.run(worktree, *gitops.PARALLEL_CHECKOUT, "read-tree", "--reset", "-u", to, check=False,
-                     env={"GIT_INDEX_FILE": private} if private else None, idle=idle)
-    if res.status != 0:
-        return (res.stderr or res.stdout).strip() or "git read-tree failed"
-    if admin and private:
-        os.replace(private, os.path.join(admin, "index"))
-    return None
+        res = gitops.run(worktree, *gitops.PARALLEL_CHECKOUT, "read-tree", "-m", "-u", files_at, to, check=False)
+    else:  # into an index of its own (``files.WHOLE_INDEX``), made anew, moved over the worktree's once whole
+        link = git_link(str(worktree))
+        admin = os.path.join(worktree, link) if link else None  # relative to the worktree, when written so
+        private = os.path.join(admin, WHOLE_INDEX) if admin else None
+        if private:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(private)  # what a write stopped half-way left
+        res = gitops.run(worktree, *gitops.PARALLEL_CHECKOUT, "read-tree", "--reset", "-u", to, check=False,
+                         env={"GIT_INDEX_FILE": private} if private else None, idle=idle)
+        if res.status == 0 and admin and private:
+            os.replace(private, os.path.join(admin, "index"))
+    return None if res.status == 0 else (res.stderr or res.stdout).strip() or "git read-tree failed"
 
 
 @dataclass

@@ -61,13 +61,22 @@ class WorktreeFiles:
     def lagging(self) -> bool:
         return self.record.exists()
 
+    def _read(self) -> dict[str, object]:
+        try:
+            found = json.loads(self.record.read_text())
+        except (OSError, ValueError):
+            return {}
+        return found if isinstance(found, dict) else {}
+
     def at(self) -> str | None:
         """The commit the files hold; None when the worktree was never checked out."""
-        try:
-            found = json.loads(self.record.read_text()).get("at")
-        except (OSError, ValueError, AttributeError):
-            return None
+        found = self._read().get("at")
         return found if isinstance(found, str) else None
+
+    def written_ahead(self) -> bool:
+        """Whether the files were written whole while the agents worked (``write_ahead``), and
+        nothing of ours has written in the worktree since."""
+        return self._read().get("ahead") is True
 
     def mark(self, at: str | None, *, new: bool = False) -> None:
         """The branch is about to move past the files, which hold ``at``; kept from the first move
@@ -75,19 +84,19 @@ class WorktreeFiles:
         if new or not self.lagging():
             write_json_atomic(self.record, {"at": at})
 
-    def fill(self, commit: str, *, idle: bool = False) -> None:
+    def fill(self, commit: str, *, ahead: bool = False) -> None:
         """Write a never-checked-out worktree's index and files at ``commit`` in the background,
         while the preflight and the merges run as objects (they touch neither); the catch-up at the
         end waits for it and then writes only what the merges changed. A sparse plan's 25,000
-        files took 2.6 s after the merges, one after the other. ``idle``: at the lowest CPU
-        priority, beside the agents."""
+        files took 2.6 s after the merges, one after the other. ``ahead``: beside the agents, at
+        the lowest CPU priority, and recorded as written ahead."""
         if not self.lagging() or self.at() is not None or self._filling is not None:
             return
 
         def write() -> str | None:
-            problem = gitmerge.catch_up(self.ctx.integration_worktree, None, commit, idle=idle)
+            problem = gitmerge.catch_up(self.ctx.integration_worktree, None, commit, idle=ahead)
             if problem is None:  # said at once: a run stopped after this goes on from ``commit``
-                write_json_atomic(self.record, {"at": commit})
+                write_json_atomic(self.record, {"at": commit, "ahead": True} if ahead else {"at": commit})
             return problem
 
         pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="wc-fill")
@@ -143,7 +152,7 @@ def write_ahead(ctx: RunContext, base_sha: str) -> WorktreeFiles | None:
     files.mark(None, new=True)
     _worktree(ctx, base_sha)
     record_tip(ctx, tip=base_sha)
-    files.fill(base_sha, idle=True)
+    files.fill(base_sha, ahead=True)
     return files
 
 
@@ -170,8 +179,8 @@ def start_integration(ctx: RunContext, base_sha: str, files: WorktreeFiles) -> N
         files.mark(None, new=True)
     wt = _worktree(ctx, base_sha)
     head = gitops.head(wt.path)
-    written_ahead = files.lagging() and files.at() == head
-    if written_ahead:  # at the branch's tip, by this run while its agents worked: it holds what we wrote
+    written_ahead = files.written_ahead() and files.at() == head
+    if written_ahead:  # by this run while its agents worked, and nothing since: it holds what we wrote
         files.record.unlink()
         _nothing_planted(wt.path)
     elif files.lagging() and files.at() is not None:  # a run stopped before the files caught up
