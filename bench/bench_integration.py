@@ -37,7 +37,7 @@ from prefect_work_clusters.tasks.context import RunContext
 from prefect_work_clusters.tasks.git import core as gitops
 from prefect_work_clusters.tasks.git import history as githistory
 from prefect_work_clusters.tasks.integration.integrate import integrate_branches
-from prefect_work_clusters.tasks.integration.merging import write_ahead
+from prefect_work_clusters.tasks.integration.worktree import write_ahead
 from prefect_work_clusters.tasks.plan.models import Cluster, Plan, WorktreeOptions
 
 # Issue 4: the preflight of 50 branches in at most 1 s (one merge-tree and one commit-tree each, so

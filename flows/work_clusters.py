@@ -36,7 +36,7 @@ from prefect_work_clusters.tasks.failures import (
     quiet_expected_failures,
 )
 from prefect_work_clusters.tasks.identify import identify
-from prefect_work_clusters.tasks.integration.merging import write_ahead
+from prefect_work_clusters.tasks.integration.worktree import write_ahead
 from prefect_work_clusters.tasks.investigation import check as investigate
 from prefect_work_clusters.tasks.options import (
     Count,

@@ -16,8 +16,8 @@ from prefect_work_clusters.tasks.git import changes as gitchanges
 from prefect_work_clusters.tasks.git import core as gitops
 from prefect_work_clusters.tasks.git import history as githistory
 from prefect_work_clusters.tasks.integration.ladder import merge_message
-from prefect_work_clusters.tasks.integration.merging import write_ahead
 from prefect_work_clusters.tasks.integration.tip import foreign_tip, record_tip
+from prefect_work_clusters.tasks.integration.worktree import write_ahead
 from tests.conftest import git
 from tests.integration_helpers import add_to_registry, commit_cluster, integrate, setup
 

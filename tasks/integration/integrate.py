@@ -39,10 +39,11 @@ from prefect_work_clusters.tasks.integration.agent import (
 )
 from prefect_work_clusters.tasks.integration.decisions import AgentDecision, load_decisions
 from prefect_work_clusters.tasks.integration.ladder import Ladder, merge_message
-from prefect_work_clusters.tasks.integration.merging import WorktreeFiles, merge_clusters, start_integration
+from prefect_work_clusters.tasks.integration.merging import merge_clusters
 from prefect_work_clusters.tasks.integration.models import Decision, IntegrationResult, MergeStep, VerifyRound
 from prefect_work_clusters.tasks.integration.preflight import predict
 from prefect_work_clusters.tasks.integration.tip import foreign_tip, record_tip
+from prefect_work_clusters.tasks.integration.worktree import WorktreeFiles, start_integration
 from prefect_work_clusters.tasks.proc.commands import run_commands
 
 __all__ = ["IntegrationResult", "MergeStep", "integrate", "integrate_branches"]
