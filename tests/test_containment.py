@@ -375,20 +375,6 @@ if os.environ["WC_ATTEMPT"] == "1":
     assert _markers(tmp_path) == []
 
 
-def test_overrides_neutralise_only_what_was_planted() -> None:
-    from prefect_work_clusters.tasks.git.drivers import MERGE_FILE, overrides_for
-
-    lfs = {("filter.lfs.process", "git-lfs filter-process"), ("filter.lfs.clean", "git-lfs clean -- %f")}
-    planted = {("filter.lfs.clean", "/tmp/evil"), ("filter.ev.smudge", "/tmp/evil"), ("merge.ev.driver", "/tmp/evil"),
-               ("gpg.ssh.program", "/tmp/evil")}
-    args = overrides_for(planted, lfs)
-    pairs = dict(a.split("=", 1) for a in args[1::2])
-    assert pairs == {"filter.lfs.clean": "git-lfs clean -- %f",  # the user's own filter keeps working
-                     "filter.ev.smudge": "", "filter.ev.required": "false", "merge.ev.driver": MERGE_FILE,
-                     "commit.gpgSign": "false", "tag.gpgSign": "false"}
-    assert set(args[0::2]) == {"-c"}
-
-
 def test_an_exclude_planted_mid_run_hides_nothing_from_our_commit(tmp_path: Path,
                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     """Planted while another agent runs, the exclude is there when ui's leftovers are committed:
@@ -515,30 +501,3 @@ def test_refs_read_from_their_files_agree_with_git(tmp_path: Path, monkeypatch: 
     (refs_dir / "heads" / "odd..name").write_text(second + "\n")  # git lists no such ref
     (refs_dir / "heads" / "c.lock").write_text(second + "\n")
     agrees()
-
-
-def test_a_config_planted_while_the_guard_reads_it_is_read_again_before_our_git_runs(tmp_path: Path) -> None:
-    """An agent plants a filter one ``git config`` at a time: the guard's read sees the first
-    command, the second lands while it reads. The call's overrides must cover both, or that very
-    git call would run the smudge command planted under the read."""
-    from prefect_work_clusters.tasks.git.drivers import DriverGuard
-
-    repo = tmp_path / "repo"
-    git(tmp_path, "init", "-q", str(repo))
-    common = gitops.common_dir(repo)
-    guard = DriverGuard()
-    guard.trust(common, "")
-    git(repo, "config", "filter.ev.clean", "/tmp/evil")
-    reads: list[str] = []
-
-    def read() -> str:
-        listing = gitops.run(repo, "config", "--list", "--show-origin", "-z", drivers=False).stdout
-        if not reads:  # the agent's next `git config`, while this read was under way
-            git(repo, "config", "filter.ev.smudge", "/tmp/evil")
-        reads.append(listing)
-        return listing
-
-    args = guard.args(str(repo), lambda: common, None, read)
-    pairs = dict(a.split("=", 1) for a in args[1::2])
-    assert len(reads) == 2
-    assert pairs == {"filter.ev.clean": "", "filter.ev.smudge": "", "filter.ev.required": "false"}
