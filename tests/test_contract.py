@@ -238,3 +238,12 @@ def test_plan_validates_provides(tmp_path: Path) -> None:
     text = str(bad.value)
     assert "provides.db/store.py:MemoryStore" in text and "module.path:Name" in text and ":7" in text
     assert "contracts.other is not one of the contract files" in text and ":8" in text
+
+
+def test_the_merge_report_lists_every_item_of_a_problem_row_a_cell_cuts_short() -> None:
+    """A hostile attempt can change a dozen things in the shared git dir; the table's cell shows
+    ten, and the report lists them all below it (seen: a replaced ref hidden behind "+2 more")."""
+    evidence = [f"attempt 1: .git/hooks/hook-{n} added" for n in range(11)] + ["attempt 1: ref refs/replace/abc added"]
+    row = CheckRow(cluster="api", check="git-dir", status="violation", evidence=evidence)
+    text = "\n".join(check_markdown([ClusterCheck(cluster="api", status="violation", mergeable=True, rows=[row])]))
+    assert "(+2 more)" in text and "ref refs/replace/abc added" in text and "all 12:" in text

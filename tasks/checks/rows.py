@@ -65,10 +65,13 @@ def summary(rows: list[CheckRow]) -> str:
     return " · ".join(f"{MARK[s]} {n} {s}" for s, n in counts.items() if n) or "no checks applied"
 
 
+SHOWN = 10  # evidence items in a table cell; the merge report lists the rest below its table
+
+
 def check_table(rows: list[CheckRow]) -> list[dict[str, str]]:
     """The artifact's rows: problems first, each status with its mark, empty cells empty."""
     def short(items: list[str]) -> str:
-        return " · ".join(items[:10]) + (f" (+{len(items) - 10} more)" if len(items) > 10 else "")
+        return " · ".join(items[:SHOWN]) + (f" (+{len(items) - SHOWN} more)" if len(items) > SHOWN else "")
 
     return [{"cluster": r.cluster, "check": r.check, "status": f"{MARK[r.status]} {r.status}",
              "note": r.note, "evidence": short(r.evidence)} for r in shown(rows)]
@@ -86,7 +89,10 @@ def check_markdown(checks: list[ClusterCheck], integrated: list[CheckRow] | None
     cols = ["cluster", "check", "status", "note", "evidence"]
     table = [f"| {' | '.join(cols)} |", "|" + "---|" * len(cols),
              *[f"| {' | '.join(r[c].replace('|', chr(92) + '|') for c in cols)} |" for r in problems]]
-    return [f"**{summary(rows)}**", *(["", *table] if problems else [])]
+    # A cell shows SHOWN items; what a person must see (every planted file, every ref) is listed whole.
+    full = [f"- {r.cluster} · {r.check}, all {len(r.evidence)}: " + " · ".join(r.evidence)
+            for r in shown(rows) if r.status != "ok" and len(r.evidence) > SHOWN]
+    return [f"**{summary(rows)}**", *(["", *table] if problems else []), *(["", *full] if full else [])]
 
 
 def publish(ctx: RunContext, checks: list[ClusterCheck]) -> None:
