@@ -5,8 +5,8 @@ One process, one JSON line (what bench_overhead.py and bench_resume.py call):
 
     python bench/floor.py                  # {"import": s, "flow": s}: Prefect's local mode, or PREFECT_API_URL's server
     python bench/floor.py --server-start   # {"import": s, "server_start": s, "server_stop": s}
-    python bench/floor.py --early          # the flow as the CLI runs it now: its temporary server started
-                                           #   first, before the flow's imports (flows/startup.py)
+    python bench/floor.py --early          # the flow as the CLI runs it now: its temporary server booted
+                                           #   ahead as the process starts (flows/startup.py)
     python bench/floor.py --server-import  # {"import": s, "server_import": s}: importing Prefect's server
                                            #   package into the flow's process, as Prefect's local mode does
 
@@ -49,9 +49,11 @@ if sys.argv[1:2] == ["--server-start"]:
     sys.exit(0)
 
 if sys.argv[1:2] == ["--early"]:
-    # What the CLI now does before it imports the flow's modules.
-    from prefect_work_clusters.flows.startup import patient_server, start_server
+    # What the CLI now does: the server booted ahead as the process starts, before Prefect is
+    # imported, and given its port before the flow's modules load.
+    from prefect_work_clusters.flows.startup import boot_ahead, patient_server, start_server
 
+    boot_ahead(["run"])
     start_server()
 
 if len(sys.argv) == 1 or sys.argv[1] in ONE_PROCESS:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 import tempfile
 import traceback
 from collections.abc import Callable
@@ -39,6 +40,7 @@ from prefect_work_clusters.flows.cli_shared import (  # noqa: E402
     say,
 )
 from prefect_work_clusters.flows.cli_suggest import suggest  # noqa: E402
+from prefect_work_clusters.flows.startup import boot_ahead  # noqa: E402
 from prefect_work_clusters.tasks.errors import BadInput, WorkClustersError  # noqa: E402
 from prefect_work_clusters.tasks.git.core import GitError  # noqa: E402
 from prefect_work_clusters.tasks.proc import interrupt  # noqa: E402
@@ -159,7 +161,7 @@ def integrate(
         "--approve", help="Once integrated and verified, wait for `work-clusters approve` before landing.")] = False,
 ) -> None:
     """Re-run only the integration from the cluster branches an earlier run recorded."""
-    from prefect_work_clusters.flows.startup import patient_server
+    from prefect_work_clusters.flows.startup import patient_server, start_server
     from prefect_work_clusters.flows.work_clusters import integrate_clusters
     from prefect_work_clusters.tasks.identify import resolve_any
     from prefect_work_clusters.tasks.recovery import run_lock
@@ -170,6 +172,7 @@ def integrate(
     remember_runs_dir(ctx.runs_dir)
     with run_lock(ctx, share=True):
         recorded(ctx)  # fail fast, before Prefect starts, when there is nothing to integrate
+        start_server()
         since = datetime.now(timezone.utc)
         with patient_server(say=lambda line: say(line)):
             state = integrate_clusters(plan=str(ctx.plan_file), repo=ctx.remote or str(ctx.repo), return_state=True,
@@ -207,6 +210,7 @@ def clean(
 
 def main() -> None:
     """Entry point: every failure becomes one clear line and an exit status."""
+    boot_ahead(sys.argv[1:])  # a run's temporary server boots while the input is checked (flows/startup.py)
     try:
         app()
     except BadInput as exc:

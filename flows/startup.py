@@ -5,11 +5,17 @@ Started early (``start_server``): in local mode Prefect starts its temporary ser
 flow makes its first API call, and first imports the whole server package into the CLI's own
 process just to reach the class that starts it (``prefect.server.api.server``: about 5 s of CPU
 at load 7, ``bench/floor.py --server-import``). So the CLI starts the same server process itself (the
-same ``uvicorn`` command and environment as Prefect's ``SubprocessASGIServer``) as soon as it
-knows it will run a flow, lets it boot on the other core while the CLI imports the flow and
-checks out worktrees, and points the flow at it (``PREFECT_API_URL`` in this process's settings
-only: agents and verify commands see the environment they saw before). It is stopped at the
-process's exit, after Prefect has sent its last logs and events, as Prefect stops its own.
+same ``uvicorn`` app, options and environment as Prefect's ``SubprocessASGIServer``) and points the
+flow at it (``PREFECT_API_URL`` in this process's settings only: agents and verify commands see
+the environment they saw before). It is stopped at the process's exit, after Prefect has sent its
+last logs and events, as Prefect stops its own.
+
+Booted ahead (``boot_ahead``): the server's own start is mostly importing that package (6 s of
+one core here), and the CLI spent the first 3 s of a run checking its input with the other core
+idle. So ``run``, ``demo`` and ``integrate`` spawn the server's process as the CLI starts
+(``flows/server_boot.py``): it imports the package and waits for a port on stdin. ``start_server``
+gives it the port once the input is checked; bad input, a server in ``PREFECT_API_URL`` or an
+environment that changed since closes it instead, before it has touched a database or a port.
 
 Given time: Prefect waits 20 s for its server by default. On a loaded 2-core machine (load 8-11)
 that failed in at least 5 of 19 runs, once even at load 3, and a fresh ``PREFECT_HOME``'s first
@@ -29,11 +35,12 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from importlib.util import find_spec
 from pathlib import Path
 from typing import Any
@@ -85,14 +92,31 @@ class PrefectUnavailable(WorkClustersError):
 _PORT_TAKEN = 3
 
 
+# What Prefect's SubprocessASGIServer adds to the environment of its server (UI off, ephemeral).
+_SERVER_ENV = {"PREFECT_UI_ENABLED": "0", "PREFECT__SERVER_EPHEMERAL": "1", "PREFECT__SERVER_FINAL": "1"}
+BOOT_MODULE = "prefect_work_clusters.flows.server_boot"
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
 class TemporaryServer:
-    """The server Prefect's local mode would start (``SubprocessASGIServer``: the same command,
-    environment and health check), started by this process before Prefect asks for it."""
+    """The server Prefect's local mode would start (``SubprocessASGIServer``: the same app,
+    options, environment and health check), started by this process before Prefect asks for it:
+    spawned (``spawn``), or booted ahead and given its port (``booted``, then ``serve``)."""
 
     def __init__(self) -> None:
         self.port = 0
         self.process: subprocess.Popen[bytes] | None = None
         self.started = 0.0
+        # While booted ahead and not yet given a port: the environment and folder it was booted
+        # in, from which it read Prefect's settings.
+        self.booted_in: tuple[dict[str, str], str] | None = None
+        self.stopping = False
+        self.passing_on: threading.Thread | None = None
 
     @property
     def api_url(self) -> str:
@@ -101,18 +125,64 @@ class TemporaryServer:
     def spawn(self) -> None:
         from prefect.settings import get_current_settings
 
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            self.port = int(sock.getsockname()[1])
+        self.port = _free_port()
         spec = find_spec("prefect")
         assert spec is not None and spec.origin is not None  # noqa: S101 - prefect is a dependency
-        env = {**os.environ, "PREFECT_UI_ENABLED": "0", "PREFECT__SERVER_EPHEMERAL": "1",
-               "PREFECT__SERVER_FINAL": "1", **get_current_settings().to_environment_variables(exclude_unset=True)}
+        env = {**os.environ, **_SERVER_ENV, **get_current_settings().to_environment_variables(exclude_unset=True)}
         self.started = time.monotonic()
         self.process = subprocess.Popen(  # noqa: S603 - our own interpreter, fixed arguments
             [sys.executable, "-m", "uvicorn", "--app-dir", str(Path(spec.origin).parent.parent), "--factory",
              "prefect.server.api.server:create_app", "--host", "127.0.0.1", "--port", str(self.port),
-             "--log-level", "error", "--lifespan", "on"], env=env)
+             "--log-level", "error", "--lifespan", "on"], env=env, stderr=subprocess.PIPE)
+        self._pass_on_stderr()
+
+    @classmethod
+    def booted(cls) -> TemporaryServer:
+        """The server's process, spawned before this process has read Prefect's settings: it
+        reads the same ones (the same environment, folder and profile) and imports the server
+        package while this process checks its input, then waits for ``serve`` on stdin."""
+        server = cls()
+        server.booted_in = (dict(os.environ), os.getcwd())
+        server.process = subprocess.Popen(  # noqa: S603 - our own interpreter, fixed arguments
+            [sys.executable, "-m", BOOT_MODULE], env={**os.environ, **_SERVER_ENV}, stdin=subprocess.PIPE,
+            stderr=subprocess.PIPE)
+        server._pass_on_stderr()
+        return server
+
+    def _pass_on_stderr(self) -> None:
+        """The server's stderr, passed on to ours until ``stop`` begins. What it logs while it
+        shuts down (seen: a database connection reset as a request was cut short, with its
+        traceback) would otherwise follow the run's last line."""
+        assert self.process is not None and self.process.stderr is not None  # noqa: S101 - spawned with a pipe
+        stream = self.process.stderr
+
+        def pass_on() -> None:
+            for line in stream:
+                if not self.stopping:
+                    sys.stderr.write(line.decode(errors="replace"))
+                    sys.stderr.flush()
+
+        self.passing_on = threading.Thread(target=pass_on, name="temporary-server-stderr", daemon=True)
+        self.passing_on.start()
+
+    def serve(self) -> bool:
+        """Give the booted-ahead process its port. False, with the process stopped, when it would
+        not serve what ``spawn`` would: this process's environment or folder changed since (its
+        settings could differ), or it exited."""
+        assert self.process is not None and self.process.stdin is not None  # noqa: S101 - booted first
+        if self.booted_in != (dict(os.environ), os.getcwd()) or self.process.poll() is not None:
+            self.stop()
+            return False
+        self.port = _free_port()
+        self.started = time.monotonic()
+        try:
+            self.process.stdin.write(f"{self.port}\n".encode())
+            self.process.stdin.close()
+        except OSError:  # it exited since
+            self.stop()
+            return False
+        self.booted_in = None
+        return True
 
     def wait(self, seconds: float) -> None:
         """Return once the server answers its health check; ``PrefectUnavailable`` when it has not
@@ -126,6 +196,8 @@ class TemporaryServer:
                 deadline = self.started + seconds
                 continue
             if code is not None:
+                if self.passing_on is not None:
+                    self.passing_on.join(timeout=5)  # its last words before ours
                 raise PrefectUnavailable(f"Prefect's temporary server exited with status {code} before it answered "
                                          f"(its error is above); nothing was run. {_START_ONE}, then run again")
             if _answers(self.api_url):
@@ -134,8 +206,18 @@ class TemporaryServer:
         raise PrefectUnavailable(_timed_out(seconds))
 
     def stop(self) -> None:
-        """As Prefect stops its own: TERM, up to 5 s, then KILL."""
+        """As Prefect stops its own: TERM, up to 5 s, then KILL; booted ahead and given no port,
+        at once (it has touched nothing)."""
         if self.process is None:
+            return
+        self.stopping = True
+        if self.booted_in is not None:
+            self.process.kill()
+            self.process.wait()
+            if self.process.stdin is not None:
+                with suppress(OSError):  # what a failed write left in its buffer
+                    self.process.stdin.close()
+            self.process = None
             return
         self.process.terminate()
         try:
@@ -149,6 +231,23 @@ class TemporaryServer:
 _early: TemporaryServer | None = None
 
 
+# The commands that run a flow, and so start Prefect's temporary server in local mode.
+RUNS_A_FLOW = frozenset({"run", "demo", "integrate"})
+
+
+def boot_ahead(argv: list[str]) -> None:
+    """As a ``run``, ``demo`` or ``integrate`` command starts (``argv`` without the program), before it imports
+    Prefect: boot the temporary server's process ahead (``TemporaryServer.booted``), unless the
+    environment points at a running server or the command only asks for help. ``start_server``
+    gives it its port or stops it; an exit without that stops it too."""
+    global _early
+    if (_early is not None or not argv or argv[0] not in RUNS_A_FLOW or {"--help", "-h"} & set(argv)
+            or os.environ.get("PREFECT_API_URL")):
+        return
+    _early = TemporaryServer.booted()
+    atexit.register(_early.stop)
+
+
 def start_server() -> None:
     """Start Prefect's temporary server now, in the background, unless this run uses a running
     server (``PREFECT_API_URL``) or Prefect's ephemeral mode is off; ``patient_server`` then
@@ -157,7 +256,13 @@ def start_server() -> None:
     global _early
     from prefect.settings import PREFECT_API_URL, get_current_settings
 
-    if _early is not None or PREFECT_API_URL.value() or not get_current_settings().server.ephemeral.enabled:
+    wanted = not PREFECT_API_URL.value() and get_current_settings().server.ephemeral.enabled
+    if _early is not None and _early.booted_in is not None:
+        if wanted and _early.serve():
+            return
+        _early.stop()  # (serve stopped it already when it said no)
+        _early = None
+    if _early is not None or not wanted:
         return
     _early = TemporaryServer()
     _early.spawn()
@@ -183,6 +288,11 @@ def _point_process_at(server: TemporaryServer) -> dict[Any, Any]:
     updates: dict[Any, Any] = {PREFECT_API_URL: server.api_url}
     if "ui_url" not in current.settings.model_fields_set:
         updates[PREFECT_UI_URL] = ""
+    # A flow run's heartbeats tell its server it still lives, for automations that mark it
+    # Crashed. This server lives only as long as the run's process, so they tell nothing, and
+    # Prefect joins their thread as the flow ends: up to 1 s of every run (0.6 s measured).
+    if "heartbeat_frequency" not in current.settings.flows.model_fields_set:
+        updates["flows.heartbeat_frequency"] = None
     prefect.context.GLOBAL_SETTINGS_CONTEXT = prefect.context.SettingsContext(
         profile=current.profile, settings=current.settings.copy_with_update(updates=updates))
     limits.temporary_api_urls.add(server.api_url)
