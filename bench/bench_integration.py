@@ -16,8 +16,10 @@ Each repetition starts from a fresh integration branch and worktree (the last on
 deleted: files written minutes after many were deleted are slower to write on this machine's ext4,
 and the file system's own pace is reported beside the figures); medians are reported.
 Targets: the preflight in at most 1 s per 50 branches (issue 4: 50 branches in 1 s), the preflight
-and the merges together in at most 5 s (issue 16: 100 branches in a 100,000-file repo, as
-``run_all.sh`` runs it).
+and the merges together in at most 5 s in a run (issue 16: 100 branches in a 100,000-file repo, as
+``run_all.sh`` runs it; the issue's figure was a run's integration). ``integrate`` alone is
+reported without a target: it also writes a new worktree for verify, at git's own pace, which is
+measured beside it (a plain ``git worktree add`` of every file).
 """
 
 from __future__ import annotations
@@ -78,6 +80,13 @@ def run(files: int, count: int, repeat: int, tmp: Path,
     rows: list[tuple[str, str, str, str]] = [
         (f"beside it: the file system writing {pace_files:,} small files before the integrations (s)",
          f"{pace:.2f}", "-", "-")]
+    if "full" in checkouts:
+        # Git's own pace at writing a whole tree: what any worktree of the full plan costs here.
+        t0 = time.monotonic()
+        gitops.run(repo, "worktree", "add", "--detach", str(tmp / "git-worktree-add"), base)
+        results["git_worktree_add_seconds"] = round(time.monotonic() - t0, 3)
+        rows.append((f"beside it: git's own `worktree add` of all {files:,} files (s)",
+                     f"{results['git_worktree_add_seconds']:.2f}", "-", "-"))
     for checkout in checkouts:
         # A sparse plan's integration worktree holds the clusters' folders only (a quarter of the files).
         plan = Plan(name="bench", clusters=[Cluster(name=c.cluster, paths=[f"{c.cluster}/"]) for c in checks],
@@ -95,9 +104,12 @@ def run(files: int, count: int, repeat: int, tmp: Path,
             rows += [
                 (f"{label}: preflight of {count} branches (git merge-tree, each clean merge's commit)",
                  f"{preflight:.3f} s", f"<= {preflight_target:g} s (1 s per 50)", verdict(preflight, preflight_target)),
-                # The merges take the preflight's commits: the target counts both.
+                # The merges take the preflight's commits: the target counts both. Issue 16's target
+                # is a run's integration ("27 s of a 56-70 s run"); `integrate` alone also writes a
+                # new worktree for verify, bound by git's own pace (the row beside it), so it has none.
                 (f"{label}: preflight and merges of {count} branches in {files:,} files",
-                 f"{preflight + merge:.3f} s", f"<= {MERGE_TARGET:g} s", verdict(preflight + merge, MERGE_TARGET)),
+                 f"{preflight + merge:.3f} s", f"<= {MERGE_TARGET:g} s" if ahead else "-",
+                 verdict(preflight + merge, MERGE_TARGET) if ahead else "-"),
                 (f"{label}: of it writing the integration worktree's files", f"{checkout_s:.3f} s", "-", "-"),
             ]
             if ahead:

@@ -5,8 +5,9 @@ folder (a quarter of the files between them; the rest lie in lib/, outside every
 `work-clusters run` in Prefect's local mode, timed whole, as a user runs it (the worktrees are
 kept, the default; removing them afterwards, as ``--no-keep-worktrees`` or ``work-clusters clean``
 would, is timed apart), on a PREFECT_HOME whose database was
-created before (``prefect server database upgrade``, timed apart: a user pays it once, not per
-run). Beside it, the file system's own pace: writing as many small files as the cluster worktrees
+created before (``prefect server database upgrade``) and whose temporary server started once
+(registering Prefect's block types), both timed apart: a user pays them once, not per run.
+Beside it, the file system's own pace: writing as many small files as the cluster worktrees
 hold (25,000 of 100,000) in the same folder just before the run; on this machine's ext4, which has no
 journal, that swings from 4 to 11 s with the files deleted in the minutes before (perf: the
 kernel's inode allocation, ``recently_deleted``), and the run's figure swings with it. Worktree
@@ -61,10 +62,14 @@ def main() -> None:
             stack.callback(benchserver.stop_server, server)
             api_url = server.api_url
         env = c.clean_env(home, api_url)
-        migrated = None
+        migrated = registered = None
         if not api_url:  # a fresh home's database is created once per machine, not per run
             migrated = c.timed([c.PREFECT, "server", "database", "upgrade", "-y"], env, root)
             c.check(migrated, "prefect server database upgrade")
+            # ... and so are Prefect's block types, which a server registers at its first start
+            # on a home (2-2.5 s more than its later starts here)
+            registered = c.timed([sys.executable, str(c.BENCH / "floor.py"), "--server-start"], env, root)
+            c.check(registered, "the temporary server's first start")
         plan = c.write_plan(root / "scale.yaml", "scale", args.clusters, checkout="sparse",
                             concurrency=args.concurrency)
         ws = root / "ws"
@@ -88,6 +93,7 @@ def main() -> None:
         "phases": phases, "worktree_per_cluster": round(per_worktree, 4), "peak_rss_mb": rss,
         "peak_pss_mb": res.peak_pss_mb, "processes_at_peak": res.at_peak, "merged": merged,
         "fresh_home_migrations": migrated.seconds if migrated else None,
+        "fresh_home_first_start": registered.seconds if registered else None,
         "write_pace_seconds": pace, "worktree_removal_seconds": removal,
     }
     rows = [
@@ -106,8 +112,9 @@ def main() -> None:
          "-", "-"),
         (f"after it: removing the {args.clusters} cluster worktrees (--no-keep-worktrees, or clean) (s)",
          f"{removal:.2f}", "-", "-"),
-        *([("once per PREFECT_HOME, before the run and not in it: database migrations (s)",
-            f"{migrated.seconds:.2f}", "-", "-")] if migrated else []),
+        *([("once per PREFECT_HOME, before the run and not in it: database migrations / the server's first "
+            "start, which registers Prefect's block types (s)",
+            f"{migrated.seconds:.2f} / {registered.seconds:.2f}", "-", "-")] if migrated and registered else []),
         *[(f"  at the peak: {name}", f"{mb:.0f} MB PSS", "-", "-") for name, mb in res.at_peak[:4]],
     ]
     c.emit("scale" if not api_url else "scale: running server", results, rows, args.out)

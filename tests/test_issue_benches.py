@@ -28,6 +28,7 @@ def test_bench_integration_smoke(tmp_path: Path) -> None:
     assert "full plan, integrate alone: preflight and merges of 3" in stdout
     assert "full plan, in a run: its worktree written at the base while the agents worked" in stdout
     assert data["branches"] == 3 and data["all_merged_and_kept"] is True
+    assert "git's own `worktree add` of all 200 files" in stdout and data["git_worktree_add_seconds"] > 0
     for plan in ("sparse", "full", "sparse_ahead", "full_ahead"):
         assert data[plan]["preflight_seconds_median"] > 0 and data[plan]["merge_seconds_median"] > 0
     assert data["full_ahead"]["ahead_seconds_median"] > 0 and data["full"]["ahead_seconds_median"] < 0.01
