@@ -9,9 +9,9 @@
 # Each run writes bench/results/<name>.json (with the machine, the date and the load average when
 # it finished), and the README's table shows every benchmark with its cores, date and load; the
 # scripts written for other issues are run the same way when present. Run it on an
-# otherwise idle machine: the figures are wall times. The 100-cluster run against a running
-# server goes first: a file system that deleted many files minutes before writes new ones slower
-# (bench_scale.py prints its pace beside the run), and each benchmark deletes its own folder.
+# otherwise idle machine: the figures are wall times. A file system that deleted many files
+# minutes before writes new ones slower (bench_scale.py prints its pace beside the run), so the
+# benchmarks' folders are removed only after the last one.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # The Python of the environment work-clusters is installed in (its work-clusters and prefect
@@ -43,6 +43,12 @@ runs=(
   "output|bench_output.py|"
 )
 mkdir -p bench/results
+# Each benchmark's folder is moved here and removed only after the last one: on a file system that
+# writes slower after a mass deletion, one benchmark's cleanup must not be timed in the next one
+# (bench/common.py, workdir).
+BENCH_TRASH=$(mktemp -d "${TMPDIR:-/tmp}/wc-bench-trash-XXXXXX")
+export BENCH_TRASH
+trap 'rm -rf "$BENCH_TRASH"' EXIT
 load=$(cut -d' ' -f1-3 /proc/loadavg)
 for entry in "${runs[@]}"; do
   IFS='|' read -r name script extra <<< "$entry"

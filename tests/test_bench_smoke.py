@@ -46,8 +46,9 @@ def test_parallel_smoke(tmp_path: Path, api_url: str) -> None:
 
 def test_scale_smoke(tmp_path: Path, api_url: str) -> None:
     _, data = run_bench("bench_scale.py", tmp_path / "s.json", "--files", "200", "--clusters", "3",
-                        "--concurrency", "2", "--api-url", api_url)
+                        "--concurrency", "2", "--repeat", "1", "--api-url", api_url)
     assert data["merged"] == 3
+    assert data["walls"] == [data["wall"]]  # one run asked for, one reported
     assert data["peak_pss_mb"] > 0 and data["peak_rss_mb"] >= data["peak_pss_mb"]
     assert data["worktree_per_cluster"] > 0
     assert data["write_pace_seconds"] > 0 and data["worktree_removal_seconds"] > 0
