@@ -236,16 +236,32 @@ RUNS_A_FLOW = frozenset({"run", "demo", "integrate"})
 
 
 def boot_ahead(argv: list[str]) -> None:
-    """As a ``run``, ``demo`` or ``integrate`` command starts (``argv`` without the program), before it imports
-    Prefect: boot the temporary server's process ahead (``TemporaryServer.booted``), unless the
-    environment points at a running server or the command only asks for help. ``start_server``
-    gives it its port or stops it; an exit without that stops it too."""
+    """As a ``run``, ``demo`` or ``integrate`` command starts (``argv`` without the program),
+    before it imports Prefect: boot the temporary server's process ahead
+    (``TemporaryServer.booted``), unless the environment or the profiles point at a running
+    server or the command only asks for help. ``start_server`` gives it its port or stops it; an
+    exit without that stops it too."""
     global _early
     if (_early is not None or not argv or argv[0] not in RUNS_A_FLOW or {"--help", "-h"} & set(argv)
-            or os.environ.get("PREFECT_API_URL")):
+            or _server_configured()):
         return
     _early = TemporaryServer.booted()
     atexit.register(_early.stop)
+
+
+def _server_configured() -> bool:
+    """Whether this run may well use a running server, read without importing Prefect: its
+    address in the environment, or anywhere in the profiles file (``prefect config set
+    PREFECT_API_URL=...`` writes it there). A false yes costs only the boot ahead; a false no, a
+    process ``start_server`` stops, having touched nothing."""
+    if os.environ.get("PREFECT_API_URL"):
+        return True
+    home = Path(os.environ.get("PREFECT_HOME") or Path.home() / ".prefect").expanduser()
+    profiles = Path(os.environ.get("PREFECT_PROFILES_PATH") or home / "profiles.toml").expanduser()
+    try:
+        return "PREFECT_API_URL" in profiles.read_text(errors="replace")
+    except OSError:
+        return False
 
 
 def start_server() -> None:

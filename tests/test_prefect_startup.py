@@ -235,3 +235,32 @@ def test_what_the_server_says_while_it_stops_does_not_follow_the_runs_last_line(
     assert server.passing_on is not None
     server.passing_on.join(timeout=5)
     assert "cut short" not in capsys.readouterr().err
+
+
+def test_no_server_is_booted_ahead_when_the_profiles_name_a_running_one(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`prefect config set PREFECT_API_URL=...` writes the address into the profiles file: such a
+    user's runs would boot a server only to stop it, a core's worth of seconds each time."""
+    from prefect_work_clusters.flows import startup
+
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("PREFECT_HOME", str(home))
+    monkeypatch.delenv("PREFECT_API_URL", raising=False)
+    monkeypatch.delenv("PREFECT_PROFILES_PATH", raising=False)
+    monkeypatch.setattr(startup, "_early", None)
+    (home / "profiles.toml").write_text('active = "ours"\n[profiles.ours]\n'
+                                        'PREFECT_API_URL = "http://127.0.0.1:4200/api"\n')
+    startup.boot_ahead(["run", "plan.yaml"])
+    assert startup._early is None
+    (home / "profiles.toml").write_text('active = "ours"\n[profiles.ours]\nPREFECT_LOGGING_LEVEL = "INFO"\n')
+    startup.boot_ahead(["run", "--help"])
+    assert startup._early is None  # help only
+    startup.boot_ahead(["run", "plan.yaml"])
+    booted = startup._early
+    try:
+        assert booted is not None and booted.booted_in is not None and booted.process is not None
+    finally:
+        if booted is not None:
+            booted.stop()
+    assert booted.process is None
