@@ -18,6 +18,7 @@ from prefect_work_clusters.tasks.checks.rows import CheckRow, ClusterCheck, chec
 from prefect_work_clusters.tasks.checks.ts_conformance import typescript_conformance
 from prefect_work_clusters.tasks.context import RunContext
 from prefect_work_clusters.tasks.errors import PlanError
+from prefect_work_clusters.tasks.git import core as gitops
 from prefect_work_clusters.tasks.git import history as githistory
 from prefect_work_clusters.tasks.identify import resolve_run
 from prefect_work_clusters.tasks.options import RunOptions
@@ -247,3 +248,22 @@ def test_the_merge_report_lists_every_item_of_a_problem_row_a_cell_cuts_short() 
     row = CheckRow(cluster="api", check="git-dir", status="violation", evidence=evidence)
     text = "\n".join(check_markdown([ClusterCheck(cluster="api", status="violation", mergeable=True, rows=[row])]))
     assert "(+2 more)" in text and "ref refs/replace/abc added" in text and "all 12:" in text
+
+
+def test_conformance_is_checked_in_the_worktree_only_while_it_holds_the_branch(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The worktree's HEAD is read as the refs are (no git process while it names a branch); one
+    # that no longer holds the branch tip is not the branch's tree, and is not checked as it.
+    ctx = make_ctx(tmp_path, monkeypatch, actions={"db": {"*": [["write", "db/store.py", RIGHT]]}})
+    prepare(ctx)
+    record = run_attempt(ctx, "db", 1)
+    wt = record.worktree
+    assert rows_of(check_cluster(ctx, record))["conformance"].status == "ok"
+    tip = gitops.out(wt, "rev-parse", "HEAD")
+    gitops.out(wt, "checkout", "-q", "--detach", record.base_sha)  # the files of the base, not the branch
+    gone = rows_of(check_cluster(ctx, record))["conformance"]
+    assert gone.status == "skipped" and "no longer holds the branch" in gone.note
+    gitops.out(wt, "checkout", "-q", "--detach", tip)  # detached, but at the branch's tip
+    assert rows_of(check_cluster(ctx, record))["conformance"].status == "ok"
+    gitops.out(wt, "checkout", "-q", record.branch)
+    assert rows_of(check_cluster(ctx, record))["conformance"].status == "ok"
