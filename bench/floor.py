@@ -92,7 +92,8 @@ import common as c  # noqa: E402
 import server as benchserver  # noqa: E402
 from bench_overhead import floor as floor_of  # noqa: E402
 
-from prefect_work_clusters.flows.startup import PATIENT_SECONDS, SETTING  # noqa: E402
+from prefect_work_clusters.flows.server_process import SETTING  # noqa: E402
+from prefect_work_clusters.flows.startup import PATIENT_SECONDS  # noqa: E402
 
 TARGET_GAIN = 1.0  # s: the early start must save at least this much of the local mode's floor
 

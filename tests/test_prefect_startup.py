@@ -22,14 +22,8 @@ from prefect.settings import (
     temporary_settings,
 )
 
-from prefect_work_clusters.flows.startup import (
-    BOOT_MODULE,
-    PATIENT_SECONDS,
-    TemporaryServer,
-    _point_process_at,
-    patient_server,
-    server_line,
-)
+from prefect_work_clusters.flows.server_process import BOOT_MODULE, TemporaryServer
+from prefect_work_clusters.flows.startup import PATIENT_SECONDS, _point_process_at, patient_server, server_line
 from tests.conftest import cli
 from tests.loop_helpers import shop_repo
 
