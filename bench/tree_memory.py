@@ -1,0 +1,64 @@
+"""The memory of a process tree, sampled while it runs: what the scale benchmark holds to issue 16's
+target 5 (the whole tree, PSS summed), used by ``common.timed``."""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+
+
+class TreeSampler:
+    """Peak memory of a process and all its descendants, sampled every ``interval`` seconds: the
+    sum of their RSS, and the sum of their PSS (proportional set size: a page shared by several
+    processes counts once in all, as when a child between fork and exec shares its parent's
+    pages, which the RSS sum counts twice)."""
+
+    def __init__(self, pid: int, interval: float = 0.2) -> None:
+        self.pid, self.interval = pid, interval
+        self.peak = 0
+        self.peak_pss = 0
+        self.at_peak: list[tuple[str, float]] = []  # (process, PSS MB) at the PSS peak, largest first
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+
+    def __enter__(self) -> TreeSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def sample(self) -> None:
+        import psutil
+
+        try:
+            root = psutil.Process(self.pid)
+            procs = [root, *root.children(recursive=True)]
+        except psutil.Error:
+            return
+        total = pss = 0
+        seen: list[tuple[str, float]] = []
+        for proc in procs:
+            with contextlib.suppress(psutil.Error):
+                mem = proc.memory_full_info()
+                total += mem.rss
+                pss += mem.pss
+                seen.append((" ".join(proc.cmdline()[:3])[:80], round(mem.pss / 2**20, 1)))
+        self.peak = max(self.peak, total)
+        if pss > self.peak_pss:
+            self.peak_pss = pss
+            self.at_peak = sorted(seen, key=lambda x: -x[1])[:8]
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            self.sample()
+            self._stop.wait(self.interval)
+
+    @property
+    def peak_mb(self) -> float:
+        return round(self.peak / 2**20, 1)
+
+    @property
+    def peak_pss_mb(self) -> float:
+        return round(self.peak_pss / 2**20, 1)
