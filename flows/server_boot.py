@@ -1,5 +1,6 @@
-"""Prefect's temporary server, booted ahead (``python -m prefect_work_clusters.flows.server_boot``):
-the process ``flows/startup.py`` spawns as the CLI starts, before it knows it will run a flow.
+"""Prefect's temporary server as the CLI runs it (``python -m prefect_work_clusters.flows.server_boot``):
+the one command of ``flows/server_process.py``, booted ahead as the CLI starts (before it knows it
+will run a flow) or spawned once Prefect's settings are read.
 
 It first imports Prefect's server package, the slow part of the server's start (about 6 s of one
 core on a 2-core machine) and one that touches nothing: no database, no port. Then it reads one

@@ -14,8 +14,6 @@ import time
 import urllib.error
 import urllib.request
 from contextlib import suppress
-from importlib.util import find_spec
-from pathlib import Path
 
 from prefect_work_clusters.tasks.errors import WorkClustersError
 
@@ -77,19 +75,32 @@ class TemporaryServer:
     def api_url(self) -> str:
         return f"http://127.0.0.1:{self.port}/api"
 
+    def _start(self, env: dict[str, str]) -> None:
+        """The server's one command (``flows/server_boot.py``), waiting on stdin for its port."""
+        self.process = subprocess.Popen(  # noqa: S603 - our own interpreter, fixed arguments
+            [sys.executable, "-m", BOOT_MODULE], env={**env, **_SERVER_ENV}, stdin=subprocess.PIPE,
+            stderr=subprocess.PIPE)
+        self._pass_on_stderr()
+
+    def _give_port(self) -> bool:
+        """A free port to the process, which then serves there; False when it exited already."""
+        assert self.process is not None and self.process.stdin is not None  # noqa: S101 - started first
+        self.port = _free_port()
+        self.started = time.monotonic()
+        try:
+            self.process.stdin.write(f"{self.port}\n".encode())
+            self.process.stdin.close()
+        except OSError:  # it exited since
+            return False
+        return True
+
     def spawn(self) -> None:
+        """Start the server now, with this process's Prefect settings, as Prefect's local mode
+        would (the same app, options and environment); an exit is ``wait``'s to report."""
         from prefect.settings import get_current_settings
 
-        self.port = _free_port()
-        spec = find_spec("prefect")
-        assert spec is not None and spec.origin is not None  # noqa: S101 - prefect is a dependency
-        env = {**os.environ, **_SERVER_ENV, **get_current_settings().to_environment_variables(exclude_unset=True)}
-        self.started = time.monotonic()
-        self.process = subprocess.Popen(  # noqa: S603 - our own interpreter, fixed arguments
-            [sys.executable, "-m", "uvicorn", "--app-dir", str(Path(spec.origin).parent.parent), "--factory",
-             "prefect.server.api.server:create_app", "--host", "127.0.0.1", "--port", str(self.port),
-             "--log-level", "error", "--lifespan", "on"], env=env, stderr=subprocess.PIPE)
-        self._pass_on_stderr()
+        self._start({**os.environ, **get_current_settings().to_environment_variables(exclude_unset=True)})
+        self._give_port()
 
     @classmethod
     def booted(cls) -> TemporaryServer:
@@ -98,10 +109,7 @@ class TemporaryServer:
         package while this process checks its input, then waits for ``serve`` on stdin."""
         server = cls()
         server.booted_in = (dict(os.environ), os.getcwd())
-        server.process = subprocess.Popen(  # noqa: S603 - our own interpreter, fixed arguments
-            [sys.executable, "-m", BOOT_MODULE], env={**os.environ, **_SERVER_ENV}, stdin=subprocess.PIPE,
-            stderr=subprocess.PIPE)
-        server._pass_on_stderr()
+        server._start(dict(os.environ))
         return server
 
     def _pass_on_stderr(self) -> None:
@@ -124,16 +132,9 @@ class TemporaryServer:
         """Give the booted-ahead process its port. False, with the process stopped, when it would
         not serve what ``spawn`` would: this process's environment or folder changed since (its
         settings could differ), or it exited."""
-        assert self.process is not None and self.process.stdin is not None  # noqa: S101 - booted first
-        if self.booted_in != (dict(os.environ), os.getcwd()) or self.process.poll() is not None:
-            self.stop()
-            return False
-        self.port = _free_port()
-        self.started = time.monotonic()
-        try:
-            self.process.stdin.write(f"{self.port}\n".encode())
-            self.process.stdin.close()
-        except OSError:  # it exited since
+        assert self.process is not None  # noqa: S101 - booted first
+        if self.booted_in != (dict(os.environ), os.getcwd()) or self.process.poll() is not None \
+                or not self._give_port():
             self.stop()
             return False
         self.booted_in = None

@@ -172,6 +172,19 @@ def test_a_server_booted_ahead_is_stopped_when_the_environment_changed_since(
     assert not (tmp_path / "home").exists() or list((tmp_path / "home").rglob("*")) == []
 
 
+def test_a_server_spawned_once_the_settings_are_read_serves() -> None:
+    # The same command as the booted-ahead one, given its port at once (a changed environment,
+    # a port taken under a booted server, or no boot ahead).
+    server = TemporaryServer()
+    try:
+        server.spawn()
+        assert server.process is not None and server.process.args[-1] == BOOT_MODULE
+        server.wait(PATIENT_SECONDS)  # its health check answers, or this raises
+    finally:
+        server.stop()
+    assert server.process is None
+
+
 def test_a_server_booted_ahead_serves_once_given_its_port(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PREFECT_HOME", str(tmp_path / "home"))
     server = TemporaryServer.booted()
