@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -120,6 +122,33 @@ def _subprocesses_use_the_sessions_server(request: pytest.FixtureRequest, monkey
 
     request.getfixturevalue("prefect_harness")
     monkeypatch.setenv("PREFECT_API_URL", str(PREFECT_API_URL.value()))
+
+
+@pytest.fixture(scope="session")
+def migrated_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A Prefect database already migrated to this Prefect's schema, made once for the whole test
+    session (both xdist workers; ``prefect server database upgrade`` takes 16 s here, idle)."""
+    shared = tmp_path_factory.getbasetemp().parent  # the workers' base temp folders are beside each other
+    made = shared / "migrated-prefect-home" / "prefect.db"
+    with (shared / "migrated-prefect-home.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not made.exists():
+            home = made.parent.with_name("migrated-prefect-home.making")
+            shutil.rmtree(home, ignore_errors=True)
+            env = {**os.environ, "PREFECT_HOME": str(home)}
+            env.pop("PREFECT_API_URL", None)
+            subprocess.run([str(Path(sys.executable).with_name("prefect")), "server", "database", "upgrade", "-y"],
+                           env=env, check=True, capture_output=True, timeout=600)
+            home.rename(made.parent)
+    return made
+
+
+def migrated_home(home: Path, db: Path) -> Path:
+    """``home`` as a PREFECT_HOME after a user's first run: its database made, so its temporary
+    server does not migrate a new one. A test of a first run on a new machine leaves its home empty."""
+    home.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(db, home / "prefect.db")
+    return home
 
 
 def cli(*args: str, cwd: Path, env: dict[str, str] | None = None,

@@ -15,7 +15,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from tests.conftest import CLI, cli, make_repo, write_agent
+from tests.conftest import CLI, cli, make_repo, migrated_home, write_agent
 from tests.loop_helpers import BASE_FILES, WRITER, plan_yaml
 
 FOUR = "".join(f"  - name: {n}\n    paths: [{n}/]\n    tasks: [build {n}]\n" for n in ("api", "ui", "db", "jobs"))
@@ -36,14 +36,15 @@ time.sleep(600)
 @pytest.mark.slow
 @pytest.mark.local_mode  # the temporary server stops with the run
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
-def test_an_interrupt_stops_four_stubborn_agents_writes_the_report_and_exits_130(tmp_path: Path,
-                                                                               sig: signal.Signals) -> None:
+def test_an_interrupt_stops_four_stubborn_agents_writes_the_report_and_exits_130(tmp_path: Path, sig: signal.Signals,
+                                                                               migrated_db: Path) -> None:
     repo = make_repo(tmp_path, {**BASE_FILES, "jobs/__init__.py": ""})
     plan = tmp_path / "shop.yaml"
     plan.write_text(plan_yaml(clusters=FOUR).replace("concurrency: 3", "concurrency: 4"))
     records = tmp_path / "records"
     records.mkdir()
-    env = {**os.environ, "PREFECT_HOME": str(tmp_path / ".prefect-home"), "RECORD_DIR": str(records)}
+    env = {**os.environ, "PREFECT_HOME": str(migrated_home(tmp_path / ".prefect-home", migrated_db)),
+           "RECORD_DIR": str(records)}
     proc = subprocess.Popen([*CLI, "run", str(plan), "--repo", str(repo), "--agent-cmd",
                              write_agent(tmp_path, STUBBORN)], cwd=tmp_path, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

@@ -17,6 +17,7 @@ import psutil
 import pytest
 from prefect.settings import (
     PREFECT_API_URL,
+    PREFECT_HOME,
     PREFECT_SERVER_API_PORT,
     PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS,
     temporary_settings,
@@ -24,7 +25,7 @@ from prefect.settings import (
 
 from prefect_work_clusters.flows.server_process import BOOT_MODULE, TemporaryServer
 from prefect_work_clusters.flows.startup import PATIENT_SECONDS, _point_process_at, patient_server, server_line
-from tests.conftest import cli
+from tests.conftest import cli, migrated_home
 from tests.loop_helpers import shop_repo
 
 pytestmark = pytest.mark.local_mode  # the temporary server's start-up
@@ -123,9 +124,9 @@ pathlib.Path({str(home.parent)!r}, cluster + "-servers.txt").write_text("\\n".jo
 """
 
 
-def test_a_run_in_local_mode_is_served_by_the_server_it_booted_ahead(tmp_path: Path) -> None:
+def test_a_run_in_local_mode_is_served_by_the_server_it_booted_ahead(tmp_path: Path, migrated_db: Path) -> None:
     repo, plan = shop_repo(tmp_path)
-    home = tmp_path / ".prefect-home"
+    home = migrated_home(tmp_path / ".prefect-home", migrated_db)  # where cli() points PREFECT_HOME
     agent = tmp_path / "agent.py"
     agent.write_text(_booted_servers(home))
     res = cli("run", str(plan), "--repo", str(repo), "--agent-cmd", f"{sys.executable} {agent}", cwd=tmp_path)
@@ -172,26 +173,33 @@ def test_a_server_booted_ahead_is_stopped_when_the_environment_changed_since(
     assert not (tmp_path / "home").exists() or list((tmp_path / "home").rglob("*")) == []
 
 
-def test_a_server_spawned_once_the_settings_are_read_serves() -> None:
+def test_a_server_spawned_once_the_settings_are_read_serves(tmp_path: Path, migrated_db: Path) -> None:
     # The same command as the booted-ahead one, given its port at once (a changed environment,
-    # a port taken under a booted server, or no boot ahead).
+    # a port taken under a booted server, or no boot ahead), with this process's settings.
+    home = migrated_home(tmp_path / "home", migrated_db)
     server = TemporaryServer()
     try:
-        server.spawn()
+        with temporary_settings(updates={PREFECT_HOME: home}):
+            server.spawn()
         assert server.process is not None and server.process.args[-1] == BOOT_MODULE
         server.wait(PATIENT_SECONDS)  # its health check answers, or this raises
+        assert (home / "memo_store.toml").exists()  # it served the database of the settings' home
     finally:
         server.stop()
     assert server.process is None
 
 
-def test_a_server_booted_ahead_serves_once_given_its_port(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("PREFECT_HOME", str(tmp_path / "home"))
+def test_a_server_booted_ahead_serves_once_given_its_port(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                          migrated_db: Path) -> None:
+    home = migrated_home(tmp_path / "home", migrated_db)
+    monkeypatch.setenv("PREFECT_HOME", str(home))
     server = TemporaryServer.booted()
     try:
         assert server.serve()
         server.wait(PATIENT_SECONDS)  # its health check answers, or this raises
-        assert (tmp_path / "home" / "prefect.db").exists()  # its settings are the environment's
+        # Its settings are the environment's: it registered Prefect's block types in that home's
+        # database before it answered, and wrote down that it did, there.
+        assert (home / "memo_store.toml").exists()
     finally:
         server.stop()
     assert server.process is None

@@ -19,7 +19,7 @@ from prefect_work_clusters.tasks.git import history as githistory
 from prefect_work_clusters.tasks.identify import resolve_run
 from prefect_work_clusters.tasks.options import RunOptions
 from prefect_work_clusters.tasks.recovery import RunLocked, run_lock
-from tests.conftest import CLI, branches, git, snapshot, user_changes_expected, write_agent
+from tests.conftest import CLI, branches, git, migrated_home, snapshot, user_changes_expected, write_agent
 from tests.loop_helpers import WRITER, plan_yaml, shop_repo
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
@@ -62,7 +62,7 @@ if cluster == "ui":
 
 
 @pytest.mark.local_mode  # the SIGKILL takes the run's temporary server with it
-def test_sigkilled_run_resumes_without_losing_or_redoing_work(tmp_path: Path, records: Path,
+def test_sigkilled_run_resumes_without_losing_or_redoing_work(tmp_path: Path, records: Path, migrated_db: Path,
                                                               request: pytest.FixtureRequest) -> None:
     gate = tmp_path / "ui-may-finish"
     ui_pid = tmp_path / "ui-pid"
@@ -75,9 +75,8 @@ if cluster == "ui" and not pathlib.Path({str(gate)!r}).exists():
     repo, plan = shop_repo(tmp_path)
     script = (f"from prefect_work_clusters.flows.work_clusters import work_clusters; "
               f"work_clusters(plan={str(plan)!r}, repo={str(repo)!r}, agent_cmd={agent!r})")
-    env = {**os.environ, "PREFECT_HOME": str(tmp_path / "home2"), "RECORD_DIR": str(records),
-           # a fresh PREFECT_HOME's first temporary server start is the slowest (PITFALLS)
-           "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "240"}
+    env = {**os.environ, "PREFECT_HOME": str(migrated_home(tmp_path / "home2", migrated_db)),
+           "RECORD_DIR": str(records), "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "240"}
     # Its own session, so that the SIGKILL below takes its temporary Prefect server with it; the
     # agents it started live in sessions of their own, as they do in real life.
     orchestrator = subprocess.Popen([sys.executable, "-c", script], env=env, stdout=subprocess.DEVNULL,
