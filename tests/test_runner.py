@@ -12,6 +12,7 @@ from pathlib import Path
 import psutil
 import pytest
 
+from prefect_work_clusters.tasks.proc import tree as proctree
 from prefect_work_clusters.tasks.proc.runner import (
     CannotStart,
     MissingExecutable,
@@ -123,6 +124,18 @@ def test_exit_codes_are_passed_through(tmp_path: Path, code: int) -> None:
     assert result.exit_code == code
     assert result.ok is (code == 0)
     assert not result.timed_out
+
+
+def test_an_exit_is_noticed_when_it_happens_not_at_the_next_look(tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    # Looks for the exit and for descendants 60 s apart: a runner that polls would return a
+    # minute after the child's exit; one told of it by the kernel (a pidfd) returns at once.
+    monkeypatch.setattr(proctree, "_POLL_SECONDS", 60.0)
+    monkeypatch.setattr(proctree, "_SNAPSHOT_SECONDS", 60.0)
+    started = time.monotonic()
+    result = run([PY, "-c", "import time; time.sleep(0.3)"], tmp_path, timeout=120)
+    assert result.exit_code == 0 and not result.timed_out
+    assert time.monotonic() - started < 30
 
 
 def test_death_by_signal_is_a_negative_exit_code(tmp_path: Path) -> None:
