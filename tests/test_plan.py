@@ -377,6 +377,25 @@ def test_branch_git_cannot_create(tmp_path: Path) -> None:
     assert "a branch named 'clusters/demo' exists" in problems[0].message
 
 
+def test_a_plan_of_many_clusters_is_checked_without_a_git_process_per_cluster(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Git takes every branch a slug makes (what the plan's check leans on), odd ones too...
+    from prefect_work_clusters.tasks.git import core as gitops
+
+    repo = make_repo(tmp_path, REPO_FILES)
+    for leaf in ("0", "a-", "lock", "x--y", "head", "z" * 200):
+        assert gitops.branch_name_ok(repo, f"clusters/p-1/{leaf}"), leaf
+    # ... so a plan's clusters cost it no git process each.
+    names = [f"c{i}" for i in range(60)]
+    text = "name: many\nclusters:\n" + "".join(f"  - name: {n}\n    paths: [{n}/]\n    tasks: [t]\n"
+                                                for n in names)
+    calls: list[tuple[str, ...]] = []
+    inner = gitops.run
+    monkeypatch.setattr(gitops, "run", lambda cwd, *args, **kw: calls.append(args) or inner(cwd, *args, **kw))
+    assert [c.name for c in load_plan(write(tmp_path, text), repo).clusters] == names
+    assert len(calls) < 10, calls
+
+
 def _everything(root: Path) -> dict[str, int]:
     return {str(p.relative_to(root)): p.stat().st_mtime_ns for p in root.rglob("*")}
 
