@@ -94,7 +94,7 @@ def _copy_untracked(ctx: RunContext, worktree: Path) -> None:
 
 def prepare_cluster(ctx: RunContext, cluster: str, base_sha: str, *,
                     listed: list[gitworktrees.Worktree] | None = None,
-                    branches: dict[str, str] | None = None) -> ClusterRecord:
+                    branches: dict[str, str | None] | None = None) -> ClusterRecord:
     """The cluster's worktree and its record; a cluster whose branch already carries a finished
     agent commit is marked succeeded (resumed) unless the run asks to rerun. ``listed`` (the
     repo's worktrees) and ``branches`` (the plan's branch tips) spare the git calls that find

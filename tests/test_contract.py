@@ -20,6 +20,7 @@ from prefect_work_clusters.tasks.context import RunContext
 from prefect_work_clusters.tasks.errors import PlanError
 from prefect_work_clusters.tasks.git import core as gitops
 from prefect_work_clusters.tasks.git import history as githistory
+from prefect_work_clusters.tasks.git import worktrees as gitworktrees
 from prefect_work_clusters.tasks.identify import resolve_run
 from prefect_work_clusters.tasks.options import RunOptions
 from prefect_work_clusters.tasks.plan.load import load_plan
@@ -267,3 +268,32 @@ def test_conformance_is_checked_in_the_worktree_only_while_it_holds_the_branch(
     assert rows_of(check_cluster(ctx, record))["conformance"].status == "ok"
     gitops.out(wt, "checkout", "-q", record.branch)
     assert rows_of(check_cluster(ctx, record))["conformance"].status == "ok"
+
+
+def test_the_check_after_the_agents_lists_the_branches_once_and_peels_a_planted_tag(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    ctx = make_ctx(tmp_path, monkeypatch, actions={"db": {"*": [["write", "db/store.py", RIGHT]]},
+                                                   "api": {"*": [["write", "api/impl.py", "X = 1\n"]]}})
+    prepare(ctx)
+    records = [run_attempt(ctx, c, 1) for c in ("api", "db")]
+    # An agent writes a loose ref pointing its branch at an annotated tag of its tip (git itself
+    # refuses to): the branch still names that commit, as `rev-parse <ref>^{commit}` says.
+    tip = gitops.out(ctx.repo, "rev-parse", f"refs/heads/{records[0].branch}")
+    tag = gitops.out(ctx.repo, "-c", "user.name=a", "-c", "user.email=a@b", "tag", "-a", "-m", "t", "t1", tip)
+    tag = gitops.out(ctx.repo, "rev-parse", "refs/tags/t1")
+    assert tag != tip
+    (gitops.common_dir(ctx.repo) / "refs" / "heads" / records[0].branch).write_text(tag + "\n")
+    calls: list[tuple[str, ...]] = []
+    inner = gitops.run
+    monkeypatch.setattr(gitops, "run", lambda cwd, *args, **kw: calls.append(args) or inner(cwd, *args, **kw))
+    tips = gitworktrees.branch_tips(ctx.repo, ctx.prefix)
+    assert [a[0] for a in calls] == ["for-each-ref", "rev-parse"]  # the tag alone asked again
+    assert tips[records[0].branch] == tip and tips[records[1].branch] == records[1].head_sha
+    monkeypatch.setattr(gitops, "run", inner)
+    for record in records:
+        listed, alone = check_cluster(ctx, record, tips), check_cluster(ctx, record)
+        assert listed.model_dump(exclude={"rows"}) == alone.model_dump(exclude={"rows"})
+        # every row alike, but the seconds the type checker took
+        assert [(r.check, r.status, r.evidence) for r in listed.rows] == [(r.check, r.status, r.evidence)
+                                                                        for r in alone.rows]
+    assert check_cluster(ctx, records[0], tips).head_sha == tip

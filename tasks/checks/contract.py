@@ -23,6 +23,7 @@ retry and does not merge; ``warn`` merges and reports.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -50,6 +51,7 @@ from prefect_work_clusters.tasks.context import ClusterRecord, RunContext
 from prefect_work_clusters.tasks.git import core as gitops
 from prefect_work_clusters.tasks.git import history as githistory
 from prefect_work_clusters.tasks.git import refs as gitrefs
+from prefect_work_clusters.tasks.git import worktrees as gitworktrees
 from prefect_work_clusters.tasks.plan.paths import PathSet
 from prefect_work_clusters.tasks.plan.refs import Ref, all_provides, provided_by
 
@@ -188,10 +190,12 @@ def _verify_summary(record: ClusterRecord) -> str:
     return "passed" if all(v.ok for v in record.verify) else f"failed: {record.verify[-1].command}"
 
 
-def check_cluster(ctx: RunContext, record: ClusterRecord) -> ClusterCheck:
-    """Every check of one cluster's branch against the base it started from, and the verdict."""
+def check_cluster(ctx: RunContext, record: ClusterRecord,
+                  tips: Mapping[str, str | None] | None = None) -> ClusterCheck:
+    """Every check of one cluster's branch against the base it started from, and the verdict.
+    ``tips``: the plan's branches and their commits, listed once for many clusters."""
     policy, name = ctx.plan.contract.on_violation, record.cluster
-    tip = gitops.resolve_ref(ctx.repo, f"refs/heads/{record.branch}")
+    tip = tips.get(record.branch) if tips is not None else gitops.resolve_ref(ctx.repo, f"refs/heads/{record.branch}")
     changed = githistory.changed_files(ctx.repo, record.base_sha, tip) if tip else []
     rows = cluster_rows(ctx, record, tip, changed) if tip else []
     scope = {r.check: r for r in rows}
@@ -235,8 +239,9 @@ def contract_check(ctx: RunContext, records: list[ClusterRecord]) -> list[Cluste
     """Check every cluster, several at once (a type checker per cluster is the slow part: ``tsc``
     takes seconds), and publish the ``contract-check-<plan>`` artifact."""
     at_once = max(1, min(len(records), ctx.plan.limits.concurrency, os.cpu_count() or 1))
+    tips = gitworktrees.branch_tips(ctx.repo, ctx.prefix)  # one git process, not one per cluster
     with ThreadPoolExecutor(max_workers=at_once, thread_name_prefix="check") as pool:
-        checks = list(pool.map(lambda r: check_cluster(ctx, r), records))
+        checks = list(pool.map(lambda r: check_cluster(ctx, r, tips), records))
     publish(ctx, checks)
     return checks
 

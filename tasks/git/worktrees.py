@@ -19,6 +19,7 @@ from prefect_work_clusters.tasks.git.core import (
     common_dir,
     out,
     remember_common_dir,
+    resolve_ref,
     run,
 )
 from prefect_work_clusters.tasks.git.files import is_object_name
@@ -53,13 +54,16 @@ def worktrees(repo: Path) -> list[Worktree]:
     return found
 
 
-def branch_tips(repo: Path, prefix: str) -> dict[str, str]:
-    """Every branch under ``prefix`` (``clusters/<plan>/``) and its tip, in one call."""
-    text = out(repo, "for-each-ref", "--format=%(objectname) %(refname)", f"refs/heads/{prefix.rstrip('/')}/")
-    tips = {}
+def branch_tips(repo: Path, prefix: str) -> dict[str, str | None]:
+    """Every branch under ``prefix`` (``clusters/<plan>/``) and the commit it names (as
+    ``resolve_ref``), in one call; None for a branch that names no commit. A branch pointing at
+    anything but a commit (a tag object an agent wrote into a loose ref) is asked again alone."""
+    text = out(repo, "for-each-ref", "--format=%(objectname) %(objecttype) %(refname)",
+               f"refs/heads/{prefix.rstrip('/')}/")
+    tips: dict[str, str | None] = {}
     for line in text.splitlines():
-        sha, _, ref = line.partition(" ")
-        tips[ref.removeprefix("refs/heads/")] = sha
+        sha, kind, ref = line.split(" ", 2)
+        tips[ref.removeprefix("refs/heads/")] = sha if kind == "commit" else resolve_ref(repo, ref)
     return tips
 
 
