@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NoReturn
 
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
@@ -34,7 +34,14 @@ from prefect_work_clusters.tasks.agents.limits import agent_slot, with_cost_cap
 from prefect_work_clusters.tasks.agents.prompts import PROMPTS, contracts_for_prompt
 from prefect_work_clusters.tasks.checks import containment
 from prefect_work_clusters.tasks.checks.contract import attempt_violation
-from prefect_work_clusters.tasks.context import Attempt, ClusterRecord, RunContext, load_record, save_record
+from prefect_work_clusters.tasks.context import (
+    Attempt,
+    ClusterRecord,
+    ClusterStatus,
+    RunContext,
+    load_record,
+    save_record,
+)
 from prefect_work_clusters.tasks.errors import WorkClustersError
 from prefect_work_clusters.tasks.failures import failed, last_lines
 from prefect_work_clusters.tasks.git import changes as gitchanges
@@ -95,9 +102,7 @@ def run_attempt(ctx: RunContext, cluster: str, attempt: int,
     if record is None:
         raise WorkClustersError(f"cluster {cluster} has no worktree record; run the worktrees step first")
     if interrupt.requested():  # an interrupt came before this attempt started: start nothing
-        record.status, record.error = "interrupted", INTERRUPTED
-        save_record(ctx, record)
-        raise AgentFailed(record, retryable=False)
+        _give_up(ctx, record, INTERRUPTED, "interrupted")
     if attempt == 1 and record.attempts and not record.resumed:
         record = record.model_copy(update={"attempts": []})  # a new run starts its count again
     agent = agent_for(ctx, spec.agent)
@@ -120,6 +125,13 @@ def run_attempt(ctx: RunContext, cluster: str, attempt: int,
     return record
 
 
+def _give_up(ctx: RunContext, record: ClusterRecord, error: str, status: ClusterStatus = "failed") -> NoReturn:
+    """End the cluster's attempts here: ``error`` recorded, no further attempt."""
+    record.status, record.error = status, error
+    save_record(ctx, record)
+    raise AgentFailed(record, retryable=False)
+
+
 def _planted(ctx: RunContext, entry: Attempt, found: list[str]) -> str | None:
     """Record what the attempt changed in the shared git dir (restored already); the failure,
     unless the plan's ``contract.on_violation`` is ``warn``."""
@@ -140,10 +152,7 @@ def _attempt(ctx: RunContext, record: ClusterRecord, attempt: int, win: containm
         setup = run_commands(ctx.plan.worktree.setup, wt, env, timeout, log, on_line, box)
         if not all(r.ok for r in setup):
             printed = last_lines(setup[-1].output_tail)
-            record.error = f"worktree setup failed: `{setup[-1].command}`" + (f"; {printed}" if printed else "")
-            record.status = "failed"
-            save_record(ctx, record)
-            raise AgentFailed(record, retryable=False)
+            _give_up(ctx, record, f"worktree setup failed: `{setup[-1].command}`" + (f"; {printed}" if printed else ""))
         record.setup_done = True
 
     feedback = _feedback(record) if attempt > 1 else ""
@@ -170,11 +179,8 @@ def _attempt(ctx: RunContext, record: ClusterRecord, attempt: int, win: containm
     if not wt.is_dir():
         # Deleted by the agent or by hand: nothing to check or commit, and another attempt here
         # could not start. The next run of the plan makes the worktree again from the branch.
-        record.status = "failed"
-        record.error = (f"the worktree {wt} was deleted during the attempt (by the agent or by hand); its "
-                        "branch keeps what was committed; run the plan again to recreate it and rerun this cluster")
-        save_record(ctx, record)
-        raise AgentFailed(record, retryable=False)
+        _give_up(ctx, record, f"the worktree {wt} was deleted during the attempt (by the agent or by hand); its branch "
+                              "keeps what was committed; run the plan again to recreate it and rerun this cluster")
     entry = Attempt(attempt=attempt, exit_code=res.exit_code, timed_out=res.timed_out, duration=res.duration,
                     output_tail=res.output_tail, leftovers=list(res.leftovers),
                     refused_writes=refused_writes(log_segment(log, log_offset)) if box else [],
