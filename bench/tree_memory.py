@@ -4,7 +4,14 @@ target 5 (the whole tree, PSS summed), used by ``common.timed``."""
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import platform
 import threading
+from typing import Any
+
+# kcmp(2) and its KCMP_VM: whether two processes share one address space.
+_KCMP = {"x86_64": 312, "aarch64": 272}.get(platform.machine())
+_KCMP_VM = 1
 
 
 class TreeSampler:
@@ -41,6 +48,8 @@ class TreeSampler:
         seen: list[tuple[str, float]] = []
         for proc in procs:
             with contextlib.suppress(psutil.Error):
+                if _in_parents_memory(proc):
+                    continue
                 mem = proc.memory_full_info()
                 total += mem.rss
                 pss += mem.pss
@@ -62,3 +71,16 @@ class TreeSampler:
     @property
     def peak_pss_mb(self) -> float:
         return round(self.peak_pss / 2**20, 1)
+
+
+def _in_parents_memory(proc: Any) -> bool:
+    """Whether ``proc`` runs in its parent's address space: a child between ``vfork`` and its
+    ``exec`` (Python's subprocess uses vfork here). Its PSS is then its parent's whole PSS,
+    counted already in the parent. False where the kernel cannot be asked."""
+    if _KCMP is None:
+        return False
+    try:
+        parent = proc.ppid()
+        return bool(ctypes.CDLL(None, use_errno=True).syscall(_KCMP, proc.pid, parent, _KCMP_VM, 0, 0) == 0)
+    except (OSError, AttributeError):
+        return False
