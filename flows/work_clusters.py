@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
+from concurrent.futures import Future
 from datetime import datetime, timezone
 from typing import Any, cast
 
@@ -57,13 +58,16 @@ from prefect_work_clusters.tasks.worktrees import Prepared, create_worktrees, re
 quiet_expected_failures()  # imported by every process that runs our flows: CLI, worker, serve
 
 
-def run_agents(ctx: RunContext, prepared: Prepared) -> list[ClusterRecord]:
+def run_agents(ctx: RunContext, prepared: Prepared,
+               checkout: Future[dict[str, tuple[str, int, int]]] | None = None) -> list[ClusterRecord]:
     """Run every unfinished cluster's agent, at most ``limits.concurrency`` at once; take each as it
     finishes (after its retries), so one failing cluster never stops the others, and show it in
-    the ``progress-<plan>`` artifact."""
+    the ``progress-<plan>`` artifact. ``checkout``: your checkout's status, read ahead
+    (``containment.read_checkout``)."""
     records = {r.cluster: r for r in prepared.records}
     pending = prepared.pending()
-    containment.begin(ctx, fresh=True)  # what no agent may change, taken before the first one starts
+    # What no agent may change, taken before the first one starts.
+    containment.begin(ctx, fresh=True, checkout=checkout)
     # A cluster's own flow run (flows.cluster) holds that one cluster's record only.
     progress = ClusterProgress(str(runtime_flow_run.id), ctx.plan.name, pending,
                                [c.name for c in ctx.plan.clusters if c.name not in pending and c.name in records])
@@ -207,6 +211,8 @@ def _run(ctx: RunContext, phases: dict[str, float], started: datetime) -> State[
     restarted = investigate.restart(ctx) if ctx.rerun and ctx.plan.investigates else []
     # From a remote: the plan's branches as the remote holds them (a run resumed elsewhere).
     caught_up = remote.catch_up(ctx) if ctx.remote else []
+    # Your checkout's status, the containment watch's baseline, read while the worktrees are made.
+    checkout = None if ctx.dispatch else containment.read_checkout(ctx)
     prepared = create_worktrees(ctx)
     prepared.notes.extend(restarted + caught_up)
     if ctx.remote:  # every cluster, here or in its own flow run, starts from the remote's base branch
@@ -219,7 +225,7 @@ def _run(ctx: RunContext, phases: dict[str, float], started: datetime) -> State[
     if ctx.dispatch:
         records = run_dispatched(ctx, prepared)
     else:
-        records = run_agents(ctx, prepared)
+        records = run_agents(ctx, prepared, checkout)
         if ctx.remote:
             prepared.notes.extend(remote.push(ctx, [r.branch for r in records]))
     phases["agents"] = time.monotonic() - t

@@ -246,6 +246,21 @@ def test_writes_into_the_users_checkout_and_another_worktree_are_reported(
     assert not (ctx.worktree("db") / "db" / "injected.py").exists()
 
 
+def test_the_checkout_read_while_the_worktrees_are_made_is_the_watchs_baseline(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The flow reads your checkout's status as the worktrees step starts; what changes there after
+    # that read (here by you, before the first agent) is reported with what changed while agents ran.
+    ctx = _ctx(tmp_path, monkeypatch, {})
+    user_changes_expected(ctx.repo)
+    early = containment.read_checkout(ctx)
+    early.result()
+    (ctx.repo / "edited-meanwhile.txt").write_text("by you, while the worktrees were made\n")
+    prepare(ctx)
+    containment.begin(ctx, fresh=True, checkout=early)
+    notes = containment.finish(ctx)
+    assert any("edited-meanwhile.txt" in n and containment.USER_SIDE in n for n in notes), notes
+
+
 def test_a_file_planted_in_the_integration_worktree_stops_the_run_before_any_merge(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A run makes its integration worktree before the agents start; a file an agent plants there
