@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import functools
 import platform
 import threading
 from typing import Any
@@ -80,7 +81,11 @@ def _in_parents_memory(proc: Any) -> bool:
     if _KCMP is None:
         return False
     try:
-        parent = proc.ppid()
-        return bool(ctypes.CDLL(None, use_errno=True).syscall(_KCMP, proc.pid, parent, _KCMP_VM, 0, 0) == 0)
+        return bool(_libc().syscall(_KCMP, proc.pid, proc.ppid(), _KCMP_VM, 0, 0) == 0)
     except (OSError, AttributeError):
         return False
+
+
+@functools.cache
+def _libc() -> Any:
+    return ctypes.CDLL(None, use_errno=True)

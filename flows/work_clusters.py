@@ -28,6 +28,7 @@ from prefect_work_clusters.tasks.agents.guard import restore_base, restore_refs
 from prefect_work_clusters.tasks.agents.limits import run_slots
 from prefect_work_clusters.tasks.agents.progress import ClusterProgress
 from prefect_work_clusters.tasks.checks import containment
+from prefect_work_clusters.tasks.checks.user_side import CheckoutState
 from prefect_work_clusters.tasks.context import ClusterRecord, RunContext, load_record
 from prefect_work_clusters.tasks.errors import BadInput, WorkClustersError
 from prefect_work_clusters.tasks.failures import (
@@ -59,7 +60,7 @@ quiet_expected_failures()  # imported by every process that runs our flows: CLI,
 
 
 def run_agents(ctx: RunContext, prepared: Prepared,
-               checkout: Future[dict[str, tuple[str, int, int]]] | None = None) -> list[ClusterRecord]:
+               checkout: Future[CheckoutState] | None = None) -> list[ClusterRecord]:
     """Run every unfinished cluster's agent, at most ``limits.concurrency`` at once; take each as it
     finishes (after its retries), so one failing cluster never stops the others, and show it in
     the ``progress-<plan>`` artifact. ``checkout``: your checkout's status, read ahead

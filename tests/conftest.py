@@ -11,7 +11,9 @@ import sys
 import tempfile
 import textwrap
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -149,6 +151,26 @@ def migrated_home(home: Path, db: Path) -> Path:
     home.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(db, home / "prefect.db")
     return home
+
+
+@contextmanager
+def git_calls() -> Iterator[list[tuple[str, ...]]]:
+    """The arguments of every git process the project starts inside the block (all start in
+    ``tasks.git.core.run``; modules call it through the module, so the count sees them)."""
+    from prefect_work_clusters.tasks.git import core
+
+    calls: list[tuple[str, ...]] = []
+    inner = core.run
+
+    def counted(cwd: Path, *args: str, **kw: Any) -> core.Result:
+        calls.append(args)
+        return inner(cwd, *args, **kw)
+
+    core.run = counted  # type: ignore[assignment]
+    try:
+        yield calls
+    finally:
+        core.run = inner  # type: ignore[assignment]
 
 
 def cli(*args: str, cwd: Path, env: dict[str, str] | None = None,

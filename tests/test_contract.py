@@ -26,7 +26,7 @@ from prefect_work_clusters.tasks.options import RunOptions
 from prefect_work_clusters.tasks.plan.load import load_plan
 from prefect_work_clusters.tasks.plan.refs import Ref
 from prefect_work_clusters.tasks.worktrees import prepare
-from tests.conftest import make_repo, user_changes_expected, write_agent
+from tests.conftest import git_calls, make_repo, user_changes_expected, write_agent
 
 STORE = "from typing import Protocol\n\n\nclass Store(Protocol):\n    def get(self, key: str) -> str: ...\n"
 RIGHT = "class MemoryStore:\n    def get(self, key: str) -> str:\n        return key\n"
@@ -279,17 +279,14 @@ def test_the_check_after_the_agents_lists_the_branches_once_and_peels_a_planted_
     # An agent writes a loose ref pointing its branch at an annotated tag of its tip (git itself
     # refuses to): the branch still names that commit, as `rev-parse <ref>^{commit}` says.
     tip = gitops.out(ctx.repo, "rev-parse", f"refs/heads/{records[0].branch}")
-    tag = gitops.out(ctx.repo, "-c", "user.name=a", "-c", "user.email=a@b", "tag", "-a", "-m", "t", "t1", tip)
+    gitops.out(ctx.repo, "-c", "user.name=a", "-c", "user.email=a@b", "tag", "-a", "-m", "t", "t1", tip)
     tag = gitops.out(ctx.repo, "rev-parse", "refs/tags/t1")
     assert tag != tip
     (gitops.common_dir(ctx.repo) / "refs" / "heads" / records[0].branch).write_text(tag + "\n")
-    calls: list[tuple[str, ...]] = []
-    inner = gitops.run
-    monkeypatch.setattr(gitops, "run", lambda cwd, *args, **kw: calls.append(args) or inner(cwd, *args, **kw))
-    tips = gitworktrees.branch_tips(ctx.repo, ctx.prefix)
+    with git_calls() as calls:
+        tips = gitworktrees.branch_tips(ctx.repo, ctx.prefix)
     assert [a[0] for a in calls] == ["for-each-ref", "rev-parse"]  # the tag alone asked again
     assert tips[records[0].branch] == tip and tips[records[1].branch] == records[1].head_sha
-    monkeypatch.setattr(gitops, "run", inner)
     for record in records:
         listed, alone = check_cluster(ctx, record, tips), check_cluster(ctx, record)
         assert listed.model_dump(exclude={"rows"}) == alone.model_dump(exclude={"rows"})

@@ -26,7 +26,7 @@ from prefect_work_clusters.tasks.plan.paths import (
     path_problem,
 )
 from prefect_work_clusters.tasks.plan.view import fit_assessment, render_tree
-from tests.conftest import branches, git, make_repo, snapshot
+from tests.conftest import branches, git, git_calls, make_repo, snapshot
 
 PLANS = Path(__file__).parent / "plans"
 
@@ -377,8 +377,7 @@ def test_branch_git_cannot_create(tmp_path: Path) -> None:
     assert "a branch named 'clusters/demo' exists" in problems[0].message
 
 
-def test_a_plan_of_many_clusters_is_checked_without_a_git_process_per_cluster(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_plan_of_many_clusters_is_checked_without_a_git_process_per_cluster(tmp_path: Path) -> None:
     # Git takes every branch a slug makes (what the plan's check leans on), odd ones too...
     from prefect_work_clusters.tasks.git import core as gitops
 
@@ -389,10 +388,8 @@ def test_a_plan_of_many_clusters_is_checked_without_a_git_process_per_cluster(
     names = [f"c{i}" for i in range(60)]
     text = "name: many\nclusters:\n" + "".join(f"  - name: {n}\n    paths: [{n}/]\n    tasks: [t]\n"
                                                 for n in names)
-    calls: list[tuple[str, ...]] = []
-    inner = gitops.run
-    monkeypatch.setattr(gitops, "run", lambda cwd, *args, **kw: calls.append(args) or inner(cwd, *args, **kw))
-    assert [c.name for c in load_plan(write(tmp_path, text), repo).clusters] == names
+    with git_calls() as calls:
+        assert [c.name for c in load_plan(write(tmp_path, text), repo).clusters] == names
     assert len(calls) < 10, calls
 
 

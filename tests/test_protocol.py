@@ -6,7 +6,6 @@ import ast
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
 import psutil
 import pytest
@@ -20,7 +19,7 @@ from prefect_work_clusters.tasks.git import worktrees as gitworktrees
 from prefect_work_clusters.tasks.identify import resolve_run
 from prefect_work_clusters.tasks.options import RunOptions
 from prefect_work_clusters.tasks.worktrees import prepare
-from tests.conftest import git, rebaseline, stand_in, write_agent
+from tests.conftest import git, git_calls, rebaseline, stand_in, write_agent
 from tests.loop_helpers import WRITER, plan_yaml, shop_repo
 
 
@@ -161,15 +160,8 @@ def test_attempt_git_calls_and_a_verify_command_that_commits(tmp_path: Path, mon
     ctx = _ctx(tmp_path, write_agent(tmp_path, WRITER), plan)
     prepare(ctx)
     run_attempt(ctx, "db", 1)  # the run's watch and the config read once, not counted
-    calls: list[tuple[str, ...]] = []
-    inner = gitops.run
-
-    def counted(cwd: Path, *args: str, **kw: Any) -> gitops.Result:
-        calls.append(args)
-        return inner(cwd, *args, **kw)
-
-    monkeypatch.setattr(gitops, "run", counted)
-    record = run_attempt(ctx, "api", 1)
+    with git_calls() as calls:
+        record = run_attempt(ctx, "api", 1)
     assert record.status == "succeeded" and record.head_sha == gitops.head(record.worktree)
     assert len(calls) <= 9, calls
     # The changed files once, their diff saying which are symlinks (no ls-tree).

@@ -30,7 +30,13 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from prefect_work_clusters.tasks.checks.user_side import USER_SIDE, checked_out_by_user, user_movable, user_state
+from prefect_work_clusters.tasks.checks.user_side import (
+    USER_SIDE,
+    CheckoutState,
+    checked_out_by_user,
+    user_movable,
+    user_state,
+)
 from prefect_work_clusters.tasks.context import RunContext
 from prefect_work_clusters.tasks.git import changes as gitchanges
 from prefect_work_clusters.tasks.git import core as gitops
@@ -55,7 +61,7 @@ class Window:
 class Watch:
     ctx: RunContext
     trusted: gitdir.GitDirState
-    user_before: dict[str, tuple[str, int, int]]
+    user_before: CheckoutState
     running: dict[str, int] = field(default_factory=dict)
     since_check: set[str] = field(default_factory=set)
     notes: list[str] = field(default_factory=list)
@@ -94,7 +100,7 @@ _WATCHES: dict[tuple[str, str], Watch] = {}
 _WATCHES_LOCK = threading.Lock()
 
 
-def read_checkout(ctx: RunContext) -> Future[dict[str, tuple[str, int, int]]]:
+def read_checkout(ctx: RunContext) -> Future[CheckoutState]:
     """Your checkout's status (~1 s at 100,000 files, in git) read in the background now, for the
     watch ``begin`` starts before the first agent: the flow reads it while the worktrees are made.
     Nothing of the run writes there meanwhile (its workspace lies outside the repository), and an
@@ -107,7 +113,7 @@ def read_checkout(ctx: RunContext) -> Future[dict[str, tuple[str, int, int]]]:
 
 
 def begin(ctx: RunContext, fresh: bool = False,
-          checkout: Future[dict[str, tuple[str, int, int]]] | None = None) -> Watch:
+          checkout: Future[CheckoutState] | None = None) -> Watch:
     """The run's watch; started (the config's commands trusted, the git dir snapshotted) when there
     is none yet, or with ``fresh`` (the flow, before the first agent: a watch a crashed earlier
     run left in this process must not speak for this one). ``checkout``: your checkout's status

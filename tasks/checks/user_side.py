@@ -15,14 +15,16 @@ from prefect_work_clusters.tasks.git import gitdir
 from prefect_work_clusters.tasks.git import worktrees as gitworktrees
 
 USER_SIDE = "changed while agents ran: by you or by an agent"
+# The user's checkout as ``user_state`` reads it: path -> (status letters, mtime_ns, size).
+CheckoutState = dict[str, tuple[str, int, int]]
 
 
-def user_state(repo: Path) -> dict[str, tuple[str, int, int]]:
+def user_state(repo: Path) -> CheckoutState:
     """The user's checkout: each file git shows as changed or untracked, with its stat. Read with
     ``--no-optional-locks`` so that looking never rewrites the user's index."""
     text = gitops.out(repo, "--no-optional-locks", "status", "--porcelain=v1", "-z", "--untracked-files=all",
                       "--no-renames")
-    state: dict[str, tuple[str, int, int]] = {}
+    state: CheckoutState = {}
     for item in (i for i in text.split("\0") if i):
         code, rel = item[:2], item[3:]
         try:
