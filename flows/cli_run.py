@@ -81,7 +81,7 @@ def run(
     if emit_plan:
         emit_target(ctx, emit_plan)
     with run_lock(ctx, share=True):  # a second run is refused before Prefect starts
-        execute(str(ctx.plan_file), ctx.remote or str(ctx.repo), options, ctx.runs_dir,
+        execute(str(ctx.plan_file), ctx.remote or str(ctx.repo), options, ctx.runs_dir, ahead=ctx,
                  after=(lambda: emit(ctx, emit_plan)) if emit_plan else None, goal=goal, verbose=verbose)
 
 
@@ -125,12 +125,15 @@ def emit(ctx: RunContext, target: Path) -> None:
 
 
 def execute(plan: str, repo: str, options: RunOptions, runs_dir: Path,
-             after: Callable[[], None] | None = None, goal: str | None = None, verbose: bool = False) -> None:
+             after: Callable[[], None] | None = None, goal: str | None = None, verbose: bool = False,
+             ahead: RunContext | None = None) -> None:
+    """Run the flow in this process. ``ahead``: the run's context, checked, whose worktrees are
+    begun while Prefect starts (``work_clusters.begin_ahead``)."""
     from prefect_work_clusters.flows.startup import patient_server, start_server
 
     start_server()  # it boots on the other core while the flow's modules load (flows/startup.py)
     from prefect_work_clusters.flows.live import hide_prefect_console, live_view
-    from prefect_work_clusters.flows.work_clusters import work_clusters
+    from prefect_work_clusters.flows.work_clusters import begin_ahead, work_clusters
 
     # What the imports made lives as long as the process: out of the collector's way, a full
     # collection walks only what the run makes (they took ~2% of a 100-cluster run's CPU).
@@ -140,6 +143,8 @@ def execute(plan: str, repo: str, options: RunOptions, runs_dir: Path,
               + (" (Prefect logs follow)" if verbose else " (Prefect's log lines: --verbose, or the Prefect UI)"))
     interrupt.install(say)
     since = datetime.now(timezone.utc)
+    if ahead is not None:
+        begin_ahead(ahead)
     if not verbose:
         hide_prefect_console()
     with patient_server(say=lambda line: say(line)), live_view(err):

@@ -54,7 +54,7 @@ from prefect_work_clusters.tasks.options import (
 from prefect_work_clusters.tasks.proc import interrupt
 from prefect_work_clusters.tasks.recovery import run_lock, stop_agents
 from prefect_work_clusters.tasks.report import build_report, publish_report
-from prefect_work_clusters.tasks.worktrees import Prepared, create_worktrees, recorded
+from prefect_work_clusters.tasks.worktrees import Prepared, create_worktrees, head_start, prepare_ahead, recorded
 
 quiet_expected_failures()  # imported by every process that runs our flows: CLI, worker, serve
 
@@ -212,15 +212,17 @@ def _run(ctx: RunContext, phases: dict[str, float], started: datetime) -> State[
     restarted = investigate.restart(ctx) if ctx.rerun and ctx.plan.investigates else []
     # From a remote: the plan's branches as the remote holds them (a run resumed elsewhere).
     caught_up = remote.catch_up(ctx) if ctx.remote else []
-    # Your checkout's status, the containment watch's baseline, read while the worktrees are made.
-    checkout = None if ctx.dispatch else containment.read_checkout(ctx)
+    # Your checkout's status, the containment watch's baseline, read while the worktrees are made
+    # (begun with them by the CLI, when it gave them a head start).
+    early = head_start(ctx)
+    checkout = None if ctx.dispatch else early.checkout if early and early.checkout else containment.read_checkout(ctx)
     prepared = create_worktrees(ctx)
     prepared.notes.extend(restarted + caught_up)
     if ctx.remote:  # every cluster, here or in its own flow run, starts from the remote's base branch
         prepared.notes.extend(remote.push_base(ctx))
     # A build's integration worktree is written while the agents work; waiting for it counts here.
     ahead = None if ctx.plan.investigates else write_ahead(ctx, prepared.base_sha)
-    phases["worktrees"] = time.monotonic() - t
+    phases["worktrees"] = time.monotonic() - t + prepared.made_ahead
 
     t = time.monotonic()
     if ctx.dispatch:
@@ -237,6 +239,15 @@ def _run(ctx: RunContext, phases: dict[str, float], started: datetime) -> State[
     if interrupt.requested():
         return _interrupted(ctx, prepared, records, phases, started)
     return finish(ctx, prepared, records, phases, started)
+
+
+def begin_ahead(ctx: RunContext) -> None:
+    """For the CLI, its input checked and the plan's run lock held: begin the run's worktrees, and
+    the read of your checkout, while Prefect starts; ``_run`` adopts them. Not where ``_run`` does
+    something first that changes what they are made from: a remote's branches are caught up first,
+    a rerun investigation restarted first."""
+    if not (ctx.remote or ctx.dispatch or (ctx.rerun and ctx.plan.investigates)):
+        prepare_ahead(ctx, containment.read_checkout(ctx))
 
 
 def _interrupted(ctx: RunContext, prepared: Prepared, records: list[ClusterRecord], phases: dict[str, float],

@@ -5,11 +5,13 @@ ephemeral Prefect API server`, with a traceback file and "please report it"."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 import threading
 import time
+from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -137,6 +139,11 @@ def test_a_run_in_local_mode_is_served_by_the_server_it_booted_ahead(tmp_path: P
         [serving] = (tmp_path / f"{cluster}-servers.txt").read_text().splitlines()
         assert serving.endswith(f"-m {BOOT_MODULE}"), serving
     assert not left_running(home)
+    # Its worktrees were made while that server started, before the flow run began, and adopted.
+    runs = repo.parent / "repo.clusters" / "shop" / ".runs"
+    began = datetime.fromisoformat(json.loads((runs / "report.json").read_text())["started_at"]).timestamp()
+    for cluster in ("api", "ui", "db"):
+        assert (runs.parent / cluster / ".git").stat().st_mtime < began, cluster
 
 
 def test_bad_input_stops_the_server_booted_ahead_before_it_touched_anything(tmp_path: Path) -> None:

@@ -1,0 +1,92 @@
+"""A CLI run's head start (issue 16): its worktrees begun while Prefect starts, adopted by the
+flow's create-worktrees step only when they were made for that very run; against real git, without
+Prefect (the CLI's whole path is in test_prefect_startup)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from prefect_work_clusters.flows.work_clusters import begin_ahead
+from prefect_work_clusters.tasks.context import RunContext
+from prefect_work_clusters.tasks.errors import WorkClustersError
+from prefect_work_clusters.tasks.git import core as gitops
+from prefect_work_clusters.tasks.identify import resolve_run
+from prefect_work_clusters.tasks.options import RunOptions
+from prefect_work_clusters.tasks.worktrees import adopt, head_start, prepare, prepare_ahead
+from tests.conftest import git
+from tests.loop_helpers import shop_repo
+
+
+def _ctx(tmp_path: Path, **options: object) -> RunContext:
+    repo, plan = shop_repo(tmp_path)
+    return resolve_run(plan, repo, RunOptions.model_validate({"agent_cmd": "true", **options}))
+
+
+def test_the_run_it_was_made_for_adopts_it_once(tmp_path: Path) -> None:
+    ctx = _ctx(tmp_path)
+    start = prepare_ahead(ctx)
+    assert head_start(ctx) is start
+    prepared = adopt(ctx)
+    assert prepared is not None and prepared.made_ahead > 0
+    assert [r.cluster for r in prepared.records] == ["api", "ui", "db"]
+    for record in prepared.records:
+        assert (record.worktree / record.cluster / "__init__.py").is_file()
+        assert gitops.head(record.worktree) == prepared.base_sha
+    assert head_start(ctx) is None and adopt(ctx) is None  # taken once: a later run prepares its own
+    # What the flow would have made itself from the same state: the same base, the same records.
+    again = prepare(ctx)
+    assert again.base_sha == prepared.base_sha and again.made_ahead == 0
+    assert [r.model_dump() for r in again.records] == [r.model_dump() for r in prepared.records]
+
+
+def test_another_run_or_an_edited_plan_prepares_its_own(tmp_path: Path) -> None:
+    ctx = _ctx(tmp_path)
+    prepare_ahead(ctx).prepared.result()
+    assert adopt(ctx.model_copy(update={"land": True})) is None  # resolved otherwise: not this run's
+    prepare_ahead(ctx).prepared.result()
+    ctx.plan_file.write_text(ctx.plan_file.read_text() + "# edited after the head start began\n")
+    assert adopt(ctx) is None
+    contract = ctx.repo / "contracts" / "api.py"
+    prepare_ahead(ctx).prepared.result()
+    contract.write_text(contract.read_text() + "# edited too\n")
+    assert adopt(ctx) is None
+    git(ctx.repo, "checkout", "-q", "--", "contracts/api.py")
+
+
+def test_a_head_start_that_failed_leaves_the_error_to_the_run(tmp_path: Path) -> None:
+    repo, plan = shop_repo(tmp_path)
+    git(repo, "branch", "feature")
+    ctx = resolve_run(plan, repo, RunOptions(agent_cmd="true", base="feature"))
+    git(repo, "branch", "-D", "feature")  # gone between the check and the head start
+    start = prepare_ahead(ctx)
+    with pytest.raises(WorkClustersError, match="no longer names a commit"):
+        start.prepared.result()
+    assert adopt(ctx) is None
+    # The flow's own step meets the same error and reports it as any run's.
+    with pytest.raises(WorkClustersError, match="base ref 'feature' no longer names a commit"):
+        prepare(ctx)
+
+
+@pytest.mark.parametrize("why", ["remote", "rerun investigation"])
+def test_no_head_start_where_the_flow_does_something_first(tmp_path: Path, why: str) -> None:
+    ctx = _ctx(tmp_path)
+    if why == "remote":
+        ctx = ctx.model_copy(update={"remote": "https://example.invalid/shop.git"})
+    else:
+        clusters = [c.model_copy(update={"kind": "investigation"}) for c in ctx.plan.clusters]
+        ctx = ctx.model_copy(update={"rerun": True, "plan": ctx.plan.model_copy(update={"clusters": clusters})})
+        assert ctx.plan.investigates
+    begin_ahead(ctx)
+    assert head_start(ctx) is None
+    assert not ctx.workspace.exists()  # nothing was made
+
+
+def test_begin_ahead_reads_the_checkout_beside_the_worktrees(tmp_path: Path) -> None:
+    ctx = _ctx(tmp_path)
+    begin_ahead(ctx)
+    start = head_start(ctx)
+    assert start is not None and start.checkout is not None
+    assert start.checkout.result() == {}  # the user's checkout, clean
+    assert adopt(ctx) is not None
