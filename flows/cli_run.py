@@ -128,10 +128,10 @@ def execute(plan: str, repo: str, options: RunOptions, runs_dir: Path,
              after: Callable[[], None] | None = None, goal: str | None = None, verbose: bool = False,
              ahead: RunContext | None = None) -> None:
     """Run the flow in this process. ``ahead``: the run's context, checked, whose worktrees are
-    begun while Prefect starts (``work_clusters.begin_ahead``)."""
+    begun while Prefect's temporary server starts, when this run starts one (``work_clusters.begin_ahead``)."""
     from prefect_work_clusters.flows.startup import patient_server, start_server
 
-    start_server()  # it boots on the other core while the flow's modules load (flows/startup.py)
+    starting = start_server()  # it boots on the other core while the flow's modules load (flows/startup.py)
     from prefect_work_clusters.flows.live import hide_prefect_console, live_view
     from prefect_work_clusters.flows.work_clusters import begin_ahead, work_clusters
 
@@ -143,7 +143,7 @@ def execute(plan: str, repo: str, options: RunOptions, runs_dir: Path,
               + (" (Prefect logs follow)" if verbose else " (Prefect's log lines: --verbose, or the Prefect UI)"))
     interrupt.install(say)
     since = datetime.now(timezone.utc)
-    if ahead is not None:
+    if ahead is not None and starting:  # against a running server the flow starts at once: no wait to fill
         begin_ahead(ahead)
     if not verbose:
         hide_prefect_console()

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import sys
+from datetime import datetime
 from pathlib import Path
 
 from tests.conftest import make_repo
@@ -62,3 +64,11 @@ def shop_repo(root: Path, plan_text: str | None = None) -> tuple[Path, Path]:
     plan = root / "shop.yaml"
     plan.write_text(plan_text or plan_yaml())
     return repo, plan
+
+
+def made_before_the_flow(repo: Path) -> dict[str, bool]:
+    """Whether each shop cluster's worktree (in the default workspace) was made before its last
+    run's flow began, as the CLI's head start makes them while Prefect's temporary server starts."""
+    runs = repo.parent / "repo.clusters" / "shop" / ".runs"
+    began = datetime.fromisoformat(json.loads((runs / "report.json").read_text())["started_at"]).timestamp()
+    return {c: (runs.parent / c / ".git").stat().st_mtime < began for c in ("api", "ui", "db")}

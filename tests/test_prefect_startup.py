@@ -5,13 +5,11 @@ ephemeral Prefect API server`, with a traceback file and "please report it"."""
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
 import threading
 import time
-from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -28,7 +26,7 @@ from prefect.settings import (
 from prefect_work_clusters.flows.server_process import BOOT_MODULE, TemporaryServer
 from prefect_work_clusters.flows.startup import PATIENT_SECONDS, _point_process_at, patient_server, server_line
 from tests.conftest import cli, migrated_home
-from tests.loop_helpers import shop_repo
+from tests.loop_helpers import made_before_the_flow, shop_repo
 
 pytestmark = pytest.mark.local_mode  # the temporary server's start-up
 
@@ -140,10 +138,7 @@ def test_a_run_in_local_mode_is_served_by_the_server_it_booted_ahead(tmp_path: P
         assert serving.endswith(f"-m {BOOT_MODULE}"), serving
     assert not left_running(home)
     # Its worktrees were made while that server started, before the flow run began, and adopted.
-    runs = repo.parent / "repo.clusters" / "shop" / ".runs"
-    began = datetime.fromisoformat(json.loads((runs / "report.json").read_text())["started_at"]).timestamp()
-    for cluster in ("api", "ui", "db"):
-        assert (runs.parent / cluster / ".git").stat().st_mtime < began, cluster
+    assert made_before_the_flow(repo) == {"api": True, "ui": True, "db": True}
 
 
 def test_bad_input_stops_the_server_booted_ahead_before_it_touched_anything(tmp_path: Path) -> None:
