@@ -25,6 +25,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import common as c  # noqa: E402
 
+from prefect_work_clusters.flows.server_process import SETTING  # noqa: E402
+from prefect_work_clusters.flows.startup import PATIENT_SECONDS  # noqa: E402
+
 
 def one_run(root: Path, base: Path, args: Any, label: str, preset_slots: int | None) -> dict[str, Any]:
     home = root / f"prefect-home-{label}"
@@ -32,8 +35,10 @@ def one_run(root: Path, base: Path, args: Any, label: str, preset_slots: int | N
     env = c.clean_env(home, args.api_url)
     env["BENCH_AGENT_SLEEP"] = f"{args.sleep:g}"
     if preset_slots is not None:
+        # Prefect's own command, on a fresh home: its temporary server migrates a new database
+        # first, longer than Prefect's default 20 s wait on this machine; given as long as our CLI gives it.
         made = c.timed([c.PREFECT, "global-concurrency-limit", "create", "agents-command", "--limit",
-                        str(preset_slots)], env, root)
+                        str(preset_slots)], {**env, SETTING: str(PATIENT_SECONDS)}, root)
         c.check(made, "prefect gcl create")
     plan = c.write_plan(root / f"parallel-{label}.yaml", "parallel", args.clusters, checkout="sparse",
                         concurrency=args.clusters, timeout=max(60.0, 10 * args.sleep))

@@ -8,9 +8,10 @@ import shutil
 import threading
 import time
 from collections.abc import Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
@@ -235,6 +236,17 @@ def adopt(ctx: RunContext) -> Prepared | None:
     except Exception:  # noqa: BLE001 - prepared again by the caller, which meets it and says so
         return None
     return prepared if start.ctx == ctx and start.inputs == _inputs(ctx) else None
+
+
+def settle_ahead(ctx: RunContext) -> None:
+    """Wait for a head start of ``ctx``'s workspace that no flow adopted (the run stopped before
+    its worktrees step, or Prefect never started), and forget it: the caller lets the plan's run
+    lock go only once nothing of the run is left running."""
+    with _AHEAD_LOCK:
+        start = _AHEAD.pop(ctx.runs_dir, None)
+    if start is not None:
+        pending: list[Future[Any]] = [start.prepared, *([start.checkout] if start.checkout else [])]
+        wait(pending)
 
 
 @task(name="create-worktrees", cache_policy=NO_CACHE)

@@ -14,7 +14,7 @@ from prefect_work_clusters.tasks.errors import WorkClustersError
 from prefect_work_clusters.tasks.git import core as gitops
 from prefect_work_clusters.tasks.identify import resolve_run
 from prefect_work_clusters.tasks.options import RunOptions
-from prefect_work_clusters.tasks.worktrees import adopt, head_start, prepare, prepare_ahead
+from prefect_work_clusters.tasks.worktrees import adopt, head_start, prepare, prepare_ahead, settle_ahead
 from tests.conftest import git
 from tests.loop_helpers import shop_repo
 
@@ -90,3 +90,13 @@ def test_begin_ahead_reads_the_checkout_beside_the_worktrees(tmp_path: Path) -> 
     assert start is not None and start.checkout is not None
     assert start.checkout.result() == {}  # the user's checkout, clean
     assert adopt(ctx) is not None
+
+
+def test_a_head_start_no_flow_adopted_is_waited_for_then_forgotten(tmp_path: Path) -> None:
+    ctx = _ctx(tmp_path)
+    begin_ahead(ctx)
+    start = head_start(ctx)
+    assert start is not None and start.checkout is not None
+    settle_ahead(ctx)  # as the CLI does before it lets the run lock go
+    assert start.prepared.done() and start.checkout.done()
+    assert head_start(ctx) is None and adopt(ctx) is None
