@@ -28,7 +28,7 @@ from prefect_work_clusters.tasks.agents.guard import restore_base, restore_refs
 from prefect_work_clusters.tasks.agents.limits import run_slots
 from prefect_work_clusters.tasks.agents.progress import ClusterProgress
 from prefect_work_clusters.tasks.checks import containment
-from prefect_work_clusters.tasks.checks.user_side import CheckoutState
+from prefect_work_clusters.tasks.checks.user_side import CheckoutState, read_checkout
 from prefect_work_clusters.tasks.context import ClusterRecord, RunContext, load_record
 from prefect_work_clusters.tasks.errors import BadInput, WorkClustersError
 from prefect_work_clusters.tasks.failures import (
@@ -64,7 +64,7 @@ def run_agents(ctx: RunContext, prepared: Prepared,
     """Run every unfinished cluster's agent, at most ``limits.concurrency`` at once; take each as it
     finishes (after its retries), so one failing cluster never stops the others, and show it in
     the ``progress-<plan>`` artifact. ``checkout``: your checkout's status, read ahead
-    (``containment.read_checkout``)."""
+    (``user_side.read_checkout``)."""
     records = {r.cluster: r for r in prepared.records}
     pending = prepared.pending()
     # What no agent may change, taken before the first one starts.
@@ -215,7 +215,7 @@ def _run(ctx: RunContext, phases: dict[str, float], started: datetime) -> State[
     # Your checkout's status, the containment watch's baseline, read while the worktrees are made
     # (begun with them by the CLI, when it gave them a head start).
     early = head_start(ctx)
-    checkout = None if ctx.dispatch else early.checkout if early and early.checkout else containment.read_checkout(ctx)
+    checkout = None if ctx.dispatch else early.checkout if early and early.checkout else read_checkout(ctx.repo)
     prepared = create_worktrees(ctx)
     prepared.notes.extend(restarted + caught_up)
     if ctx.remote:  # every cluster, here or in its own flow run, starts from the remote's base branch
@@ -247,7 +247,7 @@ def begin_ahead(ctx: RunContext) -> None:
     something first that changes what they are made from: a remote's branches are caught up first,
     a rerun investigation restarted first."""
     if not (ctx.remote or ctx.dispatch or (ctx.rerun and ctx.plan.investigates)):
-        prepare_ahead(ctx, containment.read_checkout(ctx))
+        prepare_ahead(ctx, read_checkout(ctx.repo))
 
 
 def _interrupted(ctx: RunContext, prepared: Prepared, records: list[ClusterRecord], phases: dict[str, float],

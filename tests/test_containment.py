@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from prefect_work_clusters.tasks.agents.attempt import AgentFailed, run_attempt
-from prefect_work_clusters.tasks.checks import containment
+from prefect_work_clusters.tasks.checks import containment, user_side
 from prefect_work_clusters.tasks.checks.contract import check_cluster
 from prefect_work_clusters.tasks.context import RunContext
 from prefect_work_clusters.tasks.errors import WorkClustersError
@@ -252,7 +252,7 @@ def test_the_checkout_read_while_the_worktrees_are_made_is_the_watchs_baseline(
     # that read (here by you, before the first agent) is reported with what changed while agents ran.
     ctx = _ctx(tmp_path, monkeypatch, {})
     user_changes_expected(ctx.repo)
-    early = containment.read_checkout(ctx)
+    early = user_side.read_checkout(ctx.repo)
     early.result()
     (ctx.repo / "edited-meanwhile.txt").write_text("by you, while the worktrees were made\n")
     prepare(ctx)

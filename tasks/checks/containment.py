@@ -100,24 +100,12 @@ _WATCHES: dict[tuple[str, str], Watch] = {}
 _WATCHES_LOCK = threading.Lock()
 
 
-def read_checkout(ctx: RunContext) -> Future[CheckoutState]:
-    """Your checkout's status (~1 s at 100,000 files, in git) read in the background now, for the
-    watch ``begin`` starts before the first agent: the flow reads it while the worktrees are made.
-    Nothing of the run writes there meanwhile (its workspace lies outside the repository), and an
-    edit of yours in between is reported as the others: changed while agents ran, by you or by an agent."""
-    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="wc-checkout")
-    try:
-        return pool.submit(user_state, ctx.repo)
-    finally:
-        pool.shutdown(wait=False)
-
-
 def begin(ctx: RunContext, fresh: bool = False,
           checkout: Future[CheckoutState] | None = None) -> Watch:
     """The run's watch; started (the config's commands trusted, the git dir snapshotted) when there
     is none yet, or with ``fresh`` (the flow, before the first agent: a watch a crashed earlier
     run left in this process must not speak for this one). ``checkout``: your checkout's status
-    as ``read_checkout`` began to read it, else read now."""
+    as ``user_side.read_checkout`` began to read it, else read now."""
     key = (str(ctx.repo), ctx.plan.name)
     with _WATCHES_LOCK:
         if key in _WATCHES and not fresh:

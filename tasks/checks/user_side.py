@@ -7,6 +7,7 @@ worktree that is not this plan's, and refs created outside ``refs/replace/`` and
 from __future__ import annotations
 
 import os
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 from prefect_work_clusters.tasks.context import RunContext
@@ -33,6 +34,19 @@ def user_state(repo: Path) -> CheckoutState:
         except OSError:
             state[rel] = (code, 0, 0)
     return state
+
+
+
+def read_checkout(repo: Path) -> Future[CheckoutState]:
+    """Your checkout's status (~1 s at 100,000 files, in git) read in the background now, for the
+    containment watch (``containment.begin``, before the first agent): read while the worktrees are made.
+    Nothing of the run writes there meanwhile (its workspace lies outside the repository), and an
+    edit of yours in between is reported as the others: changed while agents ran, by you or by an agent."""
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="wc-checkout")
+    try:
+        return pool.submit(user_state, repo)
+    finally:
+        pool.shutdown(wait=False)
 
 
 def checked_out_by_user(ctx: RunContext) -> set[str]:
