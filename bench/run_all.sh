@@ -41,6 +41,7 @@ runs=(
   "guard|bench_guard.py|--files 100000"
   "sandbox|bench_sandbox.py|"
   "output|bench_output.py|"
+  "smoke|bench_smoke.py|"
 )
 mkdir -p bench/results
 # Each benchmark's folder is moved here and removed only after the last one: on a file system that
