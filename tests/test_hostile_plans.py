@@ -15,7 +15,7 @@ from prefect_work_clusters.tasks.errors import PlanError, Problem
 from prefect_work_clusters.tasks.plan.bounds import MAX_BYTES, MAX_DEPTH
 from prefect_work_clusters.tasks.plan.load import load_plan
 from tests.conftest import CLI
-from tests.test_plan import VALID
+from tests.plan_helpers import VALID
 
 
 def refused(path: Path) -> list[Problem]:
