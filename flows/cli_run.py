@@ -134,7 +134,7 @@ def execute(plan: str, repo: str, options: RunOptions, runs_dir: Path,
     starting = start_server()  # it boots on the other core while the flow's modules load (flows/startup.py)
     from prefect_work_clusters.flows.live import hide_prefect_console, live_view
     from prefect_work_clusters.flows.work_clusters import begin_ahead, work_clusters
-    from prefect_work_clusters.tasks.worktrees import settle_ahead
+    from prefect_work_clusters.tasks.head_start import settle_ahead
 
     # What the imports made lives as long as the process: out of the collector's way, a full
     # collection walks only what the run makes (they took ~2% of a 100-cluster run's CPU).

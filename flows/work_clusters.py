@@ -37,6 +37,7 @@ from prefect_work_clusters.tasks.failures import (
     plan_problems,
     quiet_expected_failures,
 )
+from prefect_work_clusters.tasks.head_start import create_worktrees, head_start, prepare_ahead
 from prefect_work_clusters.tasks.identify import identify
 from prefect_work_clusters.tasks.integration.worktree import write_ahead
 from prefect_work_clusters.tasks.investigation import check as investigate
@@ -54,7 +55,7 @@ from prefect_work_clusters.tasks.options import (
 from prefect_work_clusters.tasks.proc import interrupt
 from prefect_work_clusters.tasks.recovery import run_lock, stop_agents
 from prefect_work_clusters.tasks.report import build_report, publish_report
-from prefect_work_clusters.tasks.worktrees import Prepared, create_worktrees, head_start, prepare_ahead, recorded
+from prefect_work_clusters.tasks.worktrees import Prepared, recorded
 
 quiet_expected_failures()  # imported by every process that runs our flows: CLI, worker, serve
 

@@ -2,22 +2,14 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
-import threading
-import time
 from collections.abc import Sequence
-from concurrent.futures import Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
 
-from prefect import get_run_logger, task
-from prefect.cache_policies import NO_CACHE
 from pydantic import BaseModel
 
-from prefect_work_clusters.tasks.checks.user_side import CheckoutState
 from prefect_work_clusters.tasks.context import ClusterRecord, RunContext, load_record, save_record
 from prefect_work_clusters.tasks.errors import WorkClustersError
 from prefect_work_clusters.tasks.git import core as gitops
@@ -103,15 +95,18 @@ def _copy_untracked(ctx: RunContext, worktree: Path) -> None:
 
 def prepare_cluster(ctx: RunContext, cluster: str, base_sha: str, *,
                     listed: list[gitworktrees.Worktree] | None = None,
-                    branches: dict[str, str | None] | None = None) -> ClusterRecord:
+                    branches: dict[str, str | None] | None = None,
+                    made: frozenset[str] = frozenset()) -> ClusterRecord:
     """The cluster's worktree and its record; a cluster whose branch already carries a finished
     agent commit is marked succeeded (resumed) unless the run asks to rerun. ``listed`` (the
     repo's worktrees) and ``branches`` (the plan's branch tips) spare the git calls that find
-    them when many clusters are prepared at once."""
+    them when many clusters are prepared at once; ``made``: the branches the caller made at
+    ``base_sha`` just now."""
     paths = ctx.plan.cluster(cluster).paths
     branch = ctx.branch(cluster)
     wt = gitworktrees.ensure_worktree(ctx.repo, ctx.worktree(cluster), branch, base_sha, sparse_dirs(ctx, paths),
-                                listed=listed, branch_exists_hint=None if branches is None else branch in branches)
+                                listed=listed, branch_exists_hint=None if branches is None else branch in branches,
+                                made_here=branch in made)
     previous = load_record(ctx, cluster)
     start = base_sha if wt.created or previous is None else previous.base_sha
     record = ClusterRecord(cluster=cluster, branch=branch, worktree=wt.path, base_sha=start,
@@ -139,13 +134,16 @@ def prepare(ctx: RunContext) -> Prepared:
     gitworktrees.prune_worktrees(ctx.repo)
     # One listing of worktrees and branches for all clusters, then the clusters side by side:
     # registering a worktree is serialized (gitworktrees.worktree_lock), its checkout is not.
+    # The new cluster branches are made first, together, out of the serialized part.
     listed = gitworktrees.worktrees(ctx.repo)
     branches = gitworktrees.branch_tips(ctx.repo, ctx.prefix)
     names = [c.name for c in ctx.plan.clusters]
+    made = gitworktrees.make_branches(ctx.repo, [ctx.branch(n) for n in names if ctx.branch(n) not in branches],
+                                      base_sha, f"work-clusters: cluster branch of {ctx.plan.name}")
     with ThreadPoolExecutor(max_workers=min(PREPARE_WORKERS, len(names)) or 1,
                             thread_name_prefix="wc-worktree") as pool:
         records = list(pool.map(lambda name: prepare_cluster(ctx, name, base_sha, listed=listed,
-                                                             branches=branches), names))
+                                                             branches=branches, made=made), names))
     return Prepared(base_sha=base_sha, base_ref_sha=base_ref_sha, notes=notes, records=records)
 
 
@@ -161,110 +159,6 @@ def prepare_one(ctx: RunContext, cluster: str) -> Prepared:
     gitworktrees.prune_worktrees(ctx.repo)
     record = prepare_cluster(ctx, cluster, base_sha)
     return Prepared(base_sha=base_sha, base_ref_sha=base_sha, notes=notes, records=[record])
-
-
-# -- a CLI run's head start ------------------------------------------------------------------
-
-
-@dataclass
-class HeadStart:
-    """A run's worktrees begun by the CLI once its input is checked, while Prefect starts (the
-    temporary server's start is ~6 s of one core here, with the other idle); ``create_worktrees``
-    adopts them. ``checkout``: the containment watch's read of your checkout, begun beside them."""
-
-    ctx: RunContext
-    inputs: str
-    prepared: Future[Prepared]
-    checkout: Future[CheckoutState] | None
-
-
-_AHEAD: dict[Path, HeadStart] = {}
-_AHEAD_LOCK = threading.Lock()
-
-
-def _inputs(ctx: RunContext) -> str:
-    """A digest of what the base commit is made of besides the base itself: the plan file and the
-    contracts, as they are now."""
-    digest = hashlib.sha256()
-    for path in [ctx.plan_file, *(ctx.repo / rel for rel in ctx.plan.contracts)]:
-        try:
-            digest.update(path.read_bytes())
-        except OSError:
-            digest.update(b"(missing)")
-        digest.update(b"\0")
-    return digest.hexdigest()
-
-
-def _timed(ctx: RunContext) -> Prepared:
-    t = time.monotonic()
-    prepared = prepare(ctx)
-    return prepared.model_copy(update={"made_ahead": time.monotonic() - t})
-
-
-def prepare_ahead(ctx: RunContext, checkout: Future[CheckoutState] | None = None) -> HeadStart:
-    """Begin ``prepare(ctx)`` in the background now, for this process's flow run of ``ctx`` to
-    adopt (``create_worktrees``). The caller holds the plan's run lock, and nothing the flow does
-    before its worktrees step may change what they are made from (see ``flows.work_clusters``)."""
-    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="wc-head-start")
-    try:
-        start = HeadStart(ctx=ctx, inputs=_inputs(ctx), prepared=pool.submit(_timed, ctx), checkout=checkout)
-    finally:
-        pool.shutdown(wait=False)
-    with _AHEAD_LOCK:
-        _AHEAD[ctx.runs_dir] = start
-    return start
-
-
-def head_start(ctx: RunContext) -> HeadStart | None:
-    """The head start begun in this process for ``ctx``'s workspace, if any (not taken)."""
-    with _AHEAD_LOCK:
-        start = _AHEAD.get(ctx.runs_dir)
-    return start if start is not None and start.ctx.repo == ctx.repo else None
-
-
-def adopt(ctx: RunContext) -> Prepared | None:
-    """The head start's result, once finished, when it was made for this very run: the same
-    resolved inputs, and the plan and contracts unchanged since it began. Else None, and the
-    caller prepares the worktrees itself, from whatever the head start made, as a second run
-    would (and meets, and reports, any error the head start met)."""
-    with _AHEAD_LOCK:
-        start = _AHEAD.pop(ctx.runs_dir, None)
-    if start is None:
-        return None
-    try:
-        prepared = start.prepared.result()
-    except Exception:  # noqa: BLE001 - prepared again by the caller, which meets it and says so
-        return None
-    return prepared if start.ctx == ctx and start.inputs == _inputs(ctx) else None
-
-
-def settle_ahead(ctx: RunContext) -> None:
-    """Wait for a head start of ``ctx``'s workspace that no flow adopted (the run stopped before
-    its worktrees step, or Prefect never started), and forget it: the caller lets the plan's run
-    lock go only once nothing of the run is left running."""
-    with _AHEAD_LOCK:
-        start = _AHEAD.pop(ctx.runs_dir, None)
-    if start is not None:
-        pending: list[Future[Any]] = [start.prepared, *([start.checkout] if start.checkout else [])]
-        wait(pending)
-
-
-@task(name="create-worktrees", cache_policy=NO_CACHE)
-def create_worktrees(ctx: RunContext) -> Prepared:
-    """Commit the plan and contracts to the base branch and give every cluster its worktree."""
-    logger = get_run_logger()
-    prepared = adopt(ctx)
-    if prepared is not None:
-        logger.info("worktrees made by the CLI while Prefect started, in %.1f s before this flow run began",
-                    prepared.made_ahead)
-    else:
-        prepared = prepare(ctx)
-    for note in prepared.notes:
-        logger.warning(note)
-    for rec in prepared.records:
-        state = "resumed: finished earlier" if rec.resumed else "ready"
-        logger.info("worktree %s on %s from %s (%s)", rec.worktree, rec.branch, rec.base_sha[:12], state)
-    return prepared
 
 
 def recorded(ctx: RunContext) -> Prepared:

@@ -4,17 +4,22 @@ Prefect (the CLI's whole path is in test_prefect_startup)."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import threading
 from pathlib import Path
 
 import pytest
 
 from prefect_work_clusters.flows.work_clusters import begin_ahead
+from prefect_work_clusters.tasks import head_start as head_start_module
 from prefect_work_clusters.tasks.context import RunContext
 from prefect_work_clusters.tasks.errors import WorkClustersError
 from prefect_work_clusters.tasks.git import core as gitops
+from prefect_work_clusters.tasks.head_start import adopt, head_start, prepare_ahead, settle_ahead
 from prefect_work_clusters.tasks.identify import resolve_run
 from prefect_work_clusters.tasks.options import RunOptions
-from prefect_work_clusters.tasks.worktrees import adopt, head_start, prepare, prepare_ahead, settle_ahead
+from prefect_work_clusters.tasks.worktrees import Prepared, prepare
 from tests.conftest import git
 from tests.loop_helpers import shop_repo
 
@@ -100,3 +105,23 @@ def test_a_head_start_no_flow_adopted_is_waited_for_then_forgotten(tmp_path: Pat
     settle_ahead(ctx)  # as the CLI does before it lets the run lock go
     assert start.prepared.done() and start.checkout.done()
     assert head_start(ctx) is None and adopt(ctx) is None
+
+
+def test_the_head_start_and_the_git_it_starts_yield_the_cpu(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The temporary server's start, beside it on the critical path, goes first; the CLI's own
+    thread, which waits for that server, keeps its priority."""
+    ctx = _ctx(tmp_path)
+    seen: list[tuple[int, str]] = []
+
+    def prepare_and_look(ctx: RunContext) -> Prepared:
+        nice = subprocess.run(["nice"], capture_output=True, text=True, check=True).stdout.strip()  # a child's
+        seen.append((os.getpriority(os.PRIO_PROCESS, threading.get_native_id()), nice))
+        return prepare(ctx)
+
+    monkeypatch.setattr(head_start_module, "prepare", prepare_and_look)
+    mine = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    assert prepare_ahead(ctx).prepared.result().records
+    wanted = min(19, mine + head_start_module.HEAD_START_NICE)
+    assert seen == [(wanted, str(wanted))]
+    assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == mine
+    assert adopt(ctx) is not None

@@ -80,7 +80,8 @@ class WorktreeInfo:
 def ensure_worktree(repo: Path, path: Path, branch: str, start: str,
                     sparse_dirs: Sequence[str] | None = None, *,
                     listed: Sequence[Worktree] | None = None,
-                    branch_exists_hint: bool | None = None, checkout: bool = True) -> WorktreeInfo:
+                    branch_exists_hint: bool | None = None, made_here: bool = False,
+                    checkout: bool = True) -> WorktreeInfo:
     """A worktree at ``path`` on ``branch`` (created from ``start`` if the branch is new).
 
     An existing worktree of that branch at that path is reused, so a second run resumes. With
@@ -94,7 +95,8 @@ def ensure_worktree(repo: Path, path: Path, branch: str, start: str,
     config) holds the repository's worktree lock; the checkout, which writes this worktree's own
     files and index, runs outside it, so checkouts of several worktrees proceed together.
     ``listed`` (``worktrees(repo)``) and ``branch_exists_hint`` spare the git calls that find
-    them when the caller already knows, as when preparing many worktrees at once.
+    them when the caller already knows, as when preparing many worktrees at once; ``made_here``:
+    the caller made the branch at ``start`` just now (``make_branches``), so it is new.
     ``checkout=False`` leaves a new worktree's index and files empty, for a caller that fills them
     later (``merge.catch_up``) once it knows which commit they should hold.
     """
@@ -111,7 +113,7 @@ def ensure_worktree(repo: Path, path: Path, branch: str, start: str,
                            f"{path} exists and is not empty; remove it or choose another --workspace")
         path.parent.mkdir(parents=True, exist_ok=True)
         exists = branch_exists(repo, branch) if branch_exists_hint is None else branch_exists_hint
-        if exists:
+        if made_here or exists:
             run(repo, "worktree", "add", "--no-checkout", str(path), branch)
         else:
             run(repo, "worktree", "add", "--no-checkout", "-b", branch, str(path), start)
@@ -126,9 +128,22 @@ def ensure_worktree(repo: Path, path: Path, branch: str, start: str,
     if checkout:
         run(path, *PARALLEL_CHECKOUT, "checkout", "-q")
     # A branch made here sits at ``start``: when that is an object name already, no git is asked.
-    head = start if not exists and is_object_name(start) else out(path, "rev-parse", "HEAD")
-    return WorktreeInfo(path, branch, head, created=True,
-                        sparse_dirs=list(sparse_dirs or []), new_branch=not exists)
+    new = made_here or not exists
+    head = start if new and is_object_name(start) else out(path, "rev-parse", "HEAD")
+    return WorktreeInfo(path, branch, head, created=True, sparse_dirs=list(sparse_dirs or []), new_branch=new)
+
+
+def make_branches(repo: Path, branches: Sequence[str], start: str, reason: str) -> frozenset[str]:
+    """Make ``branches``, none of which exists, at ``start``, in one git call and all or none (an
+    ``update-ref --stdin`` transaction; ``worktree add -b`` starts a ``git branch`` for each one, 7 ms
+    apiece, under the worktree lock). The names made; none when git refused any (a name taken
+    meanwhile, or one git does not allow): the caller then makes them one by one and meets the error
+    where it belongs."""
+    if not branches:
+        return frozenset()
+    lines = "".join(f"create refs/heads/{branch} {start}\n" for branch in branches)
+    made = run(repo, "update-ref", "-m", reason, "--stdin", stdin=lines, check=False).status == 0
+    return frozenset(branches) if made else frozenset()
 
 
 _worktree_config_seen: set[Path] = set()
