@@ -24,8 +24,8 @@ import common as c  # noqa: E402
 
 from prefect_work_clusters.tasks.agents.attempt import run_attempt  # noqa: E402
 from prefect_work_clusters.tasks.git import core as gitops  # noqa: E402
-from prefect_work_clusters.tasks.identify import resolve_run  # noqa: E402
 from prefect_work_clusters.tasks.options import RunOptions  # noqa: E402
+from prefect_work_clusters.tasks.resolve import resolve_run  # noqa: E402
 from prefect_work_clusters.tasks.worktrees import prepare  # noqa: E402
 
 

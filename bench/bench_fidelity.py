@@ -28,10 +28,10 @@ from common import emit, workdir  # noqa: E402
 from prefect_work_clusters.tasks.checks.rows import ClusterCheck  # noqa: E402
 from prefect_work_clusters.tasks.git import core as gitops  # noqa: E402
 from prefect_work_clusters.tasks.git import history as githistory
-from prefect_work_clusters.tasks.identify import resolve_run  # noqa: E402
 from prefect_work_clusters.tasks.integration.integrate import integrate_branches  # noqa: E402
 from prefect_work_clusters.tasks.integration.models import IntegrationResult  # noqa: E402
 from prefect_work_clusters.tasks.options import RunOptions  # noqa: E402
+from prefect_work_clusters.tasks.resolve import resolve_run  # noqa: E402
 from prefect_work_clusters.tasks.worktrees import prepare  # noqa: E402
 from tests.replay_helpers import SPLITS, Window, differences, load_window, plan_yaml, write_agent  # noqa: E402
 

@@ -116,8 +116,8 @@ def demo(
 
 def _demo_investigation(verbose: bool) -> None:
     from prefect_work_clusters.flows.examples.perf_investigation.build import build_example_repo
-    from prefect_work_clusters.tasks.identify import resolve_run
     from prefect_work_clusters.tasks.options import RunOptions
+    from prefect_work_clusters.tasks.resolve import resolve_run
 
     dest = Path(tempfile.mkdtemp(prefix="work-clusters-investigation-"))
     repo, plan = build_example_repo(dest)
@@ -139,8 +139,8 @@ def emit_plan_command(
     workspace: Annotated[Path | None, typer.Option(help="The workspace of the run, if not the default.")] = None,
 ) -> None:
     """Write the build plan of an earlier investigation run's proposed fixes, from its findings."""
-    from prefect_work_clusters.tasks.identify import resolve_run
     from prefect_work_clusters.tasks.options import RunOptions
+    from prefect_work_clusters.tasks.resolve import resolve_run
 
     options = RunOptions(workspace=str(workspace.resolve()) if workspace else None)
     ctx = resolve_run(plan, repo, options, relative_to=Path.cwd(), agents_needed=False)
@@ -163,8 +163,8 @@ def integrate(
     """Re-run only the integration from the cluster branches an earlier run recorded."""
     from prefect_work_clusters.flows.startup import patient_server, start_server
     from prefect_work_clusters.flows.work_clusters import integrate_clusters
-    from prefect_work_clusters.tasks.identify import resolve_any
     from prefect_work_clusters.tasks.recovery import run_lock
+    from prefect_work_clusters.tasks.resolve import resolve_any
     from prefect_work_clusters.tasks.worktrees import recorded
 
     options = options_of(locals())

@@ -22,9 +22,9 @@ def approve(
     import getpass
 
     from prefect_work_clusters.flows.review import approve_run
-    from prefect_work_clusters.tasks.identify import resolve_run
     from prefect_work_clusters.tasks.integration.approval import Approval
     from prefect_work_clusters.tasks.recovery import run_lock
+    from prefect_work_clusters.tasks.resolve import resolve_run
 
     ctx = resolve_run(plan, repo, relative_to=Path.cwd(), agents_needed=False)
     answer = Approval(approve=not reject, comment=comment, approved_by=by or getpass.getuser())

@@ -67,8 +67,8 @@ def run(
     verbose: VerboseOpt = False,
 ) -> None:
     """Run the whole flow: worktrees, agents in parallel, contract check, integration, report."""
-    from prefect_work_clusters.tasks.identify import resolve_any
     from prefect_work_clusters.tasks.recovery import run_lock
+    from prefect_work_clusters.tasks.resolve import resolve_any
 
     options = options_of(locals())
     if (plan is None) == (goal is None):
@@ -95,7 +95,7 @@ def options_of(values: dict[str, object]) -> RunOptions:
 
 def _plan_for_goal(repo: Path, goal: str, options: RunOptions) -> Path:
     """The plan for ``goal``, made before Prefect starts; the planner's output on stderr."""
-    from prefect_work_clusters.tasks.identify import plan_goal
+    from prefect_work_clusters.tasks.resolve import plan_goal
 
     path = plan_goal(repo, goal, options,
                      on_line=lambda line: say(f"[planner] {line}"))
@@ -128,13 +128,15 @@ def execute(plan: str, repo: str, options: RunOptions, runs_dir: Path,
              after: Callable[[], None] | None = None, goal: str | None = None, verbose: bool = False,
              ahead: RunContext | None = None) -> None:
     """Run the flow in this process. ``ahead``: the run's context, checked, whose worktrees are
-    begun while Prefect's temporary server starts, when this run starts one (``work_clusters.begin_ahead``)."""
+    begun before Prefect is even imported (``head_start.begin_ahead``), for the flow to adopt."""
     from prefect_work_clusters.flows.startup import patient_server, start_server
+    from prefect_work_clusters.tasks.head_start import begin_ahead, settle_ahead
 
-    starting = start_server()  # it boots on the other core while the flow's modules load (flows/startup.py)
+    if ahead is not None:  # before Prefect is imported, which takes ~2 s of one core (tasks/head_start.py)
+        begin_ahead(ahead)
+    start_server()  # it boots on the other core while the flow's modules load (flows/startup.py)
     from prefect_work_clusters.flows.live import hide_prefect_console, live_view
-    from prefect_work_clusters.flows.work_clusters import begin_ahead, work_clusters
-    from prefect_work_clusters.tasks.head_start import settle_ahead
+    from prefect_work_clusters.flows.work_clusters import work_clusters
 
     # What the imports made lives as long as the process: out of the collector's way, a full
     # collection walks only what the run makes (they took ~2% of a 100-cluster run's CPU).
@@ -144,8 +146,6 @@ def execute(plan: str, repo: str, options: RunOptions, runs_dir: Path,
               + (" (Prefect logs follow)" if verbose else " (Prefect's log lines: --verbose, or the Prefect UI)"))
     interrupt.install(say)
     since = datetime.now(timezone.utc)
-    if ahead is not None and starting:  # against a running server the flow starts at once: no wait to fill
-        begin_ahead(ahead)
     if not verbose:
         hide_prefect_console()
     try:

@@ -30,8 +30,8 @@ def suggest(
 ) -> None:
     """Propose a plan from the code: its imports, what changes together, folders and CODEOWNERS."""
     from prefect_work_clusters.tasks.git import core as gitops
-    from prefect_work_clusters.tasks.identify import agent_ref
     from prefect_work_clusters.tasks.plan.load import load_plan
+    from prefect_work_clusters.tasks.resolve import agent_ref
     from prefect_work_clusters.tasks.suggest.propose import suggest as propose
 
     root = repo.resolve()

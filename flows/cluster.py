@@ -17,9 +17,9 @@ from prefect.states import Completed, Failed
 from prefect_work_clusters.flows.work_clusters import run_agents
 from prefect_work_clusters.tasks import remote
 from prefect_work_clusters.tasks.context import ClusterRecord
-from prefect_work_clusters.tasks.identify import resolve_any
 from prefect_work_clusters.tasks.options import AgentName, NonEmpty, PlanPath, Retries, RunOptions, Timeout
 from prefect_work_clusters.tasks.recovery import run_lock
+from prefect_work_clusters.tasks.resolve import resolve_any
 from prefect_work_clusters.tasks.worktrees import prepare_one
 
 

@@ -19,10 +19,10 @@ from prefect_work_clusters.tasks.git import core as gitops
 from prefect_work_clusters.tasks.git import history as githistory
 from prefect_work_clusters.tasks.git import remote as gitremote
 from prefect_work_clusters.tasks.git import worktrees as gitworktrees
-from prefect_work_clusters.tasks.identify import resolve_any
 from prefect_work_clusters.tasks.integration.approval import load_review
 from prefect_work_clusters.tasks.options import RunOptions
 from prefect_work_clusters.tasks.recovery import run_lock
+from prefect_work_clusters.tasks.resolve import resolve_any
 
 
 def _ctx(plan: Path, repo: str | Path, options: RunOptions | None) -> RunContext:

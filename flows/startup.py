@@ -95,27 +95,25 @@ def _server_configured() -> bool:
         return False
 
 
-def start_server() -> bool:
+def start_server() -> None:
     """Start Prefect's temporary server now, in the background, unless this run uses a running
     server (``PREFECT_API_URL``) or Prefect's ephemeral mode is off; ``patient_server`` then
     waits for it and points the flow at it. Call it once the CLI knows it will run a flow: its
-    input checked, its plan's lock held. It is stopped when the process exits. Returns whether
-    this run waits for a temporary server (started now, or earlier in this process)."""
+    input checked, its plan's lock held. It is stopped when the process exits."""
     global _early
     from prefect.settings import PREFECT_API_URL, get_current_settings
 
     wanted = not PREFECT_API_URL.value() and get_current_settings().server.ephemeral.enabled
     if _early is not None and _early.booted_in is not None:
         if wanted and _early.serve():
-            return True
+            return
         _early.stop()  # (serve stopped it already when it said no)
         _early = None
     if _early is not None or not wanted:
-        return _early is not None
+        return
     _early = TemporaryServer()
     _early.spawn()
     atexit.register(_early.stop)  # after Prefect's log and event workers have sent what they hold
-    return True
 
 
 def _point_process_at(server: TemporaryServer) -> dict[Any, Any]:

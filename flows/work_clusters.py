@@ -30,6 +30,7 @@ from prefect_work_clusters.tasks.agents.progress import ClusterProgress
 from prefect_work_clusters.tasks.checks import containment
 from prefect_work_clusters.tasks.checks.user_side import CheckoutState, read_checkout
 from prefect_work_clusters.tasks.context import ClusterRecord, RunContext, load_record
+from prefect_work_clusters.tasks.create_worktrees import create_worktrees
 from prefect_work_clusters.tasks.errors import BadInput, WorkClustersError
 from prefect_work_clusters.tasks.failures import (
     failed,
@@ -37,7 +38,7 @@ from prefect_work_clusters.tasks.failures import (
     plan_problems,
     quiet_expected_failures,
 )
-from prefect_work_clusters.tasks.head_start import create_worktrees, head_start, prepare_ahead
+from prefect_work_clusters.tasks.head_start import head_start
 from prefect_work_clusters.tasks.identify import identify
 from prefect_work_clusters.tasks.integration.worktree import write_ahead
 from prefect_work_clusters.tasks.investigation import check as investigate
@@ -240,15 +241,6 @@ def _run(ctx: RunContext, phases: dict[str, float], started: datetime) -> State[
     if interrupt.requested():
         return _interrupted(ctx, prepared, records, phases, started)
     return finish(ctx, prepared, records, phases, started)
-
-
-def begin_ahead(ctx: RunContext) -> None:
-    """For the CLI, its input checked and the plan's run lock held: begin the run's worktrees, and
-    the read of your checkout, while Prefect starts; ``_run`` adopts them. Not where ``_run`` does
-    something first that changes what they are made from: a remote's branches are caught up first,
-    a rerun investigation restarted first."""
-    if not (ctx.remote or ctx.dispatch or (ctx.rerun and ctx.plan.investigates)):
-        prepare_ahead(ctx, read_checkout(ctx.repo))
 
 
 def _interrupted(ctx: RunContext, prepared: Prepared, records: list[ClusterRecord], phases: dict[str, float],

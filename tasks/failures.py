@@ -13,13 +13,12 @@ from __future__ import annotations
 
 import logging
 import re
-from typing import Any, cast
-
-from prefect.client.schemas.objects import State
-from prefect.exceptions import FailedRun
-from prefect.states import Failed
+from typing import TYPE_CHECKING, Any, cast
 
 from prefect_work_clusters.tasks.errors import WorkClustersError
+
+if TYPE_CHECKING:  # Prefect is imported where a state is made: ``one_line`` and ``last_lines`` need none
+    from prefect.client.schemas.objects import State
 
 _MAX_TAIL = 300
 _FRAME = re.compile(r'^(Traceback \(most recent call last\):|\s+File ".*", line \d+)')
@@ -61,6 +60,8 @@ def last_lines(output: str, lines: int = 3) -> str:
 
 def failed(message: str, data: Any = None) -> State[Any]:
     """A Failed state whose message is one line of prose (no repr, no traceback, no ``\\n``)."""
+    from prefect.states import Failed
+
     return Failed(message=one_line(message), data=data)
 
 
@@ -92,6 +93,9 @@ class _Quiet(logging.Filter):
     """Prefect's log records about our expected failures, as one line without a traceback."""
 
     def filter(self, record: logging.LogRecord) -> bool:
+        from prefect.client.schemas.objects import State
+        from prefect.exceptions import FailedRun
+
         exc = record.exc_info[1] if isinstance(record.exc_info, tuple) else None
         states = [a for a in record.args if isinstance(a, State)] if isinstance(record.args, tuple) else []
         if isinstance(exc, FailedRun):

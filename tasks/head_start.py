@@ -1,5 +1,6 @@
-"""The create-worktrees step: the worktrees a CLI run began ahead, while Prefect started
-(``prepare_ahead``), adopted by the run's flow, or made by the step itself (``tasks.worktrees``)."""
+"""The head start of the create-worktrees step (``tasks.create_worktrees``): a CLI run's worktrees,
+begun in the background once its input is checked, before Prefect is even imported, for the run's
+flow to adopt. Nothing here imports Prefect (its import is what the head start runs beside)."""
 
 from __future__ import annotations
 
@@ -14,19 +15,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from prefect import get_run_logger, task
-from prefect.cache_policies import NO_CACHE
-
-from prefect_work_clusters.tasks.checks.user_side import CheckoutState
+from prefect_work_clusters.tasks.checks.user_side import CheckoutState, read_checkout
 from prefect_work_clusters.tasks.context import RunContext
 from prefect_work_clusters.tasks.worktrees import Prepared, prepare
 
 
 @dataclass
 class HeadStart:
-    """A run's worktrees begun by the CLI once its input is checked, while Prefect starts (the
-    temporary server's start is ~6 s of one core here, with the other idle); ``create_worktrees``
-    adopts them. ``checkout``: the containment watch's read of your checkout, begun beside them."""
+    """A run's worktrees begun by the CLI once its input is checked, while Prefect starts: its
+    import (~2 s of one core) and, in local mode, its temporary server's (~6 s of the other);
+    ``create_worktrees`` adopts them. ``checkout``: the containment watch's read of your checkout,
+    begun beside them."""
 
     ctx: RunContext
     inputs: str
@@ -51,8 +50,8 @@ def _inputs(ctx: RunContext) -> str:
     return digest.hexdigest()
 
 
-# How much the head start yields to the temporary server's start, which runs beside it on the
-# critical path: the run's flow begins once that start ends, and the worktrees have the other core.
+# How much the head start yields to what runs beside it on the critical path: Prefect's import in
+# the CLI, and in local mode the temporary server's start, which the run's flow waits for.
 HEAD_START_NICE = 10
 
 
@@ -121,19 +120,10 @@ def settle_ahead(ctx: RunContext) -> None:
         wait(pending)
 
 
-@task(name="create-worktrees", cache_policy=NO_CACHE)
-def create_worktrees(ctx: RunContext) -> Prepared:
-    """Commit the plan and contracts to the base branch and give every cluster its worktree."""
-    logger = get_run_logger()
-    prepared = adopt(ctx)
-    if prepared is not None:
-        logger.info("worktrees made by the CLI while Prefect started, in %.1f s before this flow run began",
-                    prepared.made_ahead)
-    else:
-        prepared = prepare(ctx)
-    for note in prepared.notes:
-        logger.warning(note)
-    for rec in prepared.records:
-        state = "resumed: finished earlier" if rec.resumed else "ready"
-        logger.info("worktree %s on %s from %s (%s)", rec.worktree, rec.branch, rec.base_sha[:12], state)
-    return prepared
+def begin_ahead(ctx: RunContext) -> None:
+    """For the CLI, its input checked and the plan's run lock held: begin the run's worktrees, and
+    the read of your checkout, while Prefect starts; the flow adopts them. Not where the flow does
+    something first that changes what they are made from: a remote's branches are caught up first,
+    a rerun investigation restarted first."""
+    if not (ctx.remote or ctx.dispatch or (ctx.rerun and ctx.plan.investigates)):
+        prepare_ahead(ctx, read_checkout(ctx.repo))

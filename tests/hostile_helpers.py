@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from prefect_work_clusters.tasks.context import RunContext
-from prefect_work_clusters.tasks.identify import resolve_run
 from prefect_work_clusters.tasks.options import RunOptions
+from prefect_work_clusters.tasks.resolve import resolve_run
 from tests.conftest import git, user_changes_expected, write_agent
 from tests.loop_helpers import plan_yaml, shop_repo
 

@@ -14,10 +14,10 @@ from prefect_work_clusters.tasks.checks.rows import ClusterCheck
 from prefect_work_clusters.tasks.context import RunContext
 from prefect_work_clusters.tasks.git import core as gitops
 from prefect_work_clusters.tasks.git import history as githistory
-from prefect_work_clusters.tasks.identify import resolve_run
 from prefect_work_clusters.tasks.integration.integrate import integrate_branches
 from prefect_work_clusters.tasks.integration.models import IntegrationResult
 from prefect_work_clusters.tasks.options import RunOptions
+from prefect_work_clusters.tasks.resolve import resolve_run
 from prefect_work_clusters.tasks.worktrees import prepare
 from tests.conftest import git, make_repo
 

@@ -20,9 +20,9 @@ from prefect_work_clusters.tasks.agents.claude import ClaudeBackend
 from prefect_work_clusters.tasks.agents.codex import CodexBackend
 from prefect_work_clusters.tasks.agents.command import CommandBackend
 from prefect_work_clusters.tasks.git import changes as gitchanges
-from prefect_work_clusters.tasks.identify import resolve_run
 from prefect_work_clusters.tasks.options import RunOptions
 from prefect_work_clusters.tasks.report import ClusterSummary, RunReport, render_markdown
+from prefect_work_clusters.tasks.resolve import resolve_run
 from prefect_work_clusters.tasks.worktrees import prepare
 from tests.conftest import git, make_repo, write_agent
 from tests.loop_helpers import plan_yaml, shop_repo

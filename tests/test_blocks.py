@@ -39,8 +39,8 @@ from prefect_work_clusters.tasks.agents.limits import DEFAULT_SLOTS, limit_name,
 from prefect_work_clusters.tasks.agents.progress import ClusterProgress
 from prefect_work_clusters.tasks.agents.registry import UnknownAgent, preset_names, resolve_agent
 from prefect_work_clusters.tasks.errors import BadInput
-from prefect_work_clusters.tasks.identify import resolve_run
 from prefect_work_clusters.tasks.options import RunOptions
+from prefect_work_clusters.tasks.resolve import resolve_run
 from tests.conftest import git
 from tests.loop_helpers import plan_yaml, shop_repo
 

@@ -17,11 +17,11 @@ import pytest
 
 from prefect_work_clusters.tasks.checks.contract import check_cluster
 from prefect_work_clusters.tasks.context import load_record
-from prefect_work_clusters.tasks.identify import resolve_run
 from prefect_work_clusters.tasks.integration.integrate import integrate_branches
 from prefect_work_clusters.tasks.options import RunOptions
 from prefect_work_clusters.tasks.proc.runner import run_process
 from prefect_work_clusters.tasks.proc.sandbox import Sandbox
+from prefect_work_clusters.tasks.resolve import resolve_run
 from tests.conftest import git, user_changes_expected, write_agent
 from tests.loop_helpers import WRITER, plan_yaml, shop_repo
 

@@ -18,10 +18,10 @@ from prefect_work_clusters.tasks.checks.contract import check_cluster
 from prefect_work_clusters.tasks.errors import WorkClustersError
 from prefect_work_clusters.tasks.git import changes as gitchanges
 from prefect_work_clusters.tasks.git import core as gitops
-from prefect_work_clusters.tasks.identify import resolve_run
 from prefect_work_clusters.tasks.integration.tip import foreign_tip
 from prefect_work_clusters.tasks.integration.worktree import write_ahead
 from prefect_work_clusters.tasks.options import RunOptions
+from prefect_work_clusters.tasks.resolve import resolve_run
 from prefect_work_clusters.tasks.worktrees import prepare
 from tests.conftest import CLI, git, user_changes_expected, write_agent
 from tests.hostile_helpers import HOSTILE, cluster_verify, hostile_ctx, markers, users_git_runs_nothing_planted

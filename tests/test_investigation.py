@@ -18,7 +18,6 @@ from prefect_work_clusters.flows.examples.perf_investigation.build import build_
 from prefect_work_clusters.flows.work_clusters import integrate_clusters, work_clusters
 from prefect_work_clusters.tasks.agents.attempt import AgentFailed, run_attempt
 from prefect_work_clusters.tasks.errors import PlanError, WorkClustersError
-from prefect_work_clusters.tasks.identify import resolve_run
 from prefect_work_clusters.tasks.investigation.check import restart
 from prefect_work_clusters.tasks.investigation.findings import TypedFinding, parse_findings
 from prefect_work_clusters.tasks.investigation.fixes import as_folders, emit_plan, group_by_paths
@@ -26,6 +25,7 @@ from prefect_work_clusters.tasks.investigation.synthesis import recorded_finding
 from prefect_work_clusters.tasks.options import RunOptions
 from prefect_work_clusters.tasks.plan.load import load_plan
 from prefect_work_clusters.tasks.plan.models import IntegrationOptions
+from prefect_work_clusters.tasks.resolve import resolve_run
 from prefect_work_clusters.tasks.worktrees import prepare
 from tests.conftest import CLI, git, make_repo, rebaseline, snapshot, write_agent
 from tests.loop_helpers import BASE_FILES

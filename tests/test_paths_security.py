@@ -65,8 +65,8 @@ def test_committed_symlinks_out_of_the_repo_or_into_another_cluster_are_flagged(
 def test_a_cluster_committing_an_escaping_symlink_is_not_merged(tmp_path: Path) -> None:
     from prefect_work_clusters.tasks.agents.attempt import AgentFailed, run_attempt
     from prefect_work_clusters.tasks.checks.contract import check_cluster
-    from prefect_work_clusters.tasks.identify import resolve_run
     from prefect_work_clusters.tasks.options import RunOptions
+    from prefect_work_clusters.tasks.resolve import resolve_run
     from prefect_work_clusters.tasks.worktrees import prepare
     from tests.conftest import write_agent
     from tests.loop_helpers import plan_yaml, shop_repo

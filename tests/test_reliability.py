@@ -16,9 +16,9 @@ import pytest
 from prefect_work_clusters.flows.work_clusters import work_clusters
 from prefect_work_clusters.tasks.git import core as gitops
 from prefect_work_clusters.tasks.git import history as githistory
-from prefect_work_clusters.tasks.identify import resolve_run
 from prefect_work_clusters.tasks.options import RunOptions
 from prefect_work_clusters.tasks.recovery import RunLocked, run_lock
+from prefect_work_clusters.tasks.resolve import resolve_run
 from tests.conftest import CLI, branches, git, migrated_home, snapshot, user_changes_expected, write_agent
 from tests.loop_helpers import WRITER, plan_yaml, shop_repo
 

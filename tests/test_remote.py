@@ -18,8 +18,8 @@ from prefect_work_clusters.tasks import credentials
 from prefect_work_clusters.tasks.errors import BadInput
 from prefect_work_clusters.tasks.git import core
 from prefect_work_clusters.tasks.git import remote as gitremote
-from prefect_work_clusters.tasks.identify import resolve_any
 from prefect_work_clusters.tasks.options import RunOptions
+from prefect_work_clusters.tasks.resolve import resolve_any
 from tests.conftest import git, user_changes_expected, write_agent
 from tests.loop_helpers import WRITER, shop_repo
 

@@ -20,8 +20,8 @@ from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRun
 
 from prefect_work_clusters.deployments import trigger
 from prefect_work_clusters.flows.review import approve_run
-from prefect_work_clusters.tasks.identify import resolve_run
 from prefect_work_clusters.tasks.integration.approval import Approval
+from prefect_work_clusters.tasks.resolve import resolve_run
 from tests.conftest import git, make_repo, user_changes_expected
 from tests.server_helpers import PREFECT, ROOT, Stack, stack_fixture, wait_final  # noqa: F401 - a fixture
 

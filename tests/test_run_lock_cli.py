@@ -16,7 +16,7 @@ from tests.loop_helpers import shop_repo
 
 HOLD = """
 import sys, time
-from prefect_work_clusters.tasks.identify import resolve_run
+from prefect_work_clusters.tasks.resolve import resolve_run
 from prefect_work_clusters.tasks.recovery import run_lock
 ctx = resolve_run(sys.argv[1], sys.argv[2], agents_needed=False)
 with run_lock(ctx):

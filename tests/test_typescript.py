@@ -13,8 +13,8 @@ import pytest
 from prefect_work_clusters.flows.demo.build import build_demo_repo
 from prefect_work_clusters.tasks.agents.attempt import AgentFailed, run_attempt
 from prefect_work_clusters.tasks.checks.contract import check_cluster
-from prefect_work_clusters.tasks.identify import resolve_run
 from prefect_work_clusters.tasks.options import RunOptions
+from prefect_work_clusters.tasks.resolve import resolve_run
 from prefect_work_clusters.tasks.worktrees import prepare
 from tests.conftest import CLI, write_agent
 

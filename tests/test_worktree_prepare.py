@@ -11,8 +11,8 @@ import pytest
 from prefect_work_clusters.tasks.git import core as gitops
 from prefect_work_clusters.tasks.git import worktrees as gitworktrees
 from prefect_work_clusters.tasks.git.core import GitError
-from prefect_work_clusters.tasks.identify import resolve_run
 from prefect_work_clusters.tasks.options import RunOptions
+from prefect_work_clusters.tasks.resolve import resolve_run
 from prefect_work_clusters.tasks.worktrees import prepare
 from tests.conftest import git
 from tests.loop_helpers import shop_repo
