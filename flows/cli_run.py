@@ -8,7 +8,7 @@ import gc
 from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -26,6 +26,8 @@ from prefect_work_clusters.tasks.errors import BadInput, WorkClustersError
 from prefect_work_clusters.tasks.proc import interrupt
 
 if TYPE_CHECKING:
+    from prefect.client.schemas.objects import State
+
     from prefect_work_clusters.tasks.context import RunContext
     from prefect_work_clusters.tasks.options import RunOptions
 
@@ -129,11 +131,23 @@ def execute(plan: str, repo: str, options: RunOptions, runs_dir: Path,
              ahead: RunContext | None = None) -> None:
     """Run the flow in this process. ``ahead``: the run's context, checked, whose worktrees are
     begun before Prefect is even imported (``head_start.begin_ahead``), for the flow to adopt."""
-    from prefect_work_clusters.flows.startup import patient_server, start_server
     from prefect_work_clusters.tasks.head_start import begin_ahead, settle_ahead
 
     if ahead is not None:  # before Prefect is imported, which takes ~2 s of one core (tasks/head_start.py)
         begin_ahead(ahead)
+    try:
+        state, since = _run_flow(plan, repo, options, runs_dir, goal, verbose)
+    finally:
+        if ahead is not None:  # whatever ended the run (a server that never came up, an interrupt), a
+            settle_ahead(ahead)  # head start no flow adopted ends before the run lock is let go
+    report_outcome(runs_dir, since, state.message, after)
+
+
+def _run_flow(plan: str, repo: str, options: RunOptions, runs_dir: Path, goal: str | None,
+              verbose: bool) -> tuple[State[Any], datetime]:
+    """Prefect started, the flow run in this process: its final state, and when it began."""
+    from prefect_work_clusters.flows.startup import patient_server, start_server
+
     start_server()  # it boots on the other core while the flow's modules load (flows/startup.py)
     from prefect_work_clusters.flows.live import hide_prefect_console, live_view
     from prefect_work_clusters.flows.work_clusters import work_clusters
@@ -148,14 +162,10 @@ def execute(plan: str, repo: str, options: RunOptions, runs_dir: Path,
     since = datetime.now(timezone.utc)
     if not verbose:
         hide_prefect_console()
-    try:
-        with patient_server(say=lambda line: say(line)), live_view(err):
-            state = work_clusters(plan=plan, repo=repo, goal=goal or "", return_state=True,
-                                  **options.flow_parameters())
-    finally:
-        if ahead is not None:  # a head start no flow adopted ends before the run lock is let go
-            settle_ahead(ahead)
-    report_outcome(runs_dir, since, state.message, after)
+    with patient_server(say=lambda line: say(line)), live_view(err):
+        state = work_clusters(plan=plan, repo=repo, goal=goal or "", return_state=True,
+                              **options.flow_parameters())
+    return state, since
 
 
 def report_outcome(runs_dir: Path, since: datetime, message: str | None,

@@ -12,6 +12,9 @@ from pathlib import Path
 
 import pytest
 
+from prefect_work_clusters.flows import startup
+from prefect_work_clusters.flows.cli_run import execute
+from prefect_work_clusters.flows.server_process import PrefectUnavailable
 from prefect_work_clusters.tasks import head_start as head_start_module
 from prefect_work_clusters.tasks.context import RunContext
 from prefect_work_clusters.tasks.errors import WorkClustersError
@@ -157,3 +160,20 @@ def test_the_head_start_begins_before_prefect_is_imported(tmp_path: Path) -> Non
     modules, made = res.stdout.splitlines()
     assert modules == "[]"
     assert made == str(sorted([".runs", "api", "db", "ui"]))
+
+
+def test_a_run_stopped_before_its_flow_ends_its_head_start_first(tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """The head start begins before Prefect starts; whatever stops the run before its flow adopts
+    it (here a temporary server that never comes up), it has ended, and is forgotten, before the
+    CLI lets the plan's run lock go."""
+    ctx = _ctx(tmp_path)
+
+    def no_server() -> None:
+        raise PrefectUnavailable("Prefect's temporary server did not come up (simulated)")
+
+    monkeypatch.setattr(startup, "start_server", no_server)
+    with pytest.raises(PrefectUnavailable):
+        execute(str(ctx.plan_file), str(ctx.repo), ctx.options, ctx.runs_dir, ahead=ctx)
+    assert head_start(ctx) is None  # waited for, then forgotten
+    assert all(ctx.worktree(c.name).is_dir() for c in ctx.plan.clusters)  # made, for the next run to go on from
