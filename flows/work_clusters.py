@@ -22,11 +22,11 @@ from prefect_work_clusters.flows import review
 from prefect_work_clusters.flows.dispatch import run_dispatched
 from prefect_work_clusters.flows.finish import finish
 from prefect_work_clusters.tasks import remote
-from prefect_work_clusters.tasks.agents.attempt import run_agent
 from prefect_work_clusters.tasks.agents.call import agent_for
 from prefect_work_clusters.tasks.agents.guard import restore_base, restore_refs
 from prefect_work_clusters.tasks.agents.limits import run_slots
 from prefect_work_clusters.tasks.agents.progress import ClusterProgress
+from prefect_work_clusters.tasks.agents.run_agent import run_agent
 from prefect_work_clusters.tasks.checks import containment
 from prefect_work_clusters.tasks.checks.user_side import CheckoutState, read_checkout
 from prefect_work_clusters.tasks.context import ClusterRecord, RunContext, load_record
