@@ -104,9 +104,10 @@ def prepare_cluster(ctx: RunContext, cluster: str, base_sha: str, *,
     ``base_sha`` just now."""
     paths = ctx.plan.cluster(cluster).paths
     branch = ctx.branch(cluster)
+    known: gitworktrees.BranchState | None = (
+        "made" if branch in made else None if branches is None else "present" if branch in branches else "absent")
     wt = gitworktrees.ensure_worktree(ctx.repo, ctx.worktree(cluster), branch, base_sha, sparse_dirs(ctx, paths),
-                                listed=listed, branch_exists_hint=None if branches is None else branch in branches,
-                                made_here=branch in made)
+                                      listed=listed, known=known)
     previous = load_record(ctx, cluster)
     start = base_sha if wt.created or previous is None else previous.base_sha
     record = ClusterRecord(cluster=cluster, branch=branch, worktree=wt.path, base_sha=start,

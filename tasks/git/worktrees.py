@@ -9,6 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 from filelock import FileLock
 
@@ -30,6 +31,10 @@ def worktree_lock(repo: Path) -> Iterator[None]:
     """Serialize worktree add/remove: parallel `git worktree add` corrupts .git/worktrees."""
     with FileLock(str(common_dir(repo) / "work-clusters-worktrees.lock")):
         yield
+
+
+# What a caller knows of a worktree's branch: not there yet, made at the start just now, or there.
+BranchState = Literal["absent", "made", "present"]
 
 
 @dataclass
@@ -80,8 +85,7 @@ class WorktreeInfo:
 def ensure_worktree(repo: Path, path: Path, branch: str, start: str,
                     sparse_dirs: Sequence[str] | None = None, *,
                     listed: Sequence[Worktree] | None = None,
-                    branch_exists_hint: bool | None = None, made_here: bool = False,
-                    checkout: bool = True) -> WorktreeInfo:
+                    known: BranchState | None = None, checkout: bool = True) -> WorktreeInfo:
     """A worktree at ``path`` on ``branch`` (created from ``start`` if the branch is new).
 
     An existing worktree of that branch at that path is reused, so a second run resumes. With
@@ -94,9 +98,9 @@ def ensure_worktree(repo: Path, path: Path, branch: str, start: str,
     (``worktree add --no-checkout``, and ``sparse-checkout set``, which may write the shared
     config) holds the repository's worktree lock; the checkout, which writes this worktree's own
     files and index, runs outside it, so checkouts of several worktrees proceed together.
-    ``listed`` (``worktrees(repo)``) and ``branch_exists_hint`` spare the git calls that find
-    them when the caller already knows, as when preparing many worktrees at once; ``made_here``:
-    the caller made the branch at ``start`` just now (``make_branches``), so it is new.
+    ``listed`` (``worktrees(repo)``) and ``known`` (what the caller knows of the branch:
+    ``absent``, ``made`` at ``start`` just now by ``make_branches``, or ``present``) spare the git
+    calls that find them when the caller already knows, as when preparing many worktrees at once.
     ``checkout=False`` leaves a new worktree's index and files empty, for a caller that fills them
     later (``merge.catch_up``) once it knows which commit they should hold.
     """
@@ -112,11 +116,11 @@ def ensure_worktree(repo: Path, path: Path, branch: str, start: str,
             raise GitError(["worktree", "add", str(path)], 1,
                            f"{path} exists and is not empty; remove it or choose another --workspace")
         path.parent.mkdir(parents=True, exist_ok=True)
-        exists = branch_exists(repo, branch) if branch_exists_hint is None else branch_exists_hint
-        if made_here or exists:
-            run(repo, "worktree", "add", "--no-checkout", str(path), branch)
-        else:
+        state = known or ("present" if branch_exists(repo, branch) else "absent")
+        if state == "absent":
             run(repo, "worktree", "add", "--no-checkout", "-b", branch, str(path), start)
+        else:
+            run(repo, "worktree", "add", "--no-checkout", str(path), branch)
         remember_common_dir(path, common_dir(repo))
         # The first sparse worktree turns extensions.worktreeConfig on in the shared config; after
         # that, setting the cone writes this worktree's own files only, and needs no lock.
@@ -128,7 +132,7 @@ def ensure_worktree(repo: Path, path: Path, branch: str, start: str,
     if checkout:
         run(path, *PARALLEL_CHECKOUT, "checkout", "-q")
     # A branch made here sits at ``start``: when that is an object name already, no git is asked.
-    new = made_here or not exists
+    new = state != "present"  # made here, at ``start``: no commit of its own yet
     head = start if new and is_object_name(start) else out(path, "rev-parse", "HEAD")
     return WorktreeInfo(path, branch, head, created=True, sparse_dirs=list(sparse_dirs or []), new_branch=new)
 
