@@ -46,6 +46,11 @@ def finish(ctx: RunContext, prepared: Prepared, records: list[ClusterRecord], ph
         path = publish_report(ctx, report)
         return failed(f"{foreign}; report at {path}")
 
+    # Worktrees the run removes go while it integrates (which never reads them), after a last look.
+    removal = None
+    if not ctx.keep_worktrees:
+        containment.let_go(ctx, [rec.cluster for rec in records])
+        removal = gitworktrees.begin_removal(ctx.repo, [rec.worktree for rec in records], background=True)
     # Our merges move the integration branch; its agent and verify commands are watched in here.
     with containment.window(ctx, containment.INTEGRATION) as watched:
         state = integrate(ctx, prepared.base_sha, checks, return_state=True)
@@ -70,8 +75,8 @@ def finish(ctx: RunContext, prepared: Prepared, records: list[ClusterRecord], ph
         pushed = remote.push(ctx, [ctx.integration_branch])
         prepared.notes.extend(pushed)
         refused = pushed[0] if pushed and "refused" in pushed[0] else None
-    if not ctx.keep_worktrees:
-        gitworktrees.remove_worktrees(ctx.repo, [rec.worktree for rec in records])
+    if removal is not None:  # their registrations go after the watch's last look at the shared git dir
+        prepared.notes.extend(removal.finish())
 
     report = build_report(ctx, prepared, records, phases, started, result.ok and contract_ok and refused is None,
                           prepared.notes, checks=checks, tree_checks=tree_checks, integration=result)

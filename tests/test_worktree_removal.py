@@ -4,10 +4,22 @@ each time. Only linked worktrees of the repository are deleted, and nothing is f
 
 from __future__ import annotations
 
+import json
+import sys
 from pathlib import Path
 
+import pytest
+
+from prefect_work_clusters.flows.work_clusters import work_clusters
 from prefect_work_clusters.tasks.git import worktrees as gitworktrees
-from tests.conftest import git, make_repo
+from tests.conftest import git, make_repo, write_agent
+from tests.loop_helpers import WRITER, plan_yaml, shop_repo
+
+
+def _listed(repo: Path) -> list[Path]:
+    """The worktrees git has registered for ``repo``, the main one first."""
+    return [Path(line.split(" ", 1)[1]).resolve() for line in git(repo, "worktree", "list", "--porcelain").splitlines()
+            if line.startswith("worktree ")]
 
 
 def test_only_linked_worktrees_go_and_nothing_is_followed_out_of_them(tmp_path: Path) -> None:
@@ -29,7 +41,42 @@ def test_only_linked_worktrees_go_and_nothing_is_followed_out_of_them(tmp_path: 
     assert not made[0].exists() and not made[1].exists() and made[2].is_dir()
     assert (outside / "keep.txt").read_text() == "not ours\n" and (plain / "file").exists()
     assert (repo / ".git").is_dir() and (repo / "README.md").exists()  # the main worktree is never removed
-    listed = [line.split(" ", 1)[1] for line in git(repo, "worktree", "list", "--porcelain").splitlines()
-              if line.startswith("worktree ")]
-    assert [Path(p).resolve() for p in listed] == [repo.resolve(), made[2].resolve()]
+    assert _listed(repo) == [repo.resolve(), made[2].resolve()]
     assert git(repo, "branch", "--list", "b0") != ""  # branches stay
+
+
+# The integration's verify command, run while a run that removes its worktrees integrates: it waits
+# for the api worktree to be gone, says whether it went, then writes into its place.
+LATE_WRITER = """
+import pathlib, sys, time
+api, said = pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2])
+deadline = time.monotonic() + 20
+while api.exists() and time.monotonic() < deadline:
+    time.sleep(0.01)
+said.write_text("still there" if api.exists() else "gone")
+api.mkdir(parents=True, exist_ok=True)
+(api / "late.txt").write_text("written after the run let the worktree go\\n")
+"""
+
+
+@pytest.mark.usefixtures("prefect_harness")
+def test_a_run_without_kept_worktrees_removes_them_while_it_integrates(tmp_path: Path, records: Path) -> None:
+    script = tmp_path / "late_writer.py"
+    script.write_text(LATE_WRITER)
+    workspace = tmp_path / "repo.clusters" / "shop"
+    said = tmp_path / "said.txt"
+    repo, plan = shop_repo(tmp_path, plan_yaml(verify=f"{sys.executable} {script} {workspace / 'api'} {said}"))
+
+    state = work_clusters(plan=str(plan), repo=str(repo), agent_cmd=write_agent(tmp_path, WRITER),
+                          keep_worktrees=False, return_state=True)
+
+    assert state.is_completed(), state.message
+    assert said.read_text() == "gone"  # deleted before the integration's verify ran, not after it
+    report = json.loads((workspace / ".runs" / "report.json").read_text())
+    assert any(f"files appeared in {workspace / 'api'} while the run removed it" in n for n in report["notes"]), \
+        report["notes"]
+    for cluster in ("api", "ui", "db"):
+        assert not (workspace / cluster).exists()  # the late write went with it
+        assert git(repo, "rev-parse", "--verify", f"clusters/shop/{cluster}")  # branches stay
+    assert _listed(repo) == [repo.resolve(), (workspace / "integration").resolve()]
+    assert git(repo, "show", f"{report['integration']['final_sha']}:api/impl.py") == "NAME = 'api'"

@@ -27,6 +27,7 @@ import psutil
 from prefect import get_run_logger
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
+from prefect.client.schemas.responses import GlobalConcurrencyLimitResponse
 from prefect.concurrency.sync import concurrency
 from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
 from prefect.settings import PREFECT_API_URL
@@ -53,20 +54,20 @@ def limit_name(backend: str) -> str:
     return f"agents-{backend}"
 
 
-def ensure_limit(name: str, slots: int = DEFAULT_SLOTS) -> int:
+def ensure_limit(name: str, slots: int = DEFAULT_SLOTS) -> GlobalConcurrencyLimitResponse:
     """Create the limit ``name`` with ``slots`` slots unless it exists; an existing one is kept
-    as it is (its value is the user's to tune). Returns its size."""
+    as it is (its value is the user's to tune). Returns it as the server has it now."""
     # One run's agents start together: without the lock each would try to create the limit, and
     # the server logs every refused duplicate as an error.
     with _creating, get_client(sync_client=True) as client:
         try:
-            return client.read_global_concurrency_limit_by_name(name).limit
+            return client.read_global_concurrency_limit_by_name(name)
         except ObjectNotFound:
             try:
                 client.create_global_concurrency_limit(GlobalConcurrencyLimitCreate(name=name, limit=slots))
             except ObjectAlreadyExists:
                 pass  # another run created it meanwhile
-            return client.read_global_concurrency_limit_by_name(name).limit
+            return client.read_global_concurrency_limit_by_name(name)
 
 
 class SlotsBusy(WorkClustersError):
@@ -91,10 +92,13 @@ def run_slots(flow_run: str, wanted: dict[str, int], record: Path | None = None)
     with ExitStack() as stack:
         for backend, count in sorted(wanted.items()):
             name = limit_name(backend)
-            size = ensure_limit(name, max(DEFAULT_SLOTS, count))
-            take = max(1, min(count, size))
+            limit = ensure_limit(name, max(DEFAULT_SLOTS, count))
+            take = max(1, min(count, limit.limit))
             started = time.monotonic()
-            _say_if_waiting(name, take)
+            if limit.active_slots + take > limit.limit:
+                logger.warning("waiting for %d slot(s) of %s: %d of %d taken by other runs (or by killed runs on a "
+                               "server this run cannot clean); giving up after %.0f s", take, name,
+                               limit.active_slots, limit.limit, SLOT_WAIT_SECONDS)
             try:
                 # Renewal failing once (a server restart) must not kill the agents half-way through.
                 stack.enter_context(concurrency(name, occupy=take, strict=True, timeout_seconds=SLOT_WAIT_SECONDS,
@@ -148,15 +152,6 @@ def release_left_slots(record: Path) -> list[str]:
                              "when it was killed")
     record.unlink(missing_ok=True)
     return notes
-
-
-def _say_if_waiting(name: str, take: int) -> None:
-    with get_client(sync_client=True) as client:
-        limit = client.read_global_concurrency_limit_by_name(name)
-    if limit.active_slots + take > limit.limit:
-        get_run_logger().warning(
-            "waiting for %d slot(s) of %s: %d of %d taken by other runs (or by killed runs on a server this run "
-            "cannot clean); giving up after %.0f s", take, name, limit.active_slots, limit.limit, SLOT_WAIT_SECONDS)
 
 
 def _busy_message(name: str, take: int) -> str:

@@ -179,11 +179,10 @@ def _check(watch: Watch, label: str | None, closing: bool) -> list[str]:
     return blamed
 
 
-def _worktree_writes(watch: Watch, cluster: str, worktree: Path, when: str) -> str | None:
+def _worktree_writes(expected: set[str] | None, cluster: str, worktree: Path, when: str) -> str | None:
     """Files changed in a cluster's worktree while its agent was not running: removed (they must
     never be committed as its work) and named. Only after an attempt of this run: the files there
-    are then known."""
-    expected = watch.untracked.get(cluster)
+    are then known (``expected``: the untracked files it may hold)."""
     if expected is None or not worktree.is_dir():
         return None
     # One status for edits and untracked files alike (as ``git ls-files --others`` lists them);
@@ -216,7 +215,7 @@ def window(ctx: RunContext, label: str, worktree: Path | None = None) -> Iterato
         watch.running[label] = watch.running.get(label, 0) + 1
         watch.since_check.add(label)
     if worktree is not None:
-        note = _worktree_writes(watch, label, worktree, "while its agent was not running")
+        note = _worktree_writes(watch.untracked.get(label), label, worktree, "while its agent was not running")
         if note:
             with watch.lock:
                 watch.notes.append(note)
@@ -265,6 +264,29 @@ def check_now(ctx: RunContext, win: Window, last: bool = False) -> list[str]:
     return found
 
 
+def let_go(ctx: RunContext, clusters: list[str]) -> None:
+    """Before the run deletes these clusters' worktrees, ahead of its end: their last look (files
+    written after their agent finished, noted as ``finish`` would), and no look at them after it;
+    whatever is written there from now on goes with them."""
+    with _WATCHES_LOCK:
+        watch = _WATCHES.get((str(ctx.repo), ctx.plan.name))
+    if watch is None:
+        return
+    with watch.lock:
+        mine = {cluster: watch.untracked.pop(cluster) for cluster in clusters if cluster in watch.untracked}
+    with ThreadPoolExecutor(max_workers=FINISH_WORKERS) as pool:
+        found = [note for note in _late_writes(ctx, pool, mine) if note]
+    with watch.lock:
+        watch.notes += found
+
+
+def _late_writes(ctx: RunContext, pool: ThreadPoolExecutor, untracked: dict[str, set[str]]) -> Iterator[str | None]:
+    """``_worktree_writes`` of each cluster ``untracked`` names (with the untracked files its
+    worktree may hold), after its agent finished: one git status each, side by side in ``pool``."""
+    return pool.map(lambda cluster: _worktree_writes(untracked[cluster], cluster, ctx.worktree(cluster),
+                                                     "after its agent finished"), list(untracked))
+
+
 def finish(ctx: RunContext) -> list[str]:
     """After the agents and the integration: a last comparison, writes into worktrees after their
     agent finished, files changed in the user's checkout; the run's notes, once."""
@@ -279,9 +301,7 @@ def finish(ctx: RunContext) -> list[str]:
     # One git status per worktree and one of your checkout: side by side, git waits on the disk too.
     with ThreadPoolExecutor(max_workers=FINISH_WORKERS) as pool:
         user = pool.submit(user_state, ctx.repo)
-        found = pool.map(lambda cluster: _worktree_writes(watch, cluster, ctx.worktree(cluster),
-                                                          "after its agent finished"), list(watch.untracked))
-        watch.notes += [note for note in found if note]
+        watch.notes += [note for note in _late_writes(ctx, pool, dict(watch.untracked)) if note]
         after = user.result()
     touched = sorted(rel for rel in set(after) | set(watch.user_before) if after.get(rel) != watch.user_before.get(rel))
     if touched:

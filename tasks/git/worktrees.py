@@ -3,9 +3,10 @@
 
 from __future__ import annotations
 
+import os
 import shutil
+import subprocess
 from collections.abc import Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,6 +15,7 @@ from typing import Literal
 from filelock import FileLock
 
 from prefect_work_clusters.tasks.git.core import (
+    NICE,
     PARALLEL_CHECKOUT,
     GitError,
     branch_exists,
@@ -181,14 +183,59 @@ def remove_worktrees(repo: Path, paths: Sequence[Path]) -> None:
     following a symlink, and one ``git worktree prune`` drops their registrations. Only folders
     git lists as linked worktrees of ``repo`` are deleted; one that cannot be is left to git,
     whose refusal is the error."""
+    begin_removal(repo, paths).finish()
+
+
+# Processes deleting a removal's folders side by side (git and the disk wait on each other), and
+# how far below the run's own work they run when it goes on meanwhile.
+REMOVERS = 4
+REMOVAL_NICE = 10
+
+
+@dataclass
+class Removal:
+    """Worktree folders being deleted by ``rm`` processes (``begin_removal``), which hold no lock
+    of this process (a thread deleting them slowed the run's own Python beside it by half);
+    ``finish`` waits for them, then drops their registrations."""
+
+    repo: Path
+    paths: list[Path]
+    removers: list[subprocess.Popen[bytes]]
+
+    def finish(self) -> list[str]:
+        """Wait for the folders; one written into while it went (by a process the run does not
+        control) is deleted again and named in what this returns; then the registrations go."""
+        for remover in self.removers:
+            remover.wait()
+        notes: list[str] = []
+        failed: list[Path] = []
+        for path in self.paths:
+            if not os.path.lexists(path):
+                continue
+            if _delete_tree(path):
+                notes.append(f"files appeared in {path} while the run removed it (written by a process the run "
+                             "does not control?); deleted them too")
+                continue
+            failed.append(path)
+        with worktree_lock(self.repo):
+            for path in failed:  # git's refusal is the error
+                run(self.repo, "worktree", "remove", "--force", str(path))
+            run(self.repo, "worktree", "prune")
+        return notes
+
+
+def begin_removal(repo: Path, paths: Sequence[Path], background: bool = False) -> Removal:
+    """Begin deleting the folders of those of ``paths`` git lists as linked worktrees of ``repo``
+    (``rm -rf`` never follows a symlink, in them or in their place); their registrations stay
+    until ``Removal.finish``, so the shared git dir does not change before then. ``background``:
+    at a lower CPU priority, for while the run goes on (its integration)."""
     listed = {w.path.resolve() for w in worktrees(repo)[1:]}  # the first is the main worktree
     mine = [p for p in paths if p.resolve() in listed and not p.is_symlink()]
-    with worktree_lock(repo):
-        with ThreadPoolExecutor(max_workers=max(1, min(4, len(mine)))) as pool:
-            failed = [p for p, ok in zip(mine, pool.map(_delete_tree, mine), strict=True) if not ok]
-        run(repo, "worktree", "prune")
-        for path in failed:
-            run(repo, "worktree", "remove", "--force", str(path))
+    lower = [NICE, "-n", str(REMOVAL_NICE)] if background and NICE else []
+    removers = [subprocess.Popen([*lower, "rm", "-rf", "--", *map(str, mine[n::REMOVERS])],  # noqa: S603 - fixed argv
+                                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                for n in range(min(REMOVERS, len(mine)))]
+    return Removal(repo, mine, removers)
 
 
 def _delete_tree(path: Path) -> bool:
