@@ -2,7 +2,7 @@
 # Run every benchmark at full size, one after another, then gather the results into
 # bench/results.json and the benchmark table of README.md.
 #
-#   bench/run_all.sh                  # all of them (about 35 minutes on 2 cores)
+#   bench/run_all.sh                  # all of them (about 50 minutes on 2 cores)
 #   bench/run_all.sh overhead scale   # only these
 #   PYTHON=/path/to/venv/bin/python bench/run_all.sh
 #
@@ -26,7 +26,7 @@ export PREFECT_SERVER_ANALYTICS_ENABLED=false
 # name | script | arguments
 runs=(
   "startup|floor.py|"
-  "overhead|bench_overhead.py|"
+  "overhead|bench_overhead.py|--rounds 5"
   "overhead-20k|bench_overhead.py|--files 20000 --rounds 3"
   "parallel|bench_parallel.py|"
   "scale-server|bench_scale.py|--server"
