@@ -80,3 +80,17 @@ def test_a_run_without_kept_worktrees_removes_them_while_it_integrates(tmp_path:
         assert git(repo, "rev-parse", "--verify", f"clusters/shop/{cluster}")  # branches stay
     assert _listed(repo) == [repo.resolve(), (workspace / "integration").resolve()]
     assert git(repo, "show", f"{report['integration']['final_sha']}:api/impl.py") == "NAME = 'api'"
+
+
+def test_without_rm_the_folders_are_deleted_all_the_same_and_nothing_is_called_a_late_write(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    repo = make_repo(tmp_path, {"README.md": "# r\n", "a/x.py": "X = 1\n"})
+    made = [tmp_path / f"w{n}" for n in range(2)]
+    for n, path in enumerate(made):
+        git(repo, "worktree", "add", "-q", "-b", f"b{n}", str(path))
+    monkeypatch.setattr(gitworktrees, "RM", None)  # a bare container without coreutils' rm
+
+    notes = gitworktrees.begin_removal(repo, made, background=True).finish()
+
+    assert notes == [] and not any(path.exists() for path in made)
+    assert _listed(repo) == [repo.resolve()]

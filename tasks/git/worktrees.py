@@ -190,6 +190,7 @@ def remove_worktrees(repo: Path, paths: Sequence[Path]) -> None:
 # how far below the run's own work they run when it goes on meanwhile.
 REMOVERS = 4
 REMOVAL_NICE = 10
+RM = shutil.which("rm")  # without it (a bare container), finish deletes the folders itself
 
 
 @dataclass
@@ -213,8 +214,9 @@ class Removal:
             if not os.path.lexists(path):
                 continue
             if _delete_tree(path):
-                notes.append(f"files appeared in {path} while the run removed it (written by a process the run "
-                             "does not control?); deleted them too")
+                if self.removers:  # it was there after they ended: written into meanwhile
+                    notes.append(f"files appeared in {path} while the run removed it (written by a process the "
+                                 "run does not control?); deleted them too")
                 continue
             failed.append(path)
         with worktree_lock(self.repo):
@@ -232,9 +234,9 @@ def begin_removal(repo: Path, paths: Sequence[Path], background: bool = False) -
     listed = {w.path.resolve() for w in worktrees(repo)[1:]}  # the first is the main worktree
     mine = [p for p in paths if p.resolve() in listed and not p.is_symlink()]
     lower = [NICE, "-n", str(REMOVAL_NICE)] if background and NICE else []
-    removers = [subprocess.Popen([*lower, "rm", "-rf", "--", *map(str, mine[n::REMOVERS])],  # noqa: S603 - fixed argv
+    removers = [subprocess.Popen([*lower, RM, "-rf", "--", *map(str, mine[n::REMOVERS])],  # noqa: S603 - fixed argv
                                  stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-                for n in range(min(REMOVERS, len(mine)))]
+                for n in range(min(REMOVERS, len(mine)))] if RM else []
     return Removal(repo, mine, removers)
 
 
