@@ -30,6 +30,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from prefect_work_clusters.tasks.checks import worktree_writes
 from prefect_work_clusters.tasks.checks.user_side import (
     USER_SIDE,
     CheckoutState,
@@ -179,24 +180,6 @@ def _check(watch: Watch, label: str | None, closing: bool) -> list[str]:
     return blamed
 
 
-def _worktree_writes(expected: set[str] | None, cluster: str, worktree: Path, when: str) -> str | None:
-    """Files changed in a cluster's worktree while its agent was not running: removed (they must
-    never be committed as its work) and named. Only after an attempt of this run: the files there
-    are then known (``expected``: the untracked files it may hold)."""
-    if expected is None or not worktree.is_dir():
-        return None
-    # One status for edits and untracked files alike (as ``git ls-files --others`` lists them);
-    # not stripped: an entry starts with its two status letters, a space among them.
-    listed = [i for i in gitops.run(worktree, "status", "--porcelain=v1", "-z", "--untracked-files=all",
-                                    "--no-renames").stdout.split("\0") if i]
-    new = {i[3:] for i in listed if i.startswith("??")} - expected
-    changed = sorted({i[3:] for i in listed if not i.startswith("??")} | new)
-    if not changed:
-        return None
-    gitchanges.reset_to(worktree, gitops.head(worktree), keep=expected)
-    return f"files written into {cluster}'s worktree {when} (removed, never committed): {', '.join(changed[:20])}"
-
-
 def remember_worktree(ctx: RunContext, cluster: str, worktree: Path) -> None:
     """After a cluster's attempt: the untracked files its worktree holds are its own."""
     watch = begin(ctx)
@@ -215,7 +198,7 @@ def window(ctx: RunContext, label: str, worktree: Path | None = None) -> Iterato
         watch.running[label] = watch.running.get(label, 0) + 1
         watch.since_check.add(label)
     if worktree is not None:
-        note = _worktree_writes(watch.untracked.get(label), label, worktree, "while its agent was not running")
+        note = worktree_writes.written(watch.untracked.get(label), label, worktree, "while its agent was not running")
         if note:
             with watch.lock:
                 watch.notes.append(note)
@@ -275,16 +258,9 @@ def let_go(ctx: RunContext, clusters: list[str]) -> None:
     with watch.lock:
         mine = {cluster: watch.untracked.pop(cluster) for cluster in clusters if cluster in watch.untracked}
     with ThreadPoolExecutor(max_workers=FINISH_WORKERS) as pool:
-        found = [note for note in _late_writes(ctx, pool, mine) if note]
+        found = [note for note in worktree_writes.after_agents(ctx, pool, mine) if note]
     with watch.lock:
         watch.notes += found
-
-
-def _late_writes(ctx: RunContext, pool: ThreadPoolExecutor, untracked: dict[str, set[str]]) -> Iterator[str | None]:
-    """``_worktree_writes`` of each cluster ``untracked`` names (with the untracked files its
-    worktree may hold), after its agent finished: one git status each, side by side in ``pool``."""
-    return pool.map(lambda cluster: _worktree_writes(untracked[cluster], cluster, ctx.worktree(cluster),
-                                                     "after its agent finished"), list(untracked))
 
 
 def finish(ctx: RunContext) -> list[str]:
@@ -301,7 +277,7 @@ def finish(ctx: RunContext) -> list[str]:
     # One git status per worktree and one of your checkout: side by side, git waits on the disk too.
     with ThreadPoolExecutor(max_workers=FINISH_WORKERS) as pool:
         user = pool.submit(user_state, ctx.repo)
-        watch.notes += [note for note in _late_writes(ctx, pool, dict(watch.untracked)) if note]
+        watch.notes += [note for note in worktree_writes.after_agents(ctx, pool, dict(watch.untracked)) if note]
         after = user.result()
     touched = sorted(rel for rel in set(after) | set(watch.user_before) if after.get(rel) != watch.user_before.get(rel))
     if touched:
