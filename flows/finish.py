@@ -49,8 +49,8 @@ def finish(ctx: RunContext, prepared: Prepared, records: list[ClusterRecord], ph
     # Worktrees the run removes go while it integrates (which never reads them), after a last look.
     removal = None
     if not ctx.keep_worktrees:
-        containment.let_go(ctx, [rec.cluster for rec in records])
-        removal = gitworktrees.begin_removal(ctx.repo, [rec.worktree for rec in records], background=True)
+        removal = gitworktrees.begin_removal(ctx.repo, [rec.worktree for rec in records], background=True,
+                                             first=containment.let_go(ctx, [rec.cluster for rec in records]))
     # Our merges move the integration branch; its agent and verify commands are watched in here.
     with containment.window(ctx, containment.INTEGRATION) as watched:
         state = integrate(ctx, prepared.base_sha, checks, return_state=True)

@@ -18,6 +18,7 @@ from prefect_work_clusters.tasks.checks.contract import check_cluster
 from prefect_work_clusters.tasks.errors import WorkClustersError
 from prefect_work_clusters.tasks.git import changes as gitchanges
 from prefect_work_clusters.tasks.git import core as gitops
+from prefect_work_clusters.tasks.git import worktrees as gitworktrees
 from prefect_work_clusters.tasks.integration.tip import foreign_tip
 from prefect_work_clusters.tasks.integration.worktree import write_ahead
 from prefect_work_clusters.tasks.options import RunOptions
@@ -128,6 +129,25 @@ def test_writes_into_the_users_checkout_and_another_worktree_are_reported(
     for rec in (db, ui):
         assert "injected" not in git(ctx.repo, "log", "--name-only", "--format=", rec.branch)
     assert not (ctx.worktree("db") / "db" / "injected.py").exists()
+
+
+def test_worktrees_the_run_removes_get_their_last_look_before_they_go(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Without --keep-worktrees the run lets its cluster worktrees go before it integrates: their
+    # last look (writes after their agent finished) is taken by the removal, before its rm starts.
+    ctx = hostile_ctx(tmp_path, monkeypatch, {"api": ["other-worktree"]})
+    prepare(ctx)
+    containment.begin(ctx)
+    db = run_attempt(ctx, "db", 1)
+    run_attempt(ctx, "api", 1)  # writes into db's worktree, whose agent has finished
+    gone = [ctx.worktree("db"), ctx.worktree("ui")]
+    removal = gitworktrees.begin_removal(ctx.repo, gone, background=True, first=containment.let_go(ctx, ["db", "ui"]))
+    kept = containment.finish(ctx)  # no second look at worktrees let go
+    notes = removal.finish()
+    assert [n for n in notes if "db's worktree after its agent finished" in n and "db/injected.py" in n], notes
+    assert not [n for n in kept if "after its agent finished" in n], kept
+    assert not any(path.exists() for path in gone)
+    assert "injected" not in git(ctx.repo, "log", "--name-only", "--format=", db.branch)
 
 
 def test_the_checkout_read_while_the_worktrees_are_made_is_the_watchs_baseline(

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -247,20 +247,22 @@ def check_now(ctx: RunContext, win: Window, last: bool = False) -> list[str]:
     return found
 
 
-def let_go(ctx: RunContext, clusters: list[str]) -> None:
-    """Before the run deletes these clusters' worktrees, ahead of its end: their last look (files
-    written after their agent finished, noted as ``finish`` would), and no look at them after it;
-    whatever is written there from now on goes with them."""
+def let_go(ctx: RunContext, clusters: list[str]) -> Callable[[], list[str]]:
+    """Before the run deletes these clusters' worktrees, ahead of its end: no look at them after
+    this one; whatever is written there from now on goes with them. Returns their last look, for
+    the removal to take before they go (``tasks.git.worktrees.begin_removal``): files written
+    after their agent finished, named as ``finish`` names them, its git at the lowest priority."""
     with _WATCHES_LOCK:
         watch = _WATCHES.get((str(ctx.repo), ctx.plan.name))
     if watch is None:
-        return
+        return list
     with watch.lock:
         mine = {cluster: watch.untracked.pop(cluster) for cluster in clusters if cluster in watch.untracked}
-    with ThreadPoolExecutor(max_workers=FINISH_WORKERS) as pool:
-        found = [note for note in worktree_writes.after_agents(ctx, pool, mine) if note]
-    with watch.lock:
-        watch.notes += found
+
+    def look() -> list[str]:
+        with ThreadPoolExecutor(max_workers=FINISH_WORKERS) as pool:
+            return [note for note in worktree_writes.after_agents(ctx, pool, mine, idle=True) if note]
+    return look
 
 
 def finish(ctx: RunContext) -> list[str]:

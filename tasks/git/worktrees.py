@@ -6,7 +6,8 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -197,18 +198,27 @@ RM = shutil.which("rm")  # without it (a bare container), finish deletes the fol
 class Removal:
     """Worktree folders being deleted by ``rm`` processes (``begin_removal``), which hold no lock
     of this process (a thread deleting them slowed the run's own Python beside it by half);
-    ``finish`` waits for them, then drops their registrations."""
+    ``finish`` waits for them, then drops their registrations. ``begun``: the removers' start,
+    after a last look at the folders, in a thread of its own; the look's notes."""
 
     repo: Path
     paths: list[Path]
-    removers: list[subprocess.Popen[bytes]]
+    removers: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    begun: Future[list[str]] | None = None
+
+    def start(self, background: bool) -> None:
+        lower = [NICE, "-n", str(REMOVAL_NICE)] if background and NICE else []
+        self.removers = [subprocess.Popen([*lower, RM, "-rf", "--", *map(str, self.paths[n::REMOVERS])],  # noqa: S603
+                                          stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                          stderr=subprocess.DEVNULL)
+                         for n in range(min(REMOVERS, len(self.paths)))] if RM else []
 
     def finish(self) -> list[str]:
         """Wait for the folders; one written into while it went (by a process the run does not
         control) is deleted again and named in what this returns; then the registrations go."""
+        notes = self.begun.result() if self.begun is not None else []  # its error, if any, is the run's
         for remover in self.removers:
             remover.wait()
-        notes: list[str] = []
         failed: list[Path] = []
         for path in self.paths:
             if not os.path.lexists(path):
@@ -226,18 +236,30 @@ class Removal:
         return notes
 
 
-def begin_removal(repo: Path, paths: Sequence[Path], background: bool = False) -> Removal:
+def begin_removal(repo: Path, paths: Sequence[Path], background: bool = False,
+                  first: Callable[[], list[str]] | None = None) -> Removal:
     """Begin deleting the folders of those of ``paths`` git lists as linked worktrees of ``repo``
     (``rm -rf`` never follows a symlink, in them or in their place); their registrations stay
     until ``Removal.finish``, so the shared git dir does not change before then. ``background``:
-    at a lower CPU priority, for while the run goes on (its integration)."""
+    at a lower CPU priority, for while the run goes on (its integration). ``first``: a last look
+    at them, taken before they go, beside the caller (which goes on meanwhile); its notes lead
+    those ``finish`` returns."""
     listed = {w.path.resolve() for w in worktrees(repo)[1:]}  # the first is the main worktree
-    mine = [p for p in paths if p.resolve() in listed and not p.is_symlink()]
-    lower = [NICE, "-n", str(REMOVAL_NICE)] if background and NICE else []
-    removers = [subprocess.Popen([*lower, RM, "-rf", "--", *map(str, mine[n::REMOVERS])],  # noqa: S603 - fixed argv
-                                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-                for n in range(min(REMOVERS, len(mine)))] if RM else []
-    return Removal(repo, mine, removers)
+    removal = Removal(repo, [p for p in paths if p.resolve() in listed and not p.is_symlink()])
+    if first is None:
+        removal.start(background)
+        return removal
+
+    def look_then_start() -> list[str]:
+        notes = first()
+        removal.start(background)
+        return notes
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="wc-removal")
+    try:
+        removal.begun = pool.submit(look_then_start)
+    finally:
+        pool.shutdown(wait=False)
+    return removal
 
 
 def _delete_tree(path: Path) -> bool:
