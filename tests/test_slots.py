@@ -56,9 +56,23 @@ def kill_a_run(record: Path, name: str) -> None:
 @flow
 def take_slots(record: str, wanted: int) -> tuple[list[str], float]:
     started = time.monotonic()
-    with limits.run_slots("slot-test", {"slotleak": wanted}, Path(record)) as notes:
+    with limits.run_slots("slot-test", {"slotleak": wanted}, Path(record)) as slots:
         assert json.loads(Path(record).read_text())["slots"] == {"agents-slotleak": wanted}
-        return notes, time.monotonic() - started
+        return slots.notes, time.monotonic() - started
+
+
+@flow
+def fitted(record: str) -> list[tuple[int, dict[str, int]]]:
+    """Slots taken for a whole plan, then fitted to the clusters a resumed run still runs."""
+    seen = []
+    with limits.run_slots("slot-fit", {"slotfit": 4, "slotgone": 2}, Path(record)) as slots:
+        seen.append((active("agents-slotfit") + active("agents-slotgone"), json.loads(Path(record).read_text())["slots"]))
+        slots.fit({"slotfit": 1})
+        seen.append((active("agents-slotfit") + active("agents-slotgone"), json.loads(Path(record).read_text())["slots"]))
+        slots.fit({"slotfit": 3})  # never more than it took: what it holds is enough
+        seen.append((active("agents-slotfit") + active("agents-slotgone"), json.loads(Path(record).read_text())["slots"]))
+    seen.append((active("agents-slotfit") + active("agents-slotgone"), {}))
+    return seen
 
 
 @flow
@@ -99,3 +113,12 @@ def test_a_wait_for_slots_is_logged_and_bounded(tmp_path: Path, prefect_harness:
     assert message.startswith(f"gave up after 2 s waiting for 1 slot(s) of the global concurrency limit {name}")
     assert f"prefect gcl inspect {name}" in message and f"prefect gcl update {name} --active-slots 0" in message
     assert f"waiting for 1 slot(s) of {name}: 2 of 2 taken" in caplog.text
+
+
+def test_a_run_gives_back_the_slots_its_finished_clusters_do_not_need(tmp_path: Path, prefect_harness: None) -> None:
+    record = tmp_path / "slots.json"
+    assert fitted(str(record)) == [(6, {"agents-slotfit": 4, "agents-slotgone": 2}),
+                                   (1, {"agents-slotfit": 1}),
+                                   (1, {"agents-slotfit": 1}),
+                                   (0, {})]
+    assert not record.exists()
