@@ -64,14 +64,17 @@ def take_slots(record: str, wanted: int) -> tuple[list[str], float]:
 @flow
 def fitted(record: str) -> list[tuple[int, dict[str, int]]]:
     """Slots taken for a whole plan, then fitted to the clusters a resumed run still runs."""
+    def held() -> int:
+        return active("agents-slotfit") + active("agents-slotgone")
+
     seen = []
     with limits.run_slots("slot-fit", {"slotfit": 4, "slotgone": 2}, Path(record)) as slots:
-        seen.append((active("agents-slotfit") + active("agents-slotgone"), json.loads(Path(record).read_text())["slots"]))
+        seen.append((held(), json.loads(Path(record).read_text())["slots"]))
         slots.fit({"slotfit": 1})
-        seen.append((active("agents-slotfit") + active("agents-slotgone"), json.loads(Path(record).read_text())["slots"]))
+        seen.append((held(), json.loads(Path(record).read_text())["slots"]))
         slots.fit({"slotfit": 3})  # never more than it took: what it holds is enough
-        seen.append((active("agents-slotfit") + active("agents-slotgone"), json.loads(Path(record).read_text())["slots"]))
-    seen.append((active("agents-slotfit") + active("agents-slotgone"), {}))
+        seen.append((held(), json.loads(Path(record).read_text())["slots"]))
+    seen.append((held(), {}))
     return seen
 
 

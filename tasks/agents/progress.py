@@ -99,8 +99,10 @@ class ClusterProgress:
         """Publish the artifact: ``pending`` clusters will run, ``earlier`` ones finished before."""
         self.flow_run = flow_run
         self._lock, self._publishing = threading.Lock(), threading.Lock()
-        # ``_changed`` counts pictures, ``_written`` the last one the artifact shows.
+        # ``_changed`` counts pictures, ``_written`` the last one the artifact shows; ``_hurry``
+        # counts the flushes waiting, for which the writer waits out no interval.
         self._wake, self._changed, self._written, self._closing = threading.Condition(), 0, 0, False
+        self._hurry = 0
         self._rows = {n: Row(n, "succeeded", earlier=True) for n in earlier} | {n: Row(n, "pending") for n in pending}
         self._started: dict[str, float] = {}
         # cast: the sync/async dispatching decorator types the result as either
@@ -150,10 +152,16 @@ class ClusterProgress:
         """Wait until the artifact shows the latest picture; False when ``timeout`` passed first."""
         deadline = time.monotonic() + timeout
         with self._wake:
-            self._wake.notify_all()  # no waiting out the interval
-            while self._written < self._changed and self._writer.is_alive():
-                if not self._wake.wait(max(0.0, deadline - time.monotonic())):
-                    return False
+            # No waiting out the interval, whether the writer waits now or is writing (a notify alone
+            # is lost then, and the flush waited the whole interval: 0.5 s at the end of half the runs).
+            self._hurry += 1
+            self._wake.notify_all()
+            try:
+                while self._written < self._changed and self._writer.is_alive():
+                    if not self._wake.wait(max(0.0, deadline - time.monotonic())):
+                        return False
+            finally:
+                self._hurry -= 1
         return True
 
     def close(self) -> None:
@@ -190,8 +198,8 @@ class ClusterProgress:
             with self._wake:
                 self._written = picture
                 self._wake.notify_all()
-                if not self._closing:  # later changes wait out the interval, unless flushed
-                    self._wake.wait(INTERVAL)
+                # later changes wait out the interval, unless flushed
+                self._wake.wait_for(lambda: self._closing or self._hurry > 0, INTERVAL)
 
     @staticmethod
     def _notify(rows: list[Row]) -> None:
