@@ -15,10 +15,12 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
+from uuid import UUID
 
 import pytest
 from prefect import flow
-from prefect.client.orchestration import get_client
+from prefect.client.orchestration import SyncPrefectClient, get_client
 from prefect.settings import PREFECT_API_URL
 
 from prefect_work_clusters.tasks.agents import limits
@@ -27,7 +29,7 @@ KILLED_RUN = """
 import json, os, sys, time
 import psutil
 from pathlib import Path
-from prefect.client.orchestration import get_client
+from prefect.client.orchestration import SyncPrefectClient, get_client
 from prefect_work_clusters.tasks.agents.limits import release_left_slots
 record = Path(sys.argv[1])
 release_left_slots(record)  # what the run's recovery does first
@@ -125,3 +127,49 @@ def test_a_run_gives_back_the_slots_its_finished_clusters_do_not_need(tmp_path: 
                                    (1, {"agents-slotfit": 1}),
                                    (0, {})]
     assert not record.exists()
+
+
+@flow
+def hold_a_while(record: str) -> UUID:
+    with limits.run_slots("slot-renew", {"slotrenew": 1}, Path(record)) as slots:
+        time.sleep(1.5)  # several renewals' worth
+        return slots.leases["slotrenew"].lease_id
+
+
+def test_the_lease_is_renewed_while_held_and_no_more_after(tmp_path: Path, prefect_harness: None,
+                                                            monkeypatch: pytest.MonkeyPatch,
+                                                            caplog: pytest.LogCaptureFixture) -> None:
+    renewed: list[UUID] = []
+    real = SyncPrefectClient.renew_concurrency_lease
+
+    def counted(self: SyncPrefectClient, lease_id: UUID, lease_duration: float) -> Any:
+        renewed.append(lease_id)
+        return real(self, lease_id=lease_id, lease_duration=lease_duration)  # the real server answers
+
+    monkeypatch.setattr(SyncPrefectClient, "renew_concurrency_lease", counted)
+    monkeypatch.setattr(limits, "RENEW_EVERY", 0.2)
+    lease = hold_a_while(str(tmp_path / "slots.json"))
+    after = len(renewed)
+    time.sleep(0.6)
+    assert after >= 3 and set(renewed) == {lease}
+    assert len(renewed) == after  # the renewal stopped with the hold
+    assert "could not renew" not in caplog.text
+    assert active(limits.limit_name("slotrenew")) == 0
+
+
+@flow
+def lose_the_lease(record: str) -> str:
+    with limits.run_slots("slot-lost", {"slotlost": 1}, Path(record)) as slots:
+        with get_client(sync_client=True) as client:  # as a server restart would lose it
+            client.release_concurrency_slots_with_lease(slots.leases["slotlost"].lease_id)
+        time.sleep(0.6)
+        return "the agents went on"
+
+
+def test_a_lease_the_server_lost_costs_a_warning_and_the_run_goes_on(tmp_path: Path, prefect_harness: None,
+                                                                     monkeypatch: pytest.MonkeyPatch,
+                                                                     caplog: pytest.LogCaptureFixture) -> None:
+    monkeypatch.setattr(limits, "RENEW_EVERY", 0.2)
+    assert lose_the_lease(str(tmp_path / "slots.json")) == "the agents went on"
+    assert "could not renew the agents' slot lease of agents-slotlost" in caplog.text and "410" in caplog.text
+    assert active(limits.limit_name("slotlost")) == 0 and not (tmp_path / "slots.json").exists()

@@ -47,6 +47,7 @@ SLOT_WAIT_SECONDS = 600.0  # then one line saying how to free them, rather than 
 # runs out (and the server's repossessor, every 15 s, sees it): 60 s rather than Prefect's 300 s,
 # so that the crashed cluster's next flow run does not wait five minutes for its own slot.
 LEASE_SECONDS = 60.0
+RENEW_EVERY = LEASE_SECONDS * 0.75  # Prefect's own fraction
 _creating = threading.Lock()
 _shares: dict[tuple[str, str], threading.BoundedSemaphore] = {}  # (flow run, backend) -> the run's slots
 # The API of the temporary server the CLI started itself (flows/startup.py): like Prefect's own, it
@@ -189,12 +190,12 @@ class _Lease:
         threading.Thread(target=self._renew, name=f"wc-lease-{name}", daemon=True).start()
 
     def _renew(self) -> None:
-        while not self.stop.wait(LEASE_SECONDS * 0.75):  # Prefect's own fraction
+        while not self.stop.wait(RENEW_EVERY):
             try:
                 self.client.renew_concurrency_lease(lease_id=self.lease_id, lease_duration=LEASE_SECONDS)
-            except Exception as exc:  # noqa: BLE001 - the server's trouble; the lease may yet run out
+            except Exception as exc:  # noqa: BLE001 - the server's trouble (a restart lost the lease: 410)
                 get_logger("work-clusters").warning("could not renew the agents' slot lease of %s (%s); the next "
-                                                    "try is in %.0f s", self.name, exc, LEASE_SECONDS * 0.75)
+                                                    "try is in %.0f s", self.name, exc, RENEW_EVERY)
 
     def release(self) -> None:
         self.stop.set()
