@@ -3,7 +3,7 @@ pool puts it (clone the remote, worktree, the agent's attempts, push its branch)
 side is ``flows.dispatch``.
 
 The attempt is the same as in local mode: the mapped ``run-agent`` task with its retries,
-limits, scope check and guard (``flows.work_clusters.run_agents`` over this one cluster).
+limits, scope check and guard (``flows.agents_phase.run_agents`` over this one cluster).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from prefect import flow, get_run_logger
 from prefect.client.schemas.objects import State
 from prefect.states import Completed, Failed
 
-from prefect_work_clusters.flows.work_clusters import run_agents
+from prefect_work_clusters.flows.agents_phase import run_agents
 from prefect_work_clusters.tasks import remote
 from prefect_work_clusters.tasks.context import ClusterRecord
 from prefect_work_clusters.tasks.options import AgentName, NonEmpty, PlanPath, Retries, RunOptions, Timeout
