@@ -13,6 +13,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,7 @@ from prefect.client.orchestration import SyncPrefectClient, get_client
 from prefect.settings import PREFECT_API_URL
 
 from prefect_work_clusters.tasks.agents import limits
+from prefect_work_clusters.tasks.proc import interrupt
 
 KILLED_RUN = """
 import json, os, sys, time
@@ -173,3 +175,21 @@ def test_a_lease_the_server_lost_costs_a_warning_and_the_run_goes_on(tmp_path: P
     assert lose_the_lease(str(tmp_path / "slots.json")) == "the agents went on"
     assert "could not renew the agents' slot lease of agents-slotlost" in caplog.text and "410" in caplog.text
     assert active(limits.limit_name("slotlost")) == 0 and not (tmp_path / "slots.json").exists()
+
+
+def test_an_interrupt_ends_a_wait_for_slots_at_once(tmp_path: Path, prefect_harness: None,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    name = limits.limit_name("slotbusy")
+    limits.ensure_limit(name, 2)
+    with get_client(sync_client=True) as client:  # held by someone this run knows nothing of
+        client.increment_concurrency_slots(names=[name], slots=2, mode="concurrency")
+    monkeypatch.setattr(limits, "SLOT_WAIT_SECONDS", 120.0)
+    threading.Timer(1.0, interrupt.request).start()  # Ctrl-C while the run waits
+    try:
+        with pytest.raises(limits.SlotsBusy) as caught:
+            busy(str(tmp_path / "slots.json"))
+    finally:
+        interrupt.reset()
+        with get_client(sync_client=True) as client:
+            client.release_concurrency_slots(names=[name], slots=2, occupancy_seconds=1.0)
+    assert str(caught.value) == f"interrupted while waiting for 1 slot(s) of {name}; no agent had started"

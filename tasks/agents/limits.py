@@ -39,6 +39,7 @@ from prefect.settings import PREFECT_API_URL
 
 from prefect_work_clusters.tasks.context import RunContext, write_json_atomic
 from prefect_work_clusters.tasks.errors import WorkClustersError
+from prefect_work_clusters.tasks.proc import interrupt
 from prefect_work_clusters.tasks.recovery import read_json
 
 DEFAULT_SLOTS = 16
@@ -179,7 +180,9 @@ class _Lease:
                 pause = float(exc.response.headers.get("Retry-After", 1.0))
                 if time.monotonic() + pause > deadline:
                     raise SlotsBusy(_busy_message(name, take)) from None
-                time.sleep(pause)
+                if interrupt.sleep(pause):  # the user stopped the run while it waited: no agent has started
+                    raise SlotsBusy(f"interrupted while waiting for {take} slot(s) of {name}; "
+                                    "no agent had started") from None
         granted = ConcurrencyLimitWithLeaseResponse.model_validate(response.json())
         if not granted.limits:  # deleted since ensure_limit made sure of it
             raise WorkClustersError(f"the global concurrency limit {name} was deleted while the run took its slots; "

@@ -33,6 +33,11 @@ def requested() -> bool:
     return _requested.is_set()
 
 
+def sleep(seconds: float) -> bool:
+    """Wait ``seconds``, or less when an interrupt comes; whether one did."""
+    return _requested.wait(seconds)
+
+
 def request() -> None:
     """Ask the run to stop: every registered stopper runs at once, each on its own thread."""
     with _lock:
