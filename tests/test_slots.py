@@ -15,6 +15,8 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 from uuid import UUID
@@ -82,6 +84,19 @@ def fitted(record: str) -> list[tuple[int, dict[str, int]]]:
     return seen
 
 
+@contextmanager
+def held_elsewhere(name: str, slots: int) -> Iterator[None]:
+    """``slots`` of the limit ``name`` held meanwhile by someone the run knows nothing of."""
+    limits.ensure_limit(name, slots)
+    with get_client(sync_client=True) as client:
+        client.increment_concurrency_slots(names=[name], slots=slots, mode="concurrency")
+    try:
+        yield
+    finally:
+        with get_client(sync_client=True) as client:
+            client.release_concurrency_slots(names=[name], slots=slots, occupancy_seconds=1.0)
+
+
 @flow
 def busy(record: str) -> None:
     with limits.run_slots("slot-busy", {"slotbusy": 1}, Path(record)):
@@ -106,16 +121,9 @@ def test_a_wait_for_slots_is_logged_and_bounded(tmp_path: Path, prefect_harness:
                                                  monkeypatch: pytest.MonkeyPatch,
                                                  caplog: pytest.LogCaptureFixture) -> None:
     name = limits.limit_name("slotbusy")
-    limits.ensure_limit(name, 2)
-    with get_client(sync_client=True) as client:  # held by someone this run knows nothing of
-        client.increment_concurrency_slots(names=[name], slots=2, mode="concurrency")
     monkeypatch.setattr(limits, "SLOT_WAIT_SECONDS", 2.0)
-    try:
-        with pytest.raises(limits.SlotsBusy) as caught:
-            busy(str(tmp_path / "slots.json"))
-    finally:
-        with get_client(sync_client=True) as client:
-            client.release_concurrency_slots(names=[name], slots=2, occupancy_seconds=1.0)
+    with held_elsewhere(name, 2), pytest.raises(limits.SlotsBusy) as caught:
+        busy(str(tmp_path / "slots.json"))
     message = str(caught.value)
     assert message.startswith(f"gave up after 2 s waiting for 1 slot(s) of the global concurrency limit {name}")
     assert f"prefect gcl inspect {name}" in message and f"prefect gcl update {name} --active-slots 0" in message
@@ -180,16 +188,11 @@ def test_a_lease_the_server_lost_costs_a_warning_and_the_run_goes_on(tmp_path: P
 def test_an_interrupt_ends_a_wait_for_slots_at_once(tmp_path: Path, prefect_harness: None,
                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     name = limits.limit_name("slotbusy")
-    limits.ensure_limit(name, 2)
-    with get_client(sync_client=True) as client:  # held by someone this run knows nothing of
-        client.increment_concurrency_slots(names=[name], slots=2, mode="concurrency")
     monkeypatch.setattr(limits, "SLOT_WAIT_SECONDS", 120.0)
     threading.Timer(1.0, interrupt.request).start()  # Ctrl-C while the run waits
     try:
-        with pytest.raises(limits.SlotsBusy) as caught:
+        with held_elsewhere(name, 2), pytest.raises(limits.SlotsBusy) as caught:
             busy(str(tmp_path / "slots.json"))
     finally:
         interrupt.reset()
-        with get_client(sync_client=True) as client:
-            client.release_concurrency_slots(names=[name], slots=2, occupancy_seconds=1.0)
     assert str(caught.value) == f"interrupted while waiting for 1 slot(s) of {name}; no agent had started"
