@@ -10,13 +10,14 @@ import os
 import sys
 import threading
 import time
-from concurrent.futures import Future, ThreadPoolExecutor, wait
+from concurrent.futures import Future, wait
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from prefect_work_clusters.tasks.checks.user_side import CheckoutState, read_checkout
 from prefect_work_clusters.tasks.context import RunContext
+from prefect_work_clusters.tasks.proc import background
 from prefect_work_clusters.tasks.worktrees import Prepared, prepare
 
 
@@ -76,11 +77,8 @@ def prepare_ahead(ctx: RunContext, checkout: Future[CheckoutState] | None = None
     """Begin ``prepare(ctx)`` in the background now, for this process's flow run of ``ctx`` to
     adopt (``create_worktrees``). The caller holds the plan's run lock, and nothing the flow does
     before its worktrees step may change what they are made from (see ``flows.work_clusters``)."""
-    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="wc-head-start")
-    try:
-        start = HeadStart(ctx=ctx, inputs=_inputs(ctx), prepared=pool.submit(_timed, ctx), checkout=checkout)
-    finally:
-        pool.shutdown(wait=False)
+    start = HeadStart(ctx=ctx, inputs=_inputs(ctx), prepared=background.begin("wc-head-start", _timed, ctx),
+                      checkout=checkout)
     with _AHEAD_LOCK:
         _AHEAD[ctx.runs_dir] = start
     return start

@@ -7,13 +7,14 @@ worktree that is not this plan's, and refs created outside ``refs/replace/`` and
 from __future__ import annotations
 
 import os
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from pathlib import Path
 
 from prefect_work_clusters.tasks.context import RunContext
 from prefect_work_clusters.tasks.git import core as gitops
 from prefect_work_clusters.tasks.git import gitdir
 from prefect_work_clusters.tasks.git import worktrees as gitworktrees
+from prefect_work_clusters.tasks.proc import background
 
 USER_SIDE = "changed while agents ran: by you or by an agent"
 # The user's checkout as ``user_state`` reads it: path -> (status letters, mtime_ns, size).
@@ -42,11 +43,7 @@ def read_checkout(repo: Path) -> Future[CheckoutState]:
     containment watch (``containment.begin``, before the first agent): read while the worktrees are made.
     Nothing of the run writes there meanwhile (its workspace lies outside the repository), and an
     edit of yours in between is reported as the others: changed while agents ran, by you or by an agent."""
-    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="wc-checkout")
-    try:
-        return pool.submit(user_state, repo)
-    finally:
-        pool.shutdown(wait=False)
+    return background.begin("wc-checkout", user_state, repo)
 
 
 def checked_out_by_user(ctx: RunContext) -> set[str]:

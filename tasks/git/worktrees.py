@@ -7,7 +7,7 @@ import os
 import shutil
 import subprocess
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +27,7 @@ from prefect_work_clusters.tasks.git.core import (
     run,
 )
 from prefect_work_clusters.tasks.git.files import is_object_name
+from prefect_work_clusters.tasks.proc.background import begin as in_background
 
 
 @contextmanager
@@ -254,11 +255,7 @@ def begin_removal(repo: Path, paths: Sequence[Path], background: bool = False,
         notes = first()
         removal.start(background)
         return notes
-    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="wc-removal")
-    try:
-        removal.begun = pool.submit(look_then_start)
-    finally:
-        pool.shutdown(wait=False)
+    removal.begun = in_background("wc-removal", look_then_start)
     return removal
 
 

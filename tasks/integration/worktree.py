@@ -15,7 +15,7 @@ import shlex
 import shutil
 import time
 from collections.abc import Iterable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from pathlib import Path
 
 from prefect_work_clusters.tasks.context import RunContext, write_json_atomic
@@ -27,6 +27,7 @@ from prefect_work_clusters.tasks.git import merge as gitmerge
 from prefect_work_clusters.tasks.git import worktrees as gitworktrees
 from prefect_work_clusters.tasks.integration.agent import decisions_dir
 from prefect_work_clusters.tasks.integration.tip import record_tip
+from prefect_work_clusters.tasks.proc import background
 from prefect_work_clusters.tasks.worktrees import sparse_dirs
 
 ATTRIBUTES = ".gitattributes"
@@ -88,9 +89,7 @@ class WorktreeFiles:
                 write_json_atomic(self.record, {"at": commit, "ahead": True} if ahead else {"at": commit})
             return problem
 
-        pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="wc-fill")
-        self._filling = pool.submit(write)
-        pool.shutdown(wait=False)
+        self._filling = background.begin("wc-fill", write)
 
     def wait(self) -> None:
         """Wait for a fill still writing (when it failed, the record still says "never checked out")."""
