@@ -23,6 +23,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 import psutil
@@ -49,6 +50,8 @@ SLOT_WAIT_SECONDS = 600.0  # then one line saying how to free them, rather than 
 # so that the crashed cluster's next flow run does not wait five minutes for its own slot.
 LEASE_SECONDS = 60.0
 RENEW_EVERY = LEASE_SECONDS * 0.75  # Prefect's own fraction
+QUICK_PAUSES = (0.05, 0.1, 0.2, 0.4)  # a busy server asked again after these (``_post``), before Prefect's 2 s
+BUSY = frozenset({429, 502, 503})
 _creating = threading.Lock()
 _shares: dict[tuple[str, str], threading.BoundedSemaphore] = {}  # (flow run, backend) -> the run's slots
 # The API of the temporary server the CLI started itself (flows/startup.py): like Prefect's own, it
@@ -169,20 +172,17 @@ class _Lease:
     def __init__(self, client: SyncPrefectClient, name: str, take: int) -> None:
         self.client, self.name, self.take = client, name, take
         deadline = time.monotonic() + SLOT_WAIT_SECONDS
+        body = {"names": [name], "slots": take, "mode": "concurrency", "lease_duration": LEASE_SECONDS}
         while True:
-            try:
-                response = client.increment_concurrency_slots_with_lease(
-                    names=[name], slots=take, mode="concurrency", lease_duration=LEASE_SECONDS)
+            response = _post(client, "/v2/concurrency_limits/increment-with-lease", body)
+            if response.status_code != 423:  # 423 Locked: no free slots yet
+                response.raise_for_status()
                 break
-            except httpx.HTTPStatusError as exc:
-                if exc.response.status_code != 423:  # 423 Locked: no free slots yet
-                    raise
-                pause = float(exc.response.headers.get("Retry-After", 1.0))
-                if time.monotonic() + pause > deadline:
-                    raise SlotsBusy(_busy_message(name, take)) from None
-                if interrupt.sleep(pause):  # the user stopped the run while it waited: no agent has started
-                    raise SlotsBusy(f"interrupted while waiting for {take} slot(s) of {name}; "
-                                    "no agent had started") from None
+            pause = float(response.headers.get("Retry-After", 1.0))
+            if time.monotonic() + pause > deadline:
+                raise SlotsBusy(_busy_message(name, take))
+            if interrupt.sleep(pause):  # the user stopped the run while it waited: no agent has started
+                raise SlotsBusy(f"interrupted while waiting for {take} slot(s) of {name}; no agent had started")
         granted = ConcurrencyLimitWithLeaseResponse.model_validate(response.json())
         if not granted.limits:  # deleted since ensure_limit made sure of it
             raise WorkClustersError(f"the global concurrency limit {name} was deleted while the run took its slots; "
@@ -202,8 +202,40 @@ class _Lease:
 
     def release(self) -> None:
         self.stop.set()
-        self.client.release_concurrency_slots_with_lease(self.lease_id)
+        _post(self.client, "/v2/concurrency_limits/decrement-with-lease", {"lease_id": str(self.lease_id)})
         emit_concurrency_release_events(self.limits, self.take, self.events)
+
+
+def _post(client: SyncPrefectClient, path: str, body: dict[str, Any]) -> httpx.Response:
+    """POST ``body`` to the API's ``path`` through the run's client; a busy server (429, 502, 503)
+    is asked again after ``QUICK_PAUSES``, then once more as Prefect's client asks (with its own
+    retries). A 423 (no free slots) comes back to the caller; any other error is raised.
+
+    Prefect's client waits 2 s (jittered, then 4 s, 8 s...) before it asks again, even where it
+    will not ask again. Its SQLite server answers 503 "database is locked" when two writes meet: a
+    run's slots taken just after its flow run started met one in 1 of 2 two-agent runs on a fresh
+    ``PREFECT_HOME``, and in every 16-agent one, and its agents started 2 s late. So this one
+    request goes through the client's own connection (its base URL, auth headers and TLS), without
+    that wait; anything unusual (a CSRF refusal, a dropped connection) goes Prefect's way."""
+    http = client._client  # noqa: SLF001 - the run's connected httpx client; its send() is Prefect's retry loop
+    response: httpx.Response | None = None
+    for pause in QUICK_PAUSES:
+        try:
+            response = httpx.Client.send(http, http.build_request("POST", path, json=body))
+        except httpx.TransportError:
+            response = None
+            break
+        if response.status_code not in BUSY:
+            break
+        time.sleep(pause)
+    if response is not None and (response.is_success or response.status_code == 423):
+        return response
+    try:  # Prefect's way: its retries, its CSRF token, its errors
+        return http.send(http.build_request("POST", path, json=body))
+    except httpx.HTTPStatusError as exc:
+        if exc.response.status_code == 423:
+            return exc.response
+        raise
 
 
 def _lasting_api_url() -> str | None:
