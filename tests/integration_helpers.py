@@ -52,10 +52,13 @@ limits: {{timeout_seconds: 60, retries: {retries}, concurrency: 3}}
 
 
 def setup(root: Path, *, verify: list[str] | None = None, retries: int = 0,
-          integration_agent_cmd: str | None = None, extra: dict[str, str] | None = None) -> tuple[RunContext, str]:
-    """The repo (``FILES`` and ``extra``), the plan, the base branch and a worktree per cluster;
-    (context, base SHA)."""
+          integration_agent_cmd: str | None = None, extra: dict[str, str] | None = None,
+          config: dict[str, str] | None = None) -> tuple[RunContext, str]:
+    """The repo (``FILES`` and ``extra``, its git ``config`` set), the plan, the base branch and a
+    worktree per cluster; (context, base SHA)."""
     repo = make_repo(root, {**FILES, **(extra or {})})
+    for key, value in (config or {}).items():
+        git(repo, "config", key, value)
     plan = root / "shop.yaml"
     plan.write_text(plan_text(verify, retries))
     ctx = resolve_run(plan, repo, RunOptions(integration_agent_cmd=integration_agent_cmd), agents_needed=False)

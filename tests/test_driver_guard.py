@@ -19,7 +19,7 @@ def test_overrides_neutralise_only_what_was_planted() -> None:
     pairs = dict(a.split("=", 1) for a in args[1::2])
     assert pairs == {"filter.lfs.clean": "git-lfs clean -- %f",  # the user's own filter keeps working
                      "filter.ev.smudge": "", "filter.ev.required": "false", "merge.ev.driver": MERGE_FILE,
-                     "commit.gpgSign": "false", "tag.gpgSign": "false"}
+                     "commit.gpgSign": "false", "tag.gpgSign": "false", "gpg.ssh.program": "ssh-keygen"}
     assert set(args[0::2]) == {"-c"}
 
 

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from prefect_work_clusters.tasks.checks import containment
 from prefect_work_clusters.tasks.git import changes as gitchanges
 from prefect_work_clusters.tasks.git import core as gitops
 from prefect_work_clusters.tasks.git import history as githistory
@@ -203,3 +204,29 @@ def test_a_merge_after_a_branch_changed_the_attributes_is_computed_again(
     assert [s.status for s in result.steps[:2]] == ["merged", "merged"]
     assert result.steps[2].status != "merged" and result.steps[2].conflicts == ["app/notes.txt"]
     assert len(merge_trees) > 3  # the merges after api were computed again
+
+
+def test_a_repository_that_signs_gets_signed_merges_and_never_a_planted_signing_program(tmp_path: Path) -> None:
+    """The user signs commits (``commit.gpgSign``, an SSH key). Our merges are written by
+    ``commit-tree``, which reads no ``commit.gpgSign``: they must be signed as ``git merge`` signs
+    them, with the user's key, and a signing program planted after the run began must not run."""
+    key = tmp_path / "signing-key"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "wc-test", "-f", str(key)], check=True)
+    signers = tmp_path / "allowed_signers"
+    signers.write_text("* " + key.with_suffix(".pub").read_text())
+    ctx, base = setup(tmp_path, config={"gpg.format": "ssh", "user.signingKey": str(key), "commit.gpgSign": "true",
+                                        "gpg.ssh.allowedSignersFile": str(signers)})
+    containment.begin(ctx)  # the run's start: the user's config trusted, signing on
+    for name in ("api", "ui", "db"):
+        add_to_registry(ctx, name)
+    ran = tmp_path / "planted-ran"
+    planted = tmp_path / "planted.sh"
+    planted.write_text(f"#!/bin/sh\ntouch {ran}\nexec ssh-keygen \"$@\"\n")
+    planted.chmod(0o755)
+    git(ctx.repo, "config", "gpg.ssh.program", str(planted))  # as an agent would, after the run began
+    result = integrate(ctx, base)
+    assert result.ok and [s.status for s in result.steps] == ["merged"] * 3
+    assert not ran.exists()
+    merges = git(ctx.repo, "-c", "gpg.ssh.program=ssh-keygen", "log", "--merges", "--format=%G? %s",  # verifies
+                 f"{base}..{ctx.integration_branch}").splitlines()
+    assert len(merges) == 3 and all(line.startswith("G ") for line in merges), merges  # N: unsigned

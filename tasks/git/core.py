@@ -128,6 +128,15 @@ def trust_config(repo: Path) -> None:
     DRIVERS.trust(common_dir(repo), _config_listing(str(repo)))
 
 
+def signing(repo: Path) -> tuple[str, ...]:
+    """What our ``commit-tree`` calls pass to sign as ``git commit`` and ``git merge`` would: ``-S``
+    (with the user's key) where the user's config signs commits. git's plumbing reads no
+    ``commit.gpgSign`` (since 2.9.1), so without it a run's merges would be the only unsigned
+    commits of a repository that signs. The config as the run trusted it before its first agent
+    (``trust_config``): an agent that turns signing on, or names a key, changes nothing here."""
+    return DRIVERS.signing(common_dir(repo), lambda: _config_listing(str(repo)))
+
+
 @contextmanager
 def _feed(stdin: str | None) -> Iterator[BinaryIO | None]:
     """``stdin`` as a file: the wrapper does not write a pipe while it reads the output."""

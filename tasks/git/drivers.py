@@ -26,6 +26,11 @@ from pathlib import Path
 # Config keys whose value is a command git runs without being asked to on the command line.
 COMMAND_KEY = re.compile(r"^(filter\..+\.(clean|smudge|process)|merge\..+\.driver|gpg(\..+)?\.program)$")
 MERGE_FILE = "git merge-file --marker-size=%L %A %O %B"
+# git's own signing programs, put back where a planted one replaced none of the user's: a ``-S`` of
+# ours (``core.signing``) then signs as the user's config would have, never with the planted one.
+DEFAULT_PROGRAMS = {"gpg.program": "gpg", "gpg.openpgp.program": "gpg", "gpg.x509.program": "gpgsm",
+                    "gpg.ssh.program": "ssh-keygen"}
+GIT_TRUE, GIT_FALSE = {"true", "yes", "on"}, {"false", "no", "off", ""}
 READS = 5  # times the config is read for one call while it keeps changing under the read
 
 Entry = tuple[str, str]
@@ -48,9 +53,38 @@ def command_entries(listing: str) -> tuple[set[Entry], set[str]]:
     return entries, origins
 
 
-def overrides_for(planted: Iterable[Entry], trusted: Iterable[Entry] = ()) -> tuple[str, ...]:
+def signing_args(listing: str) -> tuple[str, ...]:
+    """``-S`` with the user's ``user.signingKey`` (or git's default key) when the config in
+    ``listing`` (``git config -l -z --show-origin``) signs commits (``commit.gpgSign``); else
+    nothing. Command-line entries are ours and are skipped, as in ``command_entries``."""
+    values: dict[str, str | None] = {}
+    fields = listing.split("\0")
+    for origin, item in zip(fields[0::2], fields[1::2], strict=False):
+        key, sep, value = item.partition("\n")
+        if origin.startswith("file:") and key in ("commit.gpgsign", "user.signingkey"):
+            values[key] = value if sep else None  # a key with no value: true, for a boolean
+    sign = values.get("commit.gpgsign", "false")
+    if not (sign is None or sign.strip().lower() in GIT_TRUE or _nonzero(sign)):
+        return ()
+    signer = values.get("user.signingkey")
+    return (f"-S{signer}",) if signer else ("-S",)
+
+
+def _nonzero(value: str) -> bool:
+    text = value.strip().lower()
+    if text in GIT_FALSE:
+        return False
+    try:
+        return int(text.rstrip("kmg")) != 0  # git's integer suffixes
+    except ValueError:
+        return False
+
+
+def overrides_for(planted: Iterable[Entry], trusted: Iterable[Entry] = (), signs: bool = False) -> tuple[str, ...]:
     """The ``-c`` arguments that neutralise each planted command; a command of the user's that
-    was changed gets the user's own back (an LFS filter must keep working in our commits)."""
+    was changed gets the user's own back (an LFS filter must keep working in our commits). Where a
+    signing program was planted, commits are signed as the user's config signed them at the start
+    (``signs``), by git's own program; tags never."""
     args: dict[str, str] = {}
     own = dict(trusted)
     for key, _ in sorted(planted):
@@ -65,7 +99,9 @@ def overrides_for(planted: Iterable[Entry], trusted: Iterable[Entry] = ()) -> tu
         elif section == "merge":
             args[key] = MERGE_FILE
         else:
-            args["commit.gpgSign"] = args["tag.gpgSign"] = "false"
+            args["commit.gpgSign"], args["tag.gpgSign"] = ("true" if signs else "false"), "false"
+            if key in DEFAULT_PROGRAMS:
+                args[key] = DEFAULT_PROGRAMS[key]
     return tuple(arg for key, value in args.items() for arg in ("-c", f"{key}={value}"))
 
 
@@ -93,6 +129,7 @@ class DriverGuard:
 
     def __init__(self) -> None:
         self._trusted: dict[str, set[Entry]] = {}
+        self._signing: dict[str, tuple[str, ...]] = {}  # per shared git dir: ``signing_args`` of its config
         self._seen: dict[str, _Seen] = {}
         self._lock = threading.Lock()
 
@@ -101,7 +138,19 @@ class DriverGuard:
         entries, _ = command_entries(listing)
         with self._lock:
             self._trusted[str(common)] = entries
+            self._signing[str(common)] = signing_args(listing)
             self._seen.clear()
+
+    def signing(self, common: Path, read: Callable[[], str]) -> tuple[str, ...]:
+        """``signing_args`` of ``common``'s config as trusted at the start of the run; before
+        that (no agent has run), of the config as ``read`` lists it now, once."""
+        with self._lock:
+            known = self._signing.get(str(common))
+        if known is None:
+            known = signing_args(read())
+            with self._lock:
+                known = self._signing.setdefault(str(common), known)
+        return known
 
     def active(self) -> bool:
         return bool(self._trusted)
@@ -117,6 +166,7 @@ class DriverGuard:
         shared = common()
         with self._lock:
             trusted = self._trusted.get(str(shared)) if shared else None
+            signs = bool(self._signing.get(str(shared))) if shared else False
         if trusted is None:  # not a repository under a run: asked again only once its .git changes
             dotgit = (os.path.join(cwd, ".git"),)
             with self._lock:
@@ -136,7 +186,7 @@ class DriverGuard:
             before = _stamp(sorted(candidates))
             entries, origins = command_entries(read())
             files = tuple(sorted(candidates | {os.path.join(cwd, o) for o in origins}))
-            read_now = _Seen(files, _stamp(files), overrides_for(entries - trusted, trusted))
+            read_now = _Seen(files, _stamp(files), overrides_for(entries - trusted, trusted, signs))
             if _stamp(sorted(candidates)) == before:
                 break
         else:

@@ -76,7 +76,8 @@ def commit_files_on(repo: Path, parent: str, files: Mapping[str, bytes], message
     if reuse and core.out(repo, "rev-parse", f"{reuse}^{{tree}}") == tree and \
             core.run(repo, "rev-parse", "--verify", "--quiet", f"{reuse}^1", check=False).stdout.strip() == parent:
         return reuse
-    return core.out(repo, "commit-tree", tree, "-p", parent, "-m", message, env=core.identity_env(repo))
+    return core.out(repo, "commit-tree", tree, *core.signing(repo), "-p", parent, "-m", message,
+                    env=core.identity_env(repo))
 
 
 def tree_with_files(repo: Path, parent: str, files: Mapping[str, bytes]) -> str:

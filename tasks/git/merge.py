@@ -101,7 +101,8 @@ def merge_tree(repo: Path, ours: str, theirs: str) -> Prediction:
 def commit_tree(repo: Path, tree: str, parents: Sequence[str], message: str) -> str:
     """A commit object (no ref points at it) so the next prediction can build on this one."""
     args = [a for p in parents for a in ("-p", p)]
-    return gitops.out(repo, "commit-tree", tree, *args, "-m", message, env=gitops.identity_env(repo))
+    return gitops.out(repo, "commit-tree", tree, *gitops.signing(repo), *args, "-m", message,
+                      env=gitops.identity_env(repo))
 
 
 def merge_commit(worktree: Path, ours: str, theirs: str, message: str) -> str | None:
