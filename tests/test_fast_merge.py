@@ -229,4 +229,7 @@ def test_a_repository_that_signs_gets_signed_merges_and_never_a_planted_signing_
     assert not ran.exists()
     merges = git(ctx.repo, "-c", "gpg.ssh.program=ssh-keygen", "log", "--merges", "--format=%G? %s",  # verifies
                  f"{base}..{ctx.integration_branch}").splitlines()
+    # the base commit with the plan and contracts, written before any agent ran
+    assert git(ctx.repo, "-c", "gpg.ssh.program=ssh-keygen", "log", "-1", "--format=%G? %s", base) \
+        == "G work-clusters: plan and contracts for shop"
     assert len(merges) == 3 and all(line.startswith("G ") for line in merges), merges  # N: unsigned

@@ -213,8 +213,8 @@ def _post(client: SyncPrefectClient, path: str, body: dict[str, Any]) -> httpx.R
 
     Prefect's client waits 2 s (jittered, then 4 s, 8 s...) before it asks again, even where it
     will not ask again. Its SQLite server answers 503 "database is locked" when two writes meet: a
-    run's slots taken just after its flow run started met one in 1 of 2 two-agent runs on a fresh
-    ``PREFECT_HOME``, and in every 16-agent one, and its agents started 2 s late. So this one
+    run's slots taken just after its flow run started, on a fresh ``PREFECT_HOME``, met one in 4 of
+    8 runs measured (2 and 16 agents), and every agent started 2 s late. So this one
     request goes through the client's own connection (its base URL, auth headers and TLS), without
     that wait; anything unusual (a CSRF refusal, a dropped connection) goes Prefect's way."""
     http = client._client  # noqa: SLF001 - the run's connected httpx client; its send() is Prefect's retry loop

@@ -143,14 +143,10 @@ class DriverGuard:
 
     def signing(self, common: Path, read: Callable[[], str]) -> tuple[str, ...]:
         """``signing_args`` of ``common``'s config as trusted at the start of the run; before
-        that (no agent has run), of the config as ``read`` lists it now, once."""
+        that (no agent has run: the base commit), of the config as ``read`` lists it now."""
         with self._lock:
             known = self._signing.get(str(common))
-        if known is None:
-            known = signing_args(read())
-            with self._lock:
-                known = self._signing.setdefault(str(common), known)
-        return known
+        return known if known is not None else signing_args(read())
 
     def active(self) -> bool:
         return bool(self._trusted)
