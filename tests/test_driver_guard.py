@@ -8,7 +8,7 @@ from pathlib import Path
 
 from prefect_work_clusters.tasks.git import core as gitops
 from prefect_work_clusters.tasks.git.drivers import MERGE_FILE, DriverGuard, overrides_for
-from tests.conftest import git
+from tests.conftest import git, git_calls
 
 
 def test_overrides_neutralise_only_what_was_planted() -> None:
@@ -46,3 +46,17 @@ def test_a_config_planted_while_the_guard_reads_it_is_read_again_before_our_git_
     pairs = dict(a.split("=", 1) for a in args[1::2])
     assert len(reads) == 2
     assert pairs == {"filter.ev.clean": "", "filter.ev.smudge": "", "filter.ev.required": "false"}
+
+
+def test_signing_before_the_run_trusts_the_config_is_read_once_until_the_config_changes(tmp_path: Path) -> None:
+    """Before the run's start (the base commit; integration called on its own) the signing of our
+    commit-tree calls comes from the config as it is: one listing for a hundred commits, and a
+    new one once the config file changes."""
+    repo = tmp_path / "repo"
+    git(tmp_path, "init", "-q", str(repo))
+    with git_calls() as calls:
+        assert [gitops.signing(repo) for _ in range(100)] == [()] * 100
+        git(repo, "config", "commit.gpgSign", "true")
+        git(repo, "config", "user.signingKey", "ABCD1234")
+        assert gitops.signing(repo) == ("-SABCD1234",)
+    assert sum(1 for args in calls if args[:2] == ("config", "--list")) == 2

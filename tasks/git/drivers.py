@@ -105,6 +105,14 @@ def overrides_for(planted: Iterable[Entry], trusted: Iterable[Entry] = (), signs
     return tuple(arg for key, value in args.items() for arg in ("-c", f"{key}={value}"))
 
 
+def _config_files(common: str) -> tuple[str, ...]:
+    """The config files every git call in a repository of ``common`` reads: its own, the global
+    and the XDG one (those that do not exist yet too)."""
+    home = os.path.expanduser("~")
+    xdg = os.environ.get("XDG_CONFIG_HOME") or os.path.join(home, ".config")
+    return (os.path.join(common, "config"), os.path.join(home, ".gitconfig"), os.path.join(xdg, "git", "config"))
+
+
 def _stamp(files: Iterable[str]) -> Stamp:
     stamps: list[tuple[int, int, int] | None] = []
     for name in files:
@@ -130,6 +138,7 @@ class DriverGuard:
     def __init__(self) -> None:
         self._trusted: dict[str, set[Entry]] = {}
         self._signing: dict[str, tuple[str, ...]] = {}  # per shared git dir: ``signing_args`` of its config
+        self._untrusted_signing: dict[str, tuple[Stamp, tuple[str, ...]]] = {}  # before ``trust``, with its stamp
         self._seen: dict[str, _Seen] = {}
         self._lock = threading.Lock()
 
@@ -143,10 +152,21 @@ class DriverGuard:
 
     def signing(self, common: Path, read: Callable[[], str]) -> tuple[str, ...]:
         """``signing_args`` of ``common``'s config as trusted at the start of the run; before
-        that (no agent has run: the base commit), of the config as ``read`` lists it now."""
+        that (no agent has run: the base commit, or integration called on its own), of the
+        config as ``read`` lists it, read again only when one of its files changes."""
         with self._lock:
             known = self._signing.get(str(common))
-        return known if known is not None else signing_args(read())
+            before = self._untrusted_signing.get(str(common))
+        if known is not None:
+            return known
+        files = _config_files(str(common))
+        if before is not None and before[0] == _stamp(files):
+            return before[1]
+        stamp = _stamp(files)
+        args = signing_args(read())
+        with self._lock:
+            self._untrusted_signing[str(common)] = (stamp, args)
+        return args
 
     def active(self) -> bool:
         return bool(self._trusted)
@@ -168,11 +188,8 @@ class DriverGuard:
             with self._lock:
                 self._seen[cwd] = _Seen(dotgit, _stamp(dotgit), ())
             return ()
-        home = os.path.expanduser("~")
-        xdg = os.environ.get("XDG_CONFIG_HOME") or os.path.join(home, ".config")
         # Files that do not exist yet count too: an agent may create a global or worktree config.
-        candidates = {os.path.join(str(shared), "config"), os.path.join(home, ".gitconfig"),
-                      os.path.join(xdg, "git", "config")}
+        candidates = set(_config_files(str(shared)))
         if gitdir:
             candidates.add(os.path.join(gitdir, "config.worktree"))
         # A config written while it was read (an agent planting a filter one ``git config`` at a
