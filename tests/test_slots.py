@@ -33,7 +33,7 @@ KILLED_RUN = """
 import json, os, sys, time
 import psutil
 from pathlib import Path
-from prefect.client.orchestration import SyncPrefectClient, get_client
+from prefect.client.orchestration import get_client
 from prefect_work_clusters.tasks.agents.limits import release_left_slots
 record = Path(sys.argv[1])
 release_left_slots(record)  # what the run's recovery does first

@@ -23,9 +23,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
-import httpx
 import psutil
 from prefect import get_run_logger
 from prefect.client.orchestration import SyncPrefectClient, get_client
@@ -38,6 +36,7 @@ from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
 from prefect.logging import get_logger
 from prefect.settings import PREFECT_API_URL
 
+from prefect_work_clusters.tasks import busy_api
 from prefect_work_clusters.tasks.context import RunContext, write_json_atomic
 from prefect_work_clusters.tasks.errors import WorkClustersError
 from prefect_work_clusters.tasks.proc import interrupt
@@ -50,8 +49,6 @@ SLOT_WAIT_SECONDS = 600.0  # then one line saying how to free them, rather than 
 # so that the crashed cluster's next flow run does not wait five minutes for its own slot.
 LEASE_SECONDS = 60.0
 RENEW_EVERY = LEASE_SECONDS * 0.75  # Prefect's own fraction
-QUICK_PAUSES = (0.05, 0.1, 0.2, 0.4)  # a busy server asked again after these (``_post``), before Prefect's 2 s
-BUSY = frozenset({429, 502, 503})
 _creating = threading.Lock()
 _shares: dict[tuple[str, str], threading.BoundedSemaphore] = {}  # (flow run, backend) -> the run's slots
 # The API of the temporary server the CLI started itself (flows/startup.py): like Prefect's own, it
@@ -174,7 +171,7 @@ class _Lease:
         deadline = time.monotonic() + SLOT_WAIT_SECONDS
         body = {"names": [name], "slots": take, "mode": "concurrency", "lease_duration": LEASE_SECONDS}
         while True:
-            response = _post(client, "/v2/concurrency_limits/increment-with-lease", body)
+            response = busy_api.post(client, "/v2/concurrency_limits/increment-with-lease", body)
             if response.status_code != 423:  # 423 Locked: no free slots yet
                 response.raise_for_status()
                 break
@@ -202,40 +199,8 @@ class _Lease:
 
     def release(self) -> None:
         self.stop.set()
-        _post(self.client, "/v2/concurrency_limits/decrement-with-lease", {"lease_id": str(self.lease_id)})
+        busy_api.post(self.client, "/v2/concurrency_limits/decrement-with-lease", {"lease_id": str(self.lease_id)})
         emit_concurrency_release_events(self.limits, self.take, self.events)
-
-
-def _post(client: SyncPrefectClient, path: str, body: dict[str, Any]) -> httpx.Response:
-    """POST ``body`` to the API's ``path`` through the run's client; a busy server (429, 502, 503)
-    is asked again after ``QUICK_PAUSES``, then once more as Prefect's client asks (with its own
-    retries). A 423 (no free slots) comes back to the caller; any other error is raised.
-
-    Prefect's client waits 2 s (jittered, then 4 s, 8 s...) before it asks again, even where it
-    will not ask again. Its SQLite server answers 503 "database is locked" when two writes meet: a
-    run's slots taken just after its flow run started, on a fresh ``PREFECT_HOME``, met one in 4 of
-    8 runs measured (2 and 16 agents), and every agent started 2 s late. So this one
-    request goes through the client's own connection (its base URL, auth headers and TLS), without
-    that wait; anything unusual (a CSRF refusal, a dropped connection) goes Prefect's way."""
-    http = client._client  # noqa: SLF001 - the run's connected httpx client; its send() is Prefect's retry loop
-    response: httpx.Response | None = None
-    for pause in QUICK_PAUSES:
-        try:
-            response = httpx.Client.send(http, http.build_request("POST", path, json=body))
-        except httpx.TransportError:
-            response = None
-            break
-        if response.status_code not in BUSY:
-            break
-        time.sleep(pause)
-    if response is not None and (response.is_success or response.status_code == 423):
-        return response
-    try:  # Prefect's way: its retries, its CSRF token, its errors
-        return http.send(http.build_request("POST", path, json=body))
-    except httpx.HTTPStatusError as exc:
-        if exc.response.status_code == 423:
-            return exc.response
-        raise
 
 
 def _lasting_api_url() -> str | None:
